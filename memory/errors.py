@@ -1,0 +1,18 @@
+"""Exception classes of the memory library.
+
+`memory/` is the lower layer (it never imports `sleeptrain_agent`), so the base
+class of every SleepTrain error lives here; `sleeptrain_agent.errors` re-exports
+these and adds the daemon's own.
+"""
+
+
+class SleepTrainError(Exception):
+    """Base class for every error SleepTrain raises on purpose."""
+
+
+class InvalidInput(SleepTrainError):
+    """Input that cannot be stored or processed as given (bad text, bad JSON)."""
+
+
+class NotFound(SleepTrainError):
+    """A memory, turn, conversation, sleep or adapter that does not exist."""

@@ -1,0 +1,153 @@
+"""Schema migrations of the episodic store.
+
+Each migration is a function `mNNN_name(db)`; its name is its identity, is
+recorded in `_migrations` when applied, and is never renamed (simonw/llm's
+pattern). `migrate()` applies, in order, every migration a file has not seen,
+each in its own transaction, so an old file upgrades in place and a crash
+mid-migration leaves the file at the previous version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlite_utils
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]):
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def applied(db: sqlite_utils.Database) -> list[str]:
+    if "_migrations" not in db.table_names():
+        return []
+    return [row["name"] for row in db["_migrations"].rows_where(order_by="id")]
+
+
+def migrate(db: sqlite_utils.Database, until: str | None = None) -> list[str]:
+    """Apply pending migrations (up to and including `until`); return the names applied."""
+    db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id", if_not_exists=True)
+    done = set(applied(db))
+    ran = []
+    for fn in MIGRATIONS:
+        if fn.__name__ not in done:
+            with db.conn:  # one transaction per migration
+                fn(db)
+                db["_migrations"].insert(
+                    {"name": fn.__name__, "applied_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+                )
+            ran.append(fn.__name__)
+        if fn.__name__ == until:
+            break
+    return ran
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["users"].create({"id": str, "created_at": str}, pk="id")
+    db["conversations"].create(
+        {"id": str, "user": str, "title": str, "created_at": str},
+        pk="id",
+        foreign_keys=[("user", "users", "id")],
+    )
+    db["turns"].create(
+        {
+            "id": int,
+            "conversation_id": str,
+            "user": str,
+            "role": str,  # user | assistant | system
+            "content": str,
+            "adapter": str,  # adapter version that produced an assistant reply; NULL = base model
+            "created_at": str,
+            "meta": str,  # JSON object
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id"), ("user", "users", "id")],
+    )
+    db["memories"].create(
+        {
+            "id": int,
+            "user": str,
+            "subject": str,
+            "relation": str,
+            "value": str,
+            "text": str,
+            "status": str,  # pending | consolidated | superseded | rejected | forgotten
+            "importance": float,
+            "source_turns": str,  # JSON list of turn ids
+            "superseded_by": int,
+            "created_at": str,
+            "updated_at": str,
+            "embedding": bytes,  # float32 vector, little-endian
+            "meta": str,  # JSON object
+        },
+        pk="id",
+        foreign_keys=[("user", "users", "id"), ("superseded_by", "memories", "id")],
+    )
+    db["decisions"].create(
+        {
+            "id": int,
+            "turn_id": int,
+            "memory_id": int,
+            "decision": str,  # STORE | REJECT | CORRECT | REINFORCE
+            "supersedes": int,
+            "importance": float,
+            "reasons": str,  # JSON list of strings
+            "scores": str,  # JSON object
+            "judge": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("turn_id", "turns", "id"), ("memory_id", "memories", "id")],
+    )
+    db["sleeps"].create(
+        {
+            "id": int,
+            "status": str,  # running | promoted | rejected | failed
+            "trigger": str,
+            "started_at": str,
+            "finished_at": str,
+            "adapter": str,
+            "details": str,  # JSON object: counts, loss, validation scores
+            "error": str,
+        },
+        pk="id",
+    )
+    db["adapters"].create(
+        {
+            "version": str,  # v0001, v0002, ...
+            "path": str,
+            "sleep_id": int,
+            "parent": str,
+            "active": int,
+            "created_at": str,
+            "scores": str,  # JSON object
+        },
+        pk="version",
+        foreign_keys=[("sleep_id", "sleeps", "id")],
+    )
+    db["turns"].create_index(["conversation_id", "id"])
+    db["turns"].create_index(["user", "id"])
+    db["memories"].create_index(["user", "status"])
+    db["decisions"].create_index(["turn_id"])
+    db["decisions"].create_index(["memory_id"])
+
+
+@migration
+def m002_fts(db: sqlite_utils.Database) -> None:
+    db["turns"].enable_fts(["content"], fts_version="FTS5", create_triggers=True)
+    db["memories"].enable_fts(["subject", "relation", "value", "text"], fts_version="FTS5", create_triggers=True)
+
+
+@migration
+def m003_replay(db: sqlite_utils.Database) -> None:
+    # Replay bookkeeping: the sleep that consolidated a memory, how often it was
+    # rehearsed, and its recall measured at the last validation (NULL = never).
+    memories = db["memories"]
+    memories.add_column("consolidated_in", int)
+    memories.add_column("times_replayed", int, not_null_default=0)
+    memories.add_column("last_recall", float)

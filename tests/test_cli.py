@@ -1,0 +1,145 @@
+"""The `sleeptrain` CLI through click's runner, on a real temporary store:
+exact output, JSON shapes parsed back, and the rows each command writes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from memory.store import Store
+from sleeptrain_agent.cli import cli
+
+
+@pytest.fixture
+def state(tmp_path):
+    """A state directory with two users, a few turns and memories."""
+    path = tmp_path / "st"
+    store = Store(path / "sleeptrain.db")
+    ca = store.start_conversation("alice", conversation_id="conv-a")
+    t1 = store.log_turn(ca, "user", "My dog is called Pilsner.")
+    store.log_turn(ca, "assistant", "Nice name!", adapter="v0001")
+    cb = store.start_conversation("bob", conversation_id="conv-b")
+    t3 = store.log_turn(cb, "user", "I live in Bergen.")
+    m1 = store.add_memory(user="alice", subject="alice's dog", relation="name", value="Pilsner",
+                          text="Alice's dog is called Pilsner", importance=0.9, source_turns=[t1["id"]])  # fmt: skip
+    store.log_decision(turn_id=t1["id"], decision="STORE", judge="rules", memory_id=m1["id"], importance=0.9,
+                       reasons=["personal fact"])  # fmt: skip
+    store.add_memory(user="bob", subject="bob", relation="lives in", value="Bergen", text="Bob lives in Bergen",
+                     importance=0.7, source_turns=[t3["id"]], status="consolidated")  # fmt: skip
+    store.close()
+    return path
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_memory_list_json_shape(state):
+    rows = json.loads(run("memory", "list", "--state-dir", state, "--json").output)
+    assert [r["value"] for r in rows] == ["Pilsner", "Bergen"]
+    required = {"id", "user", "subject", "relation", "value", "text", "status", "importance", "created_at"}
+    assert all(required <= set(r) for r in rows)
+    rows = json.loads(run("memory", "list", "--state-dir", state, "--status", "consolidated", "--json").output)
+    assert [r["user"] for r in rows] == ["bob"]
+    rows = json.loads(run("memory", "list", "--state-dir", state, "--user", "alice", "--json").output)
+    assert [r["value"] for r in rows] == ["Pilsner"]
+
+
+def test_memory_list_table(state):
+    out = run("memory", "list", "--state-dir", state).output
+    assert "Pilsner" in out and "Bergen" in out and "consolidated" in out
+
+
+def test_state_dir_from_env(state, monkeypatch):
+    monkeypatch.setenv("SLEEPTRAIN_HOME", str(state))
+    assert len(json.loads(run("memory", "list", "--json").output)) == 2
+
+
+def test_memory_show_has_decisions_and_source_turns(state):
+    data = json.loads(run("memory", "show", "1", "--state-dir", state, "--json").output)
+    assert data["value"] == "Pilsner"
+    assert [d["decision"] for d in data["decisions"]] == ["STORE"]
+    assert [t["content"] for t in data["source_turns"]] == ["My dog is called Pilsner."]
+    out = run("memory", "show", "1", "--state-dir", state).output
+    assert "STORE" in out and "My dog is called Pilsner." in out
+
+
+def test_memory_search(state):
+    rows = json.loads(run("memory", "search", "Bergen", "--state-dir", state, "--json").output)
+    assert [r["user"] for r in rows] == ["bob"]
+    assert json.loads(run("memory", "search", "Bergen", "--user", "alice", "--state-dir", state, "--json").output) == []
+
+
+def test_memory_forget_changes_the_row(state):
+    result = run("memory", "forget", "1", "--state-dir", state)
+    assert result.output == "forgot memory 1: Alice's dog is called Pilsner\n"
+    store = Store(state / "sleeptrain.db")
+    assert store.memory(1)["status"] == "forgotten"
+    assert [m["id"] for m in store.memories(status="pending")] == []
+
+
+def test_missing_memory_is_a_clean_error(state):
+    result = run("memory", "show", "99", "--state-dir", state, ok=False)
+    assert result.exit_code == 1
+    assert result.output == "Error: no memory 99\n"
+
+
+def test_memory_stats(state):
+    stats = json.loads(run("memory", "stats", "--state-dir", state, "--json").output)
+    assert stats["memories"] == 2 and stats["turns"] == 3 and stats["conversations"] == 2
+    assert stats["by_status"]["pending"] == 1 and stats["by_status"]["consolidated"] == 1
+    assert "memories pending" in run("memory", "stats", "--state-dir", state).output
+
+
+def test_conversations_and_turns(state):
+    convs = json.loads(run("conversations", "--state-dir", state, "--json").output)
+    assert {c["id"]: c["turns"] for c in convs} == {"conv-a": 2, "conv-b": 1}
+    rows = json.loads(run("turns", "--state-dir", state, "--conversation", "conv-a", "--json").output)
+    required = {"id", "conversation_id", "user", "role", "content", "adapter", "created_at"}
+    assert all(required <= set(r) for r in rows)
+    assert [(r["role"], r["adapter"]) for r in rows] == [("user", None), ("assistant", "v0001")]
+    rows = json.loads(run("turns", "--state-dir", state, "--search", "Bergen", "--json").output)
+    assert [r["conversation_id"] for r in rows] == ["conv-b"]
+    result = run("turns", "--state-dir", state, "--conversation", "nope", ok=False)
+    assert result.output == "Error: no conversation 'nope'\n"
+
+
+def test_bad_config_is_a_clean_error(state, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("store:\n  busy_timeout_ms: soon\n")
+    result = run("memory", "list", "--state-dir", state, "--config", cfg, ok=False)
+    assert result.exit_code == 1
+    assert "store.busy_timeout_ms" in result.output and "'soon'" in result.output
+
+
+def test_config_command_shows_resolved_values(state, monkeypatch):
+    monkeypatch.setenv("SLEEPTRAIN_STORE__BUSY_TIMEOUT_MS", "1234")
+    data = json.loads(run("config", "--state-dir", state, "--json").output)
+    assert data["store"]["busy_timeout_ms"] == 1234
+    assert data["state_dir"] == str(state.resolve())
+
+
+def _all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(_all_commands(cli)), ids=" ".join)
+def test_every_command_has_help(path):
+    result = run(*path, "--help")
+    assert "Usage:" in result.output
+    command = cli
+    for part in path:
+        command = command.commands[part]
+    assert command.help and command.help.strip(), f"{' '.join(path)} has no help text"
+    if not isinstance(command, click.Group):
+        assert "Example:" in command.help, f"{' '.join(path)} help has no example"
+        assert "--state-dir" in result.output
