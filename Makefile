@@ -11,7 +11,7 @@ install:
 	@bash scripts/install.sh
 
 run: install
-	$(BIN)/sleeptrain memory stats
+	$(BIN)/sleeptrain chat
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

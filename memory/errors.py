@@ -16,3 +16,7 @@ class InvalidInput(SleepTrainError):
 
 class NotFound(SleepTrainError):
     """A memory, turn, conversation, sleep or adapter that does not exist."""
+
+
+class TooLarge(InvalidInput):
+    """Input over a configured size limit (a turn over `store.max_text_bytes`, a huge request)."""

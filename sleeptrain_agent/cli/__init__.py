@@ -33,16 +33,17 @@ class _Group(click.Group):
 def cli(verbose: int) -> None:
     """SleepTrain: a chat agent that learns from its conversations while it sleeps.
 
-    Quick start: `sleeptrain models fetch`, then `sleeptrain memory list`.
+    Quick start: `sleeptrain chat` (starts the daemon if none runs).
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)
+    handler = RichHandler(show_path=False, level=level)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 def _register() -> None:
-    from sleeptrain_agent.cli import config_cmd, memory, models
+    from sleeptrain_agent.cli import chat, config_cmd, daemon, memory, models
 
-    for module in (memory, models, config_cmd):
+    for module in (chat, daemon, memory, models, config_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,161 @@
+"""The awake agent loop: one user turn in, one reply out, both in the store.
+
+Order of work for a turn (the data flow's step 1):
+1. validate everything (roles, text, sizes, and that the new message fits the
+   model's context) -- a refused request writes nothing;
+2. write the user turn to the store *before* generating;
+3. hand the turn to the hippocampus queue (off the reply's critical path);
+4. build the prompt: the configured system prompt (unless the client sent its
+   own) plus as many of the most recent messages as fit in
+   `model.context_length` minus the reply budget (oldest dropped first);
+5. stream the reply from the backend, then log it with the adapter version
+   that produced it, its finish reason and token counts. A reply cut short (a
+   client that disconnects, Ctrl-C in the chat) is logged as far as it got,
+   marked `interrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from memory.store import Store
+from sleeptrain_agent.backends import Backend, GenerationParams
+from sleeptrain_agent.config import Settings
+from sleeptrain_agent.errors import BackendError, InvalidInput
+
+log = logging.getLogger(__name__)
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class ChatRequest:
+    user: str
+    messages: list[dict]
+    params: GenerationParams
+    conversation_id: str | None = None
+
+
+class ChatTurn:
+    """A reply in progress: iterate for text deltas; `user_turn` is already stored,
+    `reply_turn` is set once the reply is logged."""
+
+    def __init__(self, agent: Agent, conversation_id: str, user_turn: dict, prompt: list[dict], params: GenerationParams):
+        self.agent = agent
+        self.conversation_id = conversation_id
+        self.user_turn = user_turn
+        self.reply_turn: dict | None = None
+        self.reply = agent.backend.generate(prompt, params)
+        self.adapter = self.reply.adapter
+        self._text: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        completed = False
+        try:
+            for delta in self.reply:
+                self._text.append(delta)
+                yield delta
+            completed = True
+        finally:
+            self._log(interrupted=not completed)
+
+    def text(self) -> str:
+        return "".join(self)
+
+    def close(self) -> None:
+        """Stop generating; the part produced so far is logged (once)."""
+        self.reply.close()
+        self._log(interrupted=True)
+
+    def _log(self, interrupted: bool) -> None:
+        if self.reply_turn is not None:
+            return
+        meta = {
+            "finish_reason": "interrupted" if interrupted else self.reply.finish_reason,
+            "prompt_tokens": self.reply.prompt_tokens,
+            "completion_tokens": self.reply.completion_tokens,
+        }
+        self.reply_turn = self.agent.store.log_turn(
+            self.conversation_id, "assistant", "".join(self._text), adapter=self.adapter, meta=meta
+        )
+
+
+class Agent:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, model_path: Path,
+                 turns: queue.Queue | None = None):  # fmt: skip
+        from transformers import AutoTokenizer
+
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.turns = turns if turns is not None else queue.Queue()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def _check(self, messages: list[dict]) -> list[dict]:
+        if not isinstance(messages, list) or not messages:
+            raise InvalidInput("messages must be a non-empty list")
+        clean = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES:
+                raise InvalidInput(f"messages[{i}].role must be one of {', '.join(ROLES)}")
+            content = m.get("content")
+            if isinstance(content, list):  # OpenAI content parts: keep the text ones
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            if not isinstance(content, str):
+                raise InvalidInput(f"messages[{i}].content must be text")
+            clean.append({"role": m["role"], "content": self.store.check_text(f"messages[{i}].content", content)})
+        if clean[-1]["role"] != "user":
+            raise InvalidInput("the last message must come from the user")
+        if not clean[-1]["content"].strip():
+            raise InvalidInput("the user message is empty")
+        return clean
+
+    def _tokens(self, messages: list[dict]) -> int:
+        return len(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+    def prompt(self, messages: list[dict], max_tokens: int) -> list[dict]:
+        """System prompt + the most recent messages that fit in the context with room for the reply."""
+        system = [m for m in messages[:1] if m["role"] == "system"] or [
+            {"role": "system", "content": self.settings.serve.system_prompt}
+        ]
+        history = [m for m in messages if m["role"] != "system"]
+        budget = self.settings.model.context_length - max_tokens
+        last = history[-1:]
+        needed = self._tokens(system + last)
+        if needed > budget:
+            raise InvalidInput(
+                f"the message is too long for the model: {needed} tokens with the system prompt, and "
+                f"{self.settings.model.context_length} - {max_tokens} (reply) = {budget} fit"
+            )
+        # binary search for the longest suffix of the history that fits
+        lo, hi = 1, len(history)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._tokens(system + history[-mid:]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        kept = history[-lo:]
+        while kept and kept[0]["role"] != "user":  # a prompt starts with a user turn
+            kept = kept[1:]
+        if lo < len(history):
+            log.debug("dropped %d old messages to fit the context", len(history) - len(kept))
+        return system + kept
+
+    def chat(self, request: ChatRequest) -> ChatTurn:
+        """Validate, log the user turn, queue it for the hippocampus and start the reply."""
+        messages = self._check(request.messages)
+        max_tokens = min(request.params.max_tokens, self.settings.model.context_length // 2)
+        request.params.max_tokens = max_tokens
+        prompt = self.prompt(messages, max_tokens)
+        cid = self.store.start_conversation(request.user, request.conversation_id)
+        user_turn = self.store.log_turn(cid, "user", messages[-1]["content"])
+        self.turns.put(user_turn)
+        try:
+            return ChatTurn(self, cid, user_turn, prompt, request.params)
+        except BackendError:
+            log.warning("turn %s stored, but the backend could not answer it", user_turn["id"])
+            raise

@@ -1,0 +1,117 @@
+"""Inference backends: what answers a list of messages, with which adapter.
+
+Every backend has the same small surface (`Backend`): start/stop, a health
+check, `generate()` returning a `Reply` (iterate it for text deltas), the
+active adapter version, and `swap()` to hot-swap to another adapter version by
+path. Backends know nothing of the store, sleep, API or CLI.
+
+- `vllm` (`backends/vllm.py`, the default): a vLLM OpenAI server as a child
+  process, adapters loaded at runtime under a new name per version.
+- `embedded` (`backends/embedded.py`): transformers + PEFT in this process,
+  for machines where vLLM cannot run and for quick tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sleeptrain_agent.config import Settings
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    stop: list[str] = field(default_factory=list)
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+class Reply:
+    """One generation: iterate for text deltas. `adapter` is fixed when it starts;
+    `finish_reason` and token counts are set once iteration ends."""
+
+    def __init__(self, deltas: Iterator[str], adapter: str | None, on_close: Callable[[], None] | None = None):
+        self._deltas = deltas
+        self.adapter = adapter
+        self.finish_reason: str | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._deltas
+        finally:
+            self.close()
+
+    def text(self) -> str:
+        return "".join(self)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close = getattr(self._deltas, "close", None)
+            if close:
+                close()
+            if self._on_close:
+                self._on_close()
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def healthy(self) -> bool: ...
+    def status(self) -> dict: ...
+    @property
+    def active(self) -> str | None: ...
+    def generate(self, messages: list[dict], params: GenerationParams) -> Reply: ...
+    def swap(self, version: str | None, path: Path | None) -> float: ...
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def create_backend(settings: Settings, model_path: Path, log_dir: Path) -> Backend:
+    """The configured backend (`serve.backend`; `auto` = vllm where it is installed)."""
+    kind = settings.serve.backend
+    if kind == "auto":
+        kind = "vllm" if vllm_available() else "embedded"
+    if kind == "vllm":
+        from sleeptrain_agent.backends.vllm import VLLMBackend
+
+        return VLLMBackend(settings, model_path, log_dir)
+    from sleeptrain_agent.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(settings, model_path)
+
+
+def check_adapter(path: Path, max_rank: int | None = None) -> None:
+    """Refuse an adapter directory that no backend could serve (before touching the backend)."""
+    import json
+
+    from sleeptrain_agent.errors import AdapterError
+
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise AdapterError(f"{path} is not a LoRA adapter (no adapter_config.json)")
+    try:
+        config = json.loads(config_file.read_text())
+    except ValueError as e:
+        raise AdapterError(f"{config_file} is not valid JSON: {e}") from None
+    if not any((path / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise AdapterError(f"{path} has no adapter weights (adapter_model.safetensors)")
+    if max_rank is not None and int(config.get("r", 0)) > max_rank:
+        raise AdapterError(f"adapter rank {config.get('r')} is above the server's max_lora_rank {max_rank}")
+    if config.get("modules_to_save"):
+        raise AdapterError("adapters with modules_to_save cannot be hot-swapped into vLLM")
+    if config.get("use_dora"):
+        raise AdapterError("DoRA adapters cannot be served by vLLM")

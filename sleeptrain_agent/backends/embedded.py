@@ -1,0 +1,185 @@
+"""The embedded backend: transformers + PEFT inside the daemon process.
+
+For machines where vLLM cannot run (macOS, no vllm installed) and for quick
+tests. One generation runs at a time (`_lock`): on a small CPU, batching in
+one process gains little, and PEFT's adapter swap mutates the model, so it
+must not overlap a forward pass. A swap therefore waits for the generation in
+progress, then loads the new adapter under a new name (`load_adapter` +
+`set_adapter`) and deletes the previous one. The reply records the version
+active when its generation started.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from sleeptrain_agent.backends import GenerationParams, Reply, check_adapter
+from sleeptrain_agent.config import Settings
+from sleeptrain_agent.errors import AdapterError, BackendError
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, settings: Settings, model_path: Path):
+        self.settings = settings
+        self.model_path = model_path
+        self.model = None
+        self.tokenizer = None
+        self._lock = threading.Lock()
+        self._active_version: str | None = None
+        self._adapter_name: str | None = None
+        self._names = itertools.count(1)
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = self.settings.model.dtype
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.model_path, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
+            )
+        except Exception as e:  # transformers raises many kinds for a bad directory
+            raise BackendError(f"could not load the model from {self.model_path}: {e}") from e
+        self.model.eval()
+        self._ready.set()
+        log.info("embedded backend ready (%s)", self.model_path)
+
+    def stop(self) -> None:
+        self._ready.clear()
+
+    def healthy(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self._ready.wait(timeout):
+            raise BackendError("the embedded model is not loaded yet; try again shortly")
+
+    def status(self) -> dict:
+        return {"backend": self.name, "adapter_name": self._adapter_name, "busy": self._lock.locked()}
+
+    @property
+    def active(self) -> str | None:
+        return self._active_version
+
+    def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        self.wait_ready(self.settings.serve.request_timeout_s)
+        inputs = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
+        cancelled = threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return cancelled.is_set()
+
+        kwargs = dict(
+            **inputs,
+            max_new_tokens=params.max_tokens,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_Cancel()]),
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+
+        self._lock.acquire()
+        version = self._active_version
+        reply = Reply(iter(()), version, on_close=cancelled.set)
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                with torch.inference_mode():
+                    if version is None and self._adapter_name is not None:
+                        with self.model.disable_adapter():
+                            out = self.model.generate(**kwargs)
+                    else:
+                        out = self.model.generate(**kwargs)
+                result["tokens"] = out.shape[1] - inputs["input_ids"].shape[1]
+            except Exception as e:  # reported to the reader below
+                result["error"] = e
+                streamer.end()
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=run, name="embedded-generate", daemon=True).start()
+        reply._deltas = self._deltas(streamer, reply, result, params, inputs["input_ids"].shape[1])
+        return reply
+
+    def _deltas(self, streamer, reply: Reply, result: dict, params: GenerationParams, prompt_tokens: int) -> Iterator[str]:
+        # Hold back a stop string's length of text so a stop string is never emitted.
+        hold = max((len(s) for s in params.stop), default=0)
+        text, sent = "", 0
+        for piece in streamer:
+            text += piece
+            cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+            if cut >= 0:
+                if cut > sent:
+                    yield text[sent:cut]
+                reply.finish_reason = "stop"
+                reply.close()
+                break
+            if len(text) - hold > sent:
+                yield text[sent : len(text) - hold]
+                sent = len(text) - hold
+        else:
+            if "error" in result:
+                raise BackendError(f"generation failed: {result['error']}") from result["error"]
+            if len(text) > sent:
+                yield text[sent:]
+            tokens = result.get("tokens", 0)
+            reply.finish_reason = "length" if tokens >= params.max_tokens else "stop"
+        reply.prompt_tokens = prompt_tokens
+        reply.completion_tokens = result.get("tokens", len(self.tokenizer(text)["input_ids"]))
+
+    def swap(self, version: str | None, path: Path | None) -> float:
+        """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
+        from peft import PeftModel
+
+        self.wait_ready(self.settings.serve.request_timeout_s)
+        if version is not None:
+            check_adapter(Path(path))
+        with self._lock:  # waits for the generation in progress
+            t0 = time.perf_counter()
+            old = self._adapter_name
+            if version is None:
+                self._active_version = None
+            else:
+                name = f"{version}.{next(self._names)}"
+                try:
+                    if isinstance(self.model, PeftModel):
+                        self.model.load_adapter(str(path), adapter_name=name)
+                    else:
+                        self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                    self.model.set_adapter(name)
+                except Exception as e:  # a corrupt adapter: keep serving the current one
+                    if old is not None and isinstance(self.model, PeftModel):
+                        self.model.set_adapter(old)
+                    raise AdapterError(f"could not load adapter {version} from {path}: {e}") from e
+                if old is not None:
+                    self.model.delete_adapter(old)
+                self._adapter_name, self._active_version = name, version
+            elapsed = time.perf_counter() - t0
+        log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
+        return elapsed

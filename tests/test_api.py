@@ -1,0 +1,153 @@
+"""The HTTP API's request handling, through FastAPI's test client, with the real store
+and tokenizer and a fake backend (the real backends are in test_serving.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from memory.store import Store
+from sleeptrain_agent.api import create_app
+from sleeptrain_agent.config import load_settings
+from sleeptrain_agent.daemon import Daemon
+from sleeptrain_agent.errors import AdapterError
+from tests.fakes import FakeBackend
+
+CHAT = "/v1/chat/completions"
+
+
+def make(tmp_path, **serve):
+    settings = load_settings(overrides={"serve": serve} if serve else None)
+    daemon = Daemon(settings, tmp_path / "state", backend=FakeBackend())
+    client = TestClient(create_app(daemon))
+    return daemon, client
+
+
+@pytest.fixture
+def api(tmp_path):
+    daemon, client = make(tmp_path)
+    with client:
+        yield daemon, client
+
+
+def test_chat_round_trip_and_store(api):
+    daemon, client = api
+    daemon.backend.enqueue("Paris is the capital.")
+    r = client.post(CHAT, json={"model": "sleeptrain", "messages": [{"role": "user", "content": "Capital of France?"}],
+                                "user": "alice"}, headers={"X-Conversation-Id": "conv-1"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == "Paris is the capital."
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert r.headers["X-Conversation-Id"] == "conv-1" == body["conversation_id"]
+    rows = daemon.store.turns(conversation_id="conv-1")
+    assert [(t["role"], t["user"]) for t in rows] == [("user", "alice"), ("assistant", "alice")]
+
+
+def test_streaming_sse(api):
+    daemon, client = api
+    daemon.backend.enqueue("one two three")
+    payload = {"messages": [{"role": "user", "content": "count"}], "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", CHAT, json=payload) as r:
+        assert r.status_code == 200
+        lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "one two three"
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    assert daemon.store.turns()[-1]["content"] == "one two three"
+
+
+def test_health_and_models(api):
+    daemon, client = api
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["adapter"] is None and health["sleeping"] is False
+    assert health["hippocampus_queue"] == 0
+    daemon.backend.swap("v0002", None)
+    models = client.get("/v1/models").json()["data"]
+    assert [m["id"] for m in models] == ["sleeptrain", "v0002"] and models[0]["adapter"] == "v0002"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON"),
+        ({"json": {"model": "sleeptrain"}}, 400, "messages"),
+        ({"json": {"messages": []}}, 400, "messages"),
+        ({"json": {"messages": [{"role": "user", "content": ""}]}}, 400, "empty"),
+        ({"json": {"messages": [{"role": "user", "content": "x" * 2_000_000}]}}, 413, "limit"),
+        ({"json": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4"}}, 404, "gpt-4"),
+        ({"json": {"messages": [{"role": "user", "content": "hi"}], "temperature": 9}}, 400, "temperature"),
+        ({"json": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}}, 400, "max_tokens"),
+    ],
+    ids=["invalid-json", "no-messages", "empty-messages", "empty-content", "2MB", "unknown-model", "temperature",
+         "max-tokens"],  # fmt: skip
+)
+def test_bad_requests_get_clear_4xx_and_store_nothing(api, kwargs, status, message):
+    daemon, client = api
+    r = client.post(CHAT, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"]
+    assert daemon.store.stats()["turns"] == 0
+
+
+def test_body_over_request_limit_is_413(tmp_path):
+    daemon, client = make(tmp_path, max_request_bytes=10_000)
+    with client:
+        r = client.post(CHAT, json={"messages": [{"role": "user", "content": "y" * 20_000}]})
+    assert r.status_code == 413 and "serve.max_request_bytes" in r.json()["error"]["message"]
+    assert daemon.store.stats()["turns"] == 0
+
+
+def test_token_required_when_configured(tmp_path):
+    daemon, client = make(tmp_path, token="s3cret")
+    msg = {"messages": [{"role": "user", "content": "hi"}]}
+    with client:
+        assert client.get("/health").status_code == 200  # health stays open
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            r = client.post(CHAT, json=msg, headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+            assert client.post("/v1/adapters/v0001/activate", headers=headers).status_code == 401
+            assert client.get("/v1/memories", headers=headers).status_code == 401
+        assert daemon.store.stats()["turns"] == 0
+        ok = client.post(CHAT, json=msg, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_activate_and_rollback(api, tmp_path):
+    daemon, client = api
+    store: Store = daemon.store
+    store.add_adapter("v0001", tmp_path / "v0001")
+    store.add_adapter("v0002", tmp_path / "v0002")
+    assert client.post("/v1/adapters/v0002/activate").json()["adapter"] == "v0002"
+    assert client.post("/v1/adapters/v0001/activate").json()["adapter"] == "v0001"
+    assert store.active_adapter()["version"] == "v0001" and daemon.backend.active == "v0001"
+    listing = client.get("/v1/adapters").json()
+    assert listing["active"] == "v0001" and len(listing["data"]) == 2
+    assert client.post("/v1/adapters/v0099/activate").status_code == 404
+    assert client.post("/v1/adapters/base/activate").json()["adapter"] is None
+    assert store.active_adapter() is None
+
+
+def test_failed_swap_keeps_the_active_adapter(api, tmp_path):
+    daemon, client = api
+    daemon.store.add_adapter("v0001", tmp_path / "v0001")
+    daemon.store.add_adapter("v0002", tmp_path / "broken")
+    client.post("/v1/adapters/v0001/activate")
+    daemon.backend.fail_swap = AdapterError("weights are corrupt")
+    r = client.post("/v1/adapters/v0002/activate")
+    assert r.status_code == 422 and "corrupt" in r.json()["error"]["message"]
+    assert daemon.store.active_adapter()["version"] == "v0001" and daemon.backend.active == "v0001"
+
+
+def test_memories_endpoint_and_forget(api):
+    daemon, client = api
+    m = daemon.store.add_memory(user="alice", subject="alice", relation="likes", value="tea", text="Alice likes tea")
+    daemon.store.add_memory(user="bob", subject="bob", relation="likes", value="coffee", text="Bob likes coffee")
+    assert [x["value"] for x in client.get("/v1/memories", params={"user": "alice"}).json()] == ["tea"]
+    assert client.get("/v1/memories", params={"status": "bogus"}).status_code == 400
+    assert client.post(f"/v1/memories/{m['id']}/forget").json()["status"] == "forgotten"
+    assert client.post("/v1/memories/999/forget").status_code == 404
