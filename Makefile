@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench docs clean
+.PHONY: install run test test-fast lint bench docs clean
 
 install:
 	@bash scripts/install.sh
@@ -14,13 +14,18 @@ run: install
 	$(BIN)/sleeptrain chat
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not real and not slow" $(PYTEST_ARGS)
 
+lint: install
+	$(BIN)/ruff check .
+
 bench: install
 	$(BIN)/python benchmarks/store_bench.py
+	$(BIN)/python -m benchmarks.serve_bench
 
 docs: install
 	$(BIN)/python scripts/gen_docs.py

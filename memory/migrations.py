@@ -38,7 +38,7 @@ def migrate(db: sqlite_utils.Database, until: str | None = None) -> list[str]:
             with db.conn:  # one transaction per migration
                 fn(db)
                 db["_migrations"].insert(
-                    {"name": fn.__name__, "applied_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+                    {"name": fn.__name__, "applied_at": dt.datetime.now(dt.UTC).isoformat()}
                 )
             ran.append(fn.__name__)
         if fn.__name__ == until:

@@ -52,7 +52,7 @@ _JSON_COLUMNS = {
 
 def now() -> str:
     """The current UTC time as ISO 8601 with microseconds; every timestamp in the store."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 class Store:

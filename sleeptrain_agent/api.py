@@ -25,6 +25,7 @@ import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse

@@ -166,7 +166,7 @@ class EmbeddedBackend:
             if version is None:
                 self._active_version = None
             else:
-                name = f"{version}.{next(self._names)}"
+                name = f"{version}_{next(self._names)}"
                 try:
                     if isinstance(self.model, PeftModel):
                         self.model.load_adapter(str(path), adapter_name=name)

