@@ -14,27 +14,19 @@ times through `POST /v1/adapters/{v}/activate` and prints the swap time
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from benchmarks._daemon import percentile, running_daemon
 from memory.store import Store
-from sleeptrain_agent.backends.vllm import free_port
 from sleeptrain_agent.config import load_settings, model_dir
 from tests.adapters import make_adapter
 
 QUESTION = "Tell me about the city of Paris."
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def main() -> None:
@@ -49,26 +41,7 @@ def main() -> None:
     model_path = model_dir(settings)
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sleeptrain_agent", "daemon", "run", "--state-dir", str(state), "--port", str(port),
-             "--backend", args.backend],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            t0 = time.monotonic()
-            health: dict = {}
-            while health.get("status") != "ok":
-                if proc.poll() is not None or time.monotonic() - t0 > 600:
-                    sys.exit(f"daemon did not start; see {state / 'logs'}")
-                time.sleep(0.5)
-                try:
-                    health = httpx.get(url + "/health", timeout=5).json()
-                except (httpx.HTTPError, ValueError):
-                    pass
-            print(f"daemon ready in {time.monotonic() - t0:.1f} s ({args.backend} backend)")
+        with running_daemon(state, args.backend) as (url, health):
             http = httpx.Client(timeout=600)
             system = settings.serve.system_prompt
             body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": QUESTION}],
@@ -89,7 +62,7 @@ def main() -> None:
                     r.raise_for_status()
                     tokens[name].append(r.json()["usage"]["completion_tokens"])
             for name, values in latencies.items():
-                print(f"{name:>12}: p50 {statistics.median(values) * 1000:7.0f} ms   p95 {pct(values, 0.95) * 1000:7.0f} ms"
+                print(f"{name:>12}: p50 {statistics.median(values) * 1000:7.0f} ms   p95 {percentile(values, 0.95) * 1000:7.0f} ms"
                       f"   ({args.requests} requests, {statistics.mean(tokens[name]):.0f} tokens each)")  # fmt: skip
             if "direct vLLM" in latencies:
                 ratio = statistics.median(latencies["daemon"]) / statistics.median(latencies["direct vLLM"])
@@ -111,9 +84,6 @@ def main() -> None:
             print(f"hot-swap ({args.swaps} swaps, rank-8 adapters): backend median {statistics.median(backend_s) * 1000:.0f} ms,"
                   f" HTTP round trip median {statistics.median(http_s) * 1000:.0f} ms, max {max(http_s) * 1000:.0f} ms"
                   "  (target < 1 s)")  # fmt: skip
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -151,3 +151,16 @@ def m003_replay(db: sqlite_utils.Database) -> None:
     memories.add_column("consolidated_in", int)
     memories.add_column("times_replayed", int, not_null_default=0)
     memories.add_column("last_recall", float)
+
+
+@migration
+def m004_hippocampus(db: sqlite_utils.Database) -> None:
+    # Every user turn waits for the hippocampus ('pending' -> 'done', or 'failed'
+    # after too many attempts); turns logged before this migration are queued too.
+    turns = db["turns"]
+    turns.add_column("hippocampus", str)
+    turns.add_column("hippocampus_attempts", int, not_null_default=0)
+    db.execute("update turns set hippocampus = 'pending' where role = 'user'")
+    turns.create_index(["hippocampus"])
+    # Persistent cache of LLM-judge answers, keyed by a hash of judge + prompt.
+    db["judge_cache"].create({"key": str, "judge": str, "response": str, "created_at": str}, pk="key")

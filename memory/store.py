@@ -236,6 +236,7 @@ class Store:
             "adapter": self._ident("adapter", adapter) if adapter else None,
             "created_at": now(),
             "meta": self._json("meta", meta, dict),
+            "hippocampus": "pending" if role == "user" else None,
         }
 
     def log_turn(
@@ -308,6 +309,35 @@ class Store:
         """Full-text search over turn contents, best match first."""
         return self._search("turns", query, user, limit)
 
+    def pending_turns(self, max_attempts: int, limit: int | None = None) -> list[dict]:
+        """User turns the hippocampus has not processed yet, oldest first."""
+        rows = self.db["turns"].rows_where(
+            "hippocampus = 'pending' and hippocampus_attempts < ?", [max_attempts], order_by="id", limit=limit
+        )
+        return [self._row("turns", r) for r in rows]
+
+    def mark_turn(self, turn_id: int, status: str, attempts: int | None = None) -> None:
+        """Record the hippocampus' progress on a turn: pending (retry), done or failed."""
+        if status not in ("pending", "done", "failed"):
+            raise InvalidInput(f"hippocampus status must be pending, done or failed, not {status!r}")
+        fields: dict[str, Any] = {"hippocampus": status}
+        if attempts is not None:
+            fields["hippocampus_attempts"] = attempts
+        with self._write() as db:
+            db["turns"].update(turn_id, fields)
+
+    def transaction(self):
+        """One write transaction around several store calls (all or nothing)."""
+        return self._write()
+
+    def cached(self, key: str) -> str | None:
+        row = self._get("judge_cache", key)
+        return None if row is None else row["response"]
+
+    def cache(self, key: str, judge: str, response: str) -> None:
+        with self._write() as db:
+            db["judge_cache"].upsert({"key": key, "judge": judge, "response": response, "created_at": now()}, pk="key")
+
     # -- memories ----------------------------------------------------------
 
     def add_memory(
@@ -358,10 +388,20 @@ class Store:
         return None if row[0] is None else array.array("f", row[0]).tolist()
 
     def memories(
-        self, status: str | Iterable[str] | None = None, user: str | None = None, limit: int | None = None
+        self,
+        status: str | Iterable[str] | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+        conversation_id: str | None = None,
     ) -> list[dict]:
-        """Memories oldest first, filtered by status (one or several) and user."""
+        """Memories oldest first, filtered by status (one or several), user, and the conversation they came from."""
         clauses, params = [], []
+        if conversation_id is not None:
+            clauses.append(
+                "exists (select 1 from json_each(memories.source_turns) j join turns t on t.id = j.value "
+                "where t.conversation_id = ?)"
+            )
+            params.append(conversation_id)
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
             for s in statuses:

@@ -17,8 +17,7 @@ Order of work for a turn (the data flow's step 1):
 from __future__ import annotations
 
 import logging
-import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,13 +84,13 @@ class ChatTurn:
 
 class Agent:
     def __init__(self, settings: Settings, store: Store, backend: Backend, model_path: Path,
-                 turns: queue.Queue | None = None):  # fmt: skip
+                 on_user_turn: Callable[[dict], None] | None = None):  # fmt: skip
         from transformers import AutoTokenizer
 
         self.settings = settings
         self.store = store
         self.backend = backend
-        self.turns = turns if turns is not None else queue.Queue()
+        self.on_user_turn = on_user_turn or (lambda turn: None)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
 
     def _check(self, messages: list[dict]) -> list[dict]:
@@ -153,7 +152,7 @@ class Agent:
         prompt = self.prompt(messages, max_tokens)
         cid = self.store.start_conversation(request.user, request.conversation_id)
         user_turn = self.store.log_turn(cid, "user", messages[-1]["content"])
-        self.turns.put(user_turn)
+        self.on_user_turn(user_turn)
         try:
             return ChatTurn(self, cid, user_turn, prompt, request.params)
         except BackendError:

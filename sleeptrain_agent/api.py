@@ -14,7 +14,7 @@ Endpoints
   and is returned on every reply), `GET /v1/models`
 - `GET /health` -> `status` ("ok" only when the backend answers), `adapter`,
   `sleeping`, `hippocampus_queue`, ...
-- `GET /v1/memories`, `POST /v1/memories/{id}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
+- `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
 """
 
 from __future__ import annotations
@@ -209,12 +209,13 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
     def memories(
         user: str | None = None,
         status: list[str] | None = Query(None),
+        conversation: str | None = None,
         limit: int | None = Query(None, ge=1),
     ) -> list[dict]:
         for s in status or []:
             if s not in MEMORY_STATUSES:
                 raise InvalidInput(f"status must be one of {', '.join(MEMORY_STATUSES)}")
-        return daemon.store.memories(status=status or None, user=user, limit=limit)
+        return daemon.store.memories(status=status or None, user=user, limit=limit, conversation_id=conversation)
 
     @app.post("/v1/memories/{memory_id}/forget", dependencies=v1)
     def forget(memory_id: int) -> dict:

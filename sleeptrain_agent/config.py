@@ -87,6 +87,21 @@ class VLLMConfig(_Section):
     extra_args: list[str] = []  # appended to the vLLM command line
 
 
+class HippocampusConfig(_Section):
+    """What the daemon remembers of each user turn, and who judges it."""
+
+    enabled: bool = True  # off: user turns stay pending in the store, unjudged
+    judge: Literal["auto", "rules", "llm", "gemini"] = "auto"  # auto: gemini when an API key is set, else rules
+    min_importance: float = Field(0.3, ge=0.0, le=1.0)  # facts judged less important are rejected
+    duplicate_similarity: float = Field(0.9, gt=0.0, le=1.0)  # cosine above which a same-valued fact is a repeat
+    related_k: int = Field(8, ge=0)  # related memories shown to the judge
+    max_attempts: int = Field(5, ge=1)  # tries per turn before it is marked failed
+    retry_delay_s: float = Field(30.0, ge=0.0)  # wait before retrying a turn whose judge failed
+    gemini_model: str = "gemini-2.0-flash"  # model of the gemini judge
+    gemini_api_key: SecretStr | None = None  # else $GEMINI_API_KEY or $GOOGLE_API_KEY; never logged or stored
+    gemini_base_url: str | None = None  # API endpoint override (proxies, tests)
+
+
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)
 
 
@@ -101,6 +116,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     serve: ServeConfig = ServeConfig()
     vllm: VLLMConfig = VLLMConfig()
+    hippocampus: HippocampusConfig = HippocampusConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -149,6 +165,14 @@ def _describe(error: ValidationError) -> str:
         msg = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         lines.append(f"  {field}: {msg} (got {item.get('input')!r})")
     return "\n".join(lines)
+
+
+def gemini_api_key(settings: Settings) -> str | None:
+    """The Gemini API key: config/`SLEEPTRAIN_HIPPOCAMPUS__GEMINI_API_KEY`, else `$GEMINI_API_KEY`/`$GOOGLE_API_KEY`."""
+    key = settings.hippocampus.gemini_api_key
+    if key is not None and key.get_secret_value():
+        return key.get_secret_value()
+    return os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or None
 
 
 def state_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -17,20 +17,50 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from pathlib import Path
 
+from memory.embeddings import Embedder
+from memory.hippocampus import Hippocampus, HippocampusSettings, HippocampusWorker
+from memory.judges import GeminiJudge, LLMJudge
+from memory.rules import RulesJudge
 from memory.store import Store
 from sleeptrain_agent import models
 from sleeptrain_agent.agent import Agent
-from sleeptrain_agent.backends import Backend, create_backend
-from sleeptrain_agent.config import Settings
-from sleeptrain_agent.errors import AdapterError, BackendError, SleepTrainError
+from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
+from sleeptrain_agent.config import Settings, gemini_api_key
+from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, SleepTrainError
 
 log = logging.getLogger(__name__)
 DAEMON_FILE = "daemon.json"
+
+
+def make_hippocampus(settings: Settings, store: Store, backend: Backend) -> Hippocampus:
+    """The hippocampus with the configured judge (`auto`: Gemini when a key is set, else rules)."""
+    cfg = settings.hippocampus
+    embedder = Embedder()
+    rules = RulesJudge(embed=embedder.encode)
+    key = gemini_api_key(settings)
+    kind = cfg.judge if cfg.judge != "auto" else ("gemini" if key else "rules")
+    if kind == "gemini":
+        if not key:
+            raise ConfigError("hippocampus.judge is gemini but no API key is set (GEMINI_API_KEY)")
+        judge = GeminiJudge(store, key, model=cfg.gemini_model, fallback=rules, base_url=cfg.gemini_base_url)
+    elif kind == "llm":
+
+        def generate_json(prompt: str, schema: dict) -> str:
+            params = GenerationParams(max_tokens=512, temperature=0.0, json_schema=schema)
+            return backend.generate([{"role": "user", "content": prompt}], params).text()
+
+        judge = LLMJudge(generate_json)
+    else:
+        judge = rules
+    hs = HippocampusSettings(
+        min_importance=cfg.min_importance, duplicate_similarity=cfg.duplicate_similarity, related_k=cfg.related_k,
+        max_attempts=cfg.max_attempts, retry_delay_s=cfg.retry_delay_s,
+    )  # fmt: skip
+    return Hippocampus(store, judge, embedder, hs)
 
 
 class Daemon:
@@ -45,8 +75,13 @@ class Daemon:
         )
         self.model_path = models.require(settings)
         self.backend = backend or create_backend(settings, self.model_path, self.log_dir)
-        self.turns: queue.Queue = queue.Queue()
-        self.agent = Agent(settings, self.store, self.backend, self.model_path, self.turns)
+        if self.backend.name == "vllm":
+            import torch
+
+            torch.set_num_threads(1)  # the embedder must not fight vLLM's threads for the cores
+        self.hippocampus = HippocampusWorker(make_hippocampus(settings, self.store, self.backend), busy=self.backend.busy)
+        on_turn = self.hippocampus.submit if settings.hippocampus.enabled else None
+        self.agent = Agent(settings, self.store, self.backend, self.model_path, on_turn)
         self.error: str | None = None
         self.adapter_error: str | None = None
         self.started_at = time.time()
@@ -59,7 +94,8 @@ class Daemon:
     def start(self) -> None:
         self._starter = threading.Thread(target=self._start_backend, name="backend-start", daemon=True)
         self._starter.start()
-        threading.Thread(target=self._drain_turns, name="hippocampus", daemon=True).start()
+        if self.settings.hippocampus.enabled:
+            self.hippocampus.start()
 
     def _start_backend(self) -> None:
         try:
@@ -76,18 +112,9 @@ class Daemon:
                 self.adapter_error = f"could not load the active adapter {active['version']}: {e}"
                 log.error("%s; serving the base model", self.adapter_error)
 
-    def _drain_turns(self) -> None:
-        # The hippocampus (issue 4) will decide here what each turn is worth
-        # remembering. Until then the queue is drained and nothing is recorded.
-        while not self._stopped.is_set():
-            try:
-                self.turns.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.turns.task_done()
-
     def stop(self) -> None:
         self._stopped.set()
+        self.hippocampus.stop()
         self.backend.stop()
         self.store.close()
 
@@ -102,7 +129,8 @@ class Daemon:
             "status": status,
             "adapter": self.backend.active,
             "sleeping": False,
-            "hippocampus_queue": self.turns.qsize(),
+            "hippocampus_queue": self.hippocampus.depth(),
+            "hippocampus_judge": self.hippocampus.hippocampus.judge.name if self.settings.hippocampus.enabled else None,
             "backend": self.backend.status(),
             "model": self.settings.model.name,
             "error": self.error,

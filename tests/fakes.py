@@ -33,6 +33,9 @@ class FakeBackend:
     def healthy(self) -> bool:
         return self._ready.is_set()
 
+    def busy(self) -> bool:
+        return False
+
     def status(self) -> dict:
         return {"backend": self.name}
 

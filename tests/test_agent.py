@@ -15,7 +15,10 @@ from tests.fakes import FakeBackend
 @pytest.fixture
 def agent(tmp_path, model_path):
     store = Store(tmp_path / "a.db")
-    yield Agent(load_settings(overrides={"model": {"context_length": 512}}), store, FakeBackend(), model_path)
+    agent = Agent(load_settings(overrides={"model": {"context_length": 512}}), store, FakeBackend(), model_path)
+    agent.queued = []
+    agent.on_user_turn = agent.queued.append
+    yield agent
     store.close()
 
 
@@ -37,7 +40,7 @@ def test_user_turn_is_stored_before_generation_and_reply_after(agent):
         ("user", "hi, I am Alice", "alice"), ("assistant", "Hello Alice", "alice"),
     ]  # fmt: skip
     assert rows[1]["meta"]["finish_reason"] == "stop"
-    assert agent.turns.get_nowait()["id"] == rows[0]["id"]  # queued for the hippocampus
+    assert [t["id"] for t in agent.queued] == [rows[0]["id"]]  # handed to the hippocampus
 
 
 def test_reply_names_the_adapter_that_produced_it(agent):

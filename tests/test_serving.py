@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
@@ -21,6 +19,7 @@ from memory.store import Store
 from sleeptrain_agent.backends import vllm_available
 from sleeptrain_agent.backends.vllm import free_port
 from tests.adapters import make_adapter
+from tests.daemons import start_daemon
 
 pytestmark = pytest.mark.real
 BACKENDS = [pytest.param("vllm", marks=pytest.mark.skipif(not vllm_available(), reason="vllm not installed")),
@@ -28,62 +27,11 @@ BACKENDS = [pytest.param("vllm", marks=pytest.mark.skipif(not vllm_available(), 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@dataclass
-class Running:
-    backend: str
-    url: str
-    state: Path
-    proc: subprocess.Popen
-    log: Path
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=300)
-
-    def health(self) -> dict:
-        try:
-            return httpx.get(self.url + "/health", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return {"status": "unreachable"}
-
-    def wait_ok(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            health = self.health()
-            if health.get("status") == "ok":
-                return health
-            time.sleep(0.5)
-        pytest.fail(f"daemon not healthy after {timeout} s: {self.health()}\n{self.log.read_text()[-3000:]}")
-
-    def store(self) -> Store:
-        return Store(self.state / "sleeptrain.db")
-
-
-def start_daemon(state: Path, backend: str) -> Running:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
-    state.mkdir(parents=True, exist_ok=True)
-    log = state / "daemon-test.out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sleeptrain_agent", "daemon", "run", "--state-dir", str(state), "--port", str(port),
-         "--backend", backend],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    running = Running(backend, f"http://127.0.0.1:{port}", state, proc, log)
-    running.wait_ok(420)
-    return running
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def daemon(request, tmp_path_factory, model_path):
     running = start_daemon(tmp_path_factory.mktemp(f"daemon-{request.param}"), request.param)
     yield running
-    running.proc.send_signal(signal.SIGTERM)
-    try:
-        running.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        running.proc.kill()
+    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,9 @@ class EmbeddedBackend:
     def healthy(self) -> bool:
         return self._ready.is_set()
 
+    def busy(self) -> bool:
+        return self._lock.locked()
+
     def wait_ready(self, timeout: float) -> None:
         if not self._ready.wait(timeout):
             raise BackendError("the embedded model is not loaded yet; try again shortly")
@@ -77,6 +80,8 @@ class EmbeddedBackend:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self.wait_ready(self.settings.serve.request_timeout_s)
+        if params.json_schema is not None:
+            raise BackendError("JSON-schema constrained output needs the vllm backend (hippocampus.judge: llm)")
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )

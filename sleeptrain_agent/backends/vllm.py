@@ -240,6 +240,10 @@ class VLLMBackend:
     def healthy(self) -> bool:
         return self._ready.is_set() and self.proc is not None and self.proc.poll() is None and self._ping()
 
+    def busy(self) -> bool:
+        with self._lock:
+            return any(self._inflight.values())
+
     def wait_ready(self, timeout: float) -> None:
         if not self._ready.wait(timeout):
             raise BackendError("the vLLM server is not running (starting or restarting); try again shortly")
@@ -274,11 +278,14 @@ class VLLMBackend:
                 self._inflight[name] -= 1
                 self._lock.notify_all()
 
+        extra = {}
+        if params.json_schema is not None:
+            extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
         try:
             stream = self._client.chat.completions.create(
                 model=name, messages=messages, stream=True, stream_options={"include_usage": True},
                 max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                stop=params.stop or None, seed=params.seed,
+                stop=params.stop or None, seed=params.seed, **extra,
             )  # fmt: skip
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             release()

@@ -27,7 +27,7 @@ from sleeptrain_agent.errors import SleepTrainError
 HELP = """commands:
   /help        this help
   /new         start a new conversation
-  /memories    what the agent remembers about you
+  /memories    what the agent kept from this conversation
   /forget ID   forget memory ID
   /sleep       sleep now and learn from recent conversations
   /status      the daemon's health and active adapter
@@ -133,9 +133,10 @@ class Session:
             click.echo(f"status: {health.get('status')}  adapter: {health.get('adapter') or 'base model'}  "
                        f"sleeping: {health.get('sleeping')}  hippocampus queue: {health.get('hippocampus_queue')}")  # fmt: skip
         elif name == "/memories":
-            rows = self._get("/v1/memories", params={"user": self.user, "status": ["pending", "consolidated"]})
+            params = {"user": self.user, "conversation": self.conversation, "status": ["pending", "consolidated"]}
+            rows = self._get("/v1/memories", params=params)
             if rows is not None:
-                table(rows, ["id", "subject", "relation", "value", "status"], title="memories")
+                table(rows, ["id", "subject", "relation", "value", "status"], title="kept from this conversation")
         elif name == "/forget":
             if not arg.strip().isdigit():
                 click.echo("usage: /forget ID   (ids are in /memories)")

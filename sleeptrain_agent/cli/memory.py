@@ -120,6 +120,27 @@ def memory_stats(app: App, user: str | None, as_json: bool) -> None:
     table(rows, ["what", "count"], title="store")
 
 
+@memory_group.command("decisions")
+@state_options
+@click.option("--turn", "turn_id", type=int, help="Only the decisions about this turn.")
+@click.option("--memory", "memory_id", type=int, help="Only the decisions that made or superseded this memory.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N decisions.")
+@json_option
+def memory_decisions(app: App, turn_id: int | None, memory_id: int | None, limit: int | None, as_json: bool) -> None:
+    """Show the hippocampus' audit trail: what it decided about each turn, and why.
+
+    Example: sleeptrain memory decisions --turn 42 --json
+    """
+    rows = app.store.decisions(turn_id=turn_id, memory_id=memory_id)
+    if limit:
+        rows = rows[-limit:]
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["id", "turn_id", "decision", "memory_id", "supersedes", "importance", "judge", "reasons"],
+              title="decisions")  # fmt: skip
+
+
 @click.command("conversations")
 @state_options
 @click.option("--user", help="Only this user's conversations.")
