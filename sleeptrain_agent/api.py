@@ -14,6 +14,8 @@ Endpoints
   and is returned on every reply), `GET /v1/models`
 - `GET /health` -> `status` ("ok" only when the backend answers), `adapter`,
   `sleeping`, `hippocampus_queue`, ...
+- `POST /v1/sleep` (202 `{id, status}`; 409 when one runs or nothing is pending),
+  `GET /v1/sleeps`, `GET /v1/sleeps/{id}` (status, scores, live progress)
 - `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
 """
 
@@ -26,15 +28,16 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from memory.store import DEFAULT_USER, MEMORY_STATUSES
 from sleeptrain_agent.agent import ChatRequest
 from sleeptrain_agent.backends import GenerationParams
+from sleeptrain_agent.config import SleepConfig
 from sleeptrain_agent.daemon import Daemon
 from sleeptrain_agent.errors import (
     AdapterError,
@@ -45,11 +48,14 @@ from sleeptrain_agent.errors import (
     SleepTrainError,
     TooLarge,
 )
+from sleeptrain_agent.sleep.cycle import NothingToLearn, SleepBusy
 
 log = logging.getLogger(__name__)
 MODEL_ID = "sleeptrain"
 STATUS: dict[type[Exception], tuple[int, str]] = {
     AuthError: (401, "authentication_error"),
+    SleepBusy: (409, "conflict"),
+    NothingToLearn: (409, "conflict"),
     NotFound: (404, "not_found_error"),
     TooLarge: (413, "request_too_large"),
     InvalidInput: (400, "invalid_request_error"),
@@ -224,6 +230,29 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/v1/adapters", dependencies=v1)
     def adapters() -> dict:
         return {"active": daemon.backend.active, "data": daemon.store.adapters()}
+
+    @app.post("/v1/sleep", dependencies=v1, status_code=202)
+    def sleep_now(body: dict | None = Body(None)) -> dict:
+        """Optional body: `{"overrides": {sleep config keys}}` for this sleep only (ablations, experiments)."""
+        overrides = (body or {}).get("overrides") or {}
+        if overrides:
+            try:
+                SleepConfig(**{**daemon.settings.sleep.model_dump(), **overrides})
+            except ValidationError as e:
+                raise InvalidInput(f"bad sleep overrides: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        row = daemon.start_sleep("api", overrides)
+        return {"id": row["id"], "status": row["status"]}
+
+    @app.get("/v1/sleeps", dependencies=v1)
+    def sleeps(limit: int | None = Query(None, ge=1)) -> list[dict]:
+        return daemon.store.sleeps(limit=limit)
+
+    @app.get("/v1/sleeps/{sleep_id}", dependencies=v1)
+    def sleep_status(sleep_id: int) -> dict:
+        row = daemon.store.sleep(sleep_id)
+        if row["status"] == "running" and daemon.sleep.current == sleep_id:
+            row["progress"] = daemon.sleep.progress
+        return row
 
     @app.post("/v1/adapters/{version}/activate", dependencies=v1)
     def activate(version: str) -> dict:

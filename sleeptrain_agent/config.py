@@ -102,6 +102,44 @@ class HippocampusConfig(_Section):
     gemini_base_url: str | None = None  # API endpoint override (proxies, tests)
 
 
+class SleepConfig(_Section):
+    """One sleep: what it rehearses, how it trains, and the gate a new adapter must pass."""
+
+    # selection and dreams
+    replay_budget: int = Field(10, ge=0)  # consolidated memories rehearsed per sleep (0: no replay)
+    questions_per_memory: int = Field(3, ge=1)  # trained question phrasings per memory
+    probes_per_memory: int = Field(2, ge=1)  # held-out probe questions per memory (never trained on)
+    dialogues_per_memory: float = Field(0.34, ge=0.0)  # 6-turn mixed dialogues per memory
+    anchors: bool = True  # rehearse the base model's own answers to general prompts
+    anchor_repeats: int = Field(1, ge=1)  # each anchor conversation appears this many times per epoch
+    order: Literal["interleaved", "sequential"] = "interleaved"  # sequential: ablation
+    # training
+    rank: int = Field(16, ge=1, le=64)  # LoRA rank (must be <= vllm.max_lora_rank)
+    alpha: int = Field(32, ge=1)  # LoRA alpha
+    layers: int | None = Field(None, ge=1)  # LoRA on the last N blocks only (None: all; faster when set)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # LoRA targets
+    learning_rate: float = Field(3e-4, gt=0)  # AdamW learning rate
+    min_epochs: float = Field(3.0, gt=0)  # epochs when the current adapter already recalls the new memories
+    max_epochs: float = Field(8.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
+    batch_size: int = Field(8, ge=1)  # examples (or packed rows) per step
+    max_length: int = Field(512, ge=64)  # longest training example in tokens
+    packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring
+    time_budget_s: float = Field(420.0, gt=0)  # training stops here (the adapter is still saved and gated)
+    train_timeout_s: float = Field(1200.0, gt=0)  # the training child is killed after this long
+    seed: int = 0  # data order and initialisation
+    # validation gate
+    min_recall: float = Field(0.6, ge=0.0, le=1.0)  # share of new-memory probes answered correctly
+    min_retention: float = Field(0.7, ge=0.0, le=1.0)  # share of replayed-memory probes answered correctly
+    min_locality: float = Field(0.9, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept
+    probe_max_tokens: int = Field(64, ge=4)  # answer length when probing (and for anchor answers)
+    # scheduling
+    cron: str | None = "0 3 * * *"  # nightly at 03:00 local time; null: off
+    interval_minutes: float | None = Field(None, gt=0)  # also every N minutes
+    idle_minutes: float | None = Field(None, gt=0)  # also after N minutes without a turn (if memories wait)
+    pending_threshold: int | None = Field(None, ge=1)  # also as soon as N memories are pending
+    run_missed: bool = True  # a missed nightly sleep runs after start-up
+
+
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)
 
 
@@ -117,6 +155,7 @@ class Settings(BaseSettings):
     serve: ServeConfig = ServeConfig()
     vllm: VLLMConfig = VLLMConfig()
     hippocampus: HippocampusConfig = HippocampusConfig()
+    sleep: SleepConfig = SleepConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -31,6 +31,8 @@ from sleeptrain_agent.agent import Agent
 from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
 from sleeptrain_agent.config import Settings, gemini_api_key
 from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, SleepTrainError
+from sleeptrain_agent.sleep.cycle import SleepCycle
+from sleeptrain_agent.sleep.scheduler import SleepScheduler
 
 log = logging.getLogger(__name__)
 DAEMON_FILE = "daemon.json"
@@ -82,6 +84,9 @@ class Daemon:
         self.hippocampus = HippocampusWorker(make_hippocampus(settings, self.store, self.backend), busy=self.backend.busy)
         on_turn = self.hippocampus.submit if settings.hippocampus.enabled else None
         self.agent = Agent(settings, self.store, self.backend, self.model_path, on_turn)
+        self.sleep = SleepCycle(settings, self.store, self.backend, self.model_path, state_dir,
+                                self.hippocampus.hippocampus.embedder)  # fmt: skip
+        self.scheduler = SleepScheduler(settings.sleep, self.start_sleep, self.store, self._last_activity)
         self.error: str | None = None
         self.adapter_error: str | None = None
         self.started_at = time.time()
@@ -92,6 +97,7 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
+        self.sleep.recover()
         self._starter = threading.Thread(target=self._start_backend, name="backend-start", daemon=True)
         self._starter.start()
         if self.settings.hippocampus.enabled:
@@ -111,9 +117,12 @@ class Daemon:
             except (AdapterError, BackendError) as e:
                 self.adapter_error = f"could not load the active adapter {active['version']}: {e}"
                 log.error("%s; serving the base model", self.adapter_error)
+        self.scheduler.start()  # only once the backend can train and validate
 
     def stop(self) -> None:
         self._stopped.set()
+        self.scheduler.stop()
+        self.sleep.stop()
         self.hippocampus.stop()
         self.backend.stop()
         self.store.close()
@@ -128,7 +137,8 @@ class Daemon:
         return {
             "status": status,
             "adapter": self.backend.active,
-            "sleeping": False,
+            "sleeping": self.sleep.running,
+            "sleep": {"id": self.sleep.current, **self.sleep.progress} if self.sleep.running else None,
             "hippocampus_queue": self.hippocampus.depth(),
             "hippocampus_judge": self.hippocampus.hippocampus.judge.name if self.settings.hippocampus.enabled else None,
             "backend": self.backend.status(),
@@ -137,6 +147,16 @@ class Daemon:
             "adapter_error": self.adapter_error,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
+
+    def start_sleep(self, trigger: str = "manual", overrides: dict | None = None) -> dict:
+        """Start a sleep now (SleepBusy if one runs, NothingToLearn if nothing is pending)."""
+        return self.sleep.start(trigger, overrides)
+
+    def _last_activity(self):
+        import datetime as dt
+
+        turns = self.store.turns(limit=1)
+        return dt.datetime.fromisoformat(turns[-1]["created_at"]) if turns else None
 
     def activate(self, version: str | None) -> dict:
         """Roll forward or back to a recorded adapter version (None = the base model)."""

@@ -55,6 +55,9 @@ class FakeBackend:
         reply.completion_tokens = len(words)
         return reply
 
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        return [self.generate(p, params).text() for p in prompts]
+
     def swap(self, version: str | None, path: Path | None) -> float:
         if self.fail_swap:
             raise self.fail_swap

@@ -151,3 +151,17 @@ def test_memories_endpoint_and_forget(api):
     assert client.get("/v1/memories", params={"status": "bogus"}).status_code == 400
     assert client.post(f"/v1/memories/{m['id']}/forget").json()["status"] == "forgotten"
     assert client.post("/v1/memories/999/forget").status_code == 404
+
+
+def test_sleep_endpoints_refuse_clearly(api):
+    daemon, client = api
+    r = client.post("/v1/sleep")
+    assert r.status_code == 409 and "nothing to learn" in r.json()["error"]["message"]
+    daemon.store.add_memory(user="alice", subject="user", relation="likes", value="tea", text="Alice likes tea")
+    r = client.post("/v1/sleep", json={"overrides": {"learning_rate": -1}})
+    assert r.status_code == 400 and "learning_rate" in r.json()["error"]["message"]
+    r = client.post("/v1/sleep", json={"overrides": {"no_such_key": 1}})
+    assert r.status_code == 400
+    assert client.get("/v1/sleeps/999").status_code == 404
+    assert client.get("/v1/sleeps").json() == []
+    assert daemon.store.sleeps() == []

@@ -143,3 +143,24 @@ def test_every_command_has_help(path):
     if not isinstance(command, click.Group):
         assert "Example:" in command.help, f"{' '.join(path)} help has no example"
         assert "--state-dir" in result.output
+
+
+def test_sleeps_and_adapters_commands(state, tmp_path):
+    store = Store(state / "sleeptrain.db")
+    s = store.start_sleep("manual", {"new": [1]})
+    store.finish_sleep(s["id"], "promoted", adapter="v0001",
+                       details={"examples": 20, "train_steps": 12, "train_loss": 0.2, "duration_s": 99.5,
+                                "scores": {"recall": 0.9, "retention": None, "locality": 1.0}})  # fmt: skip
+    store.add_adapter("v0001", tmp_path / "v0001", sleep_id=s["id"])
+    store.add_adapter("v0002", tmp_path / "v0002", parent="v0001")
+    store.activate_adapter("v0002")
+    store.close()
+    [row] = json.loads(run("sleeps", "--state-dir", state, "--json").output)
+    assert (row["status"], row["new"], row["steps"], row["recall"], row["adapter"]) == ("promoted", 1, 12, 0.9, "v0001")
+    assert "promoted" in run("sleeps", "--state-dir", state).output
+    listed = json.loads(run("adapters", "list", "--state-dir", state, "--json").output)
+    assert [(a["version"], a["active"]) for a in listed] == [("v0001", 0), ("v0002", 1)]
+    result = run("adapters", "activate", "v0001", "--state-dir", state)
+    assert result.output == "v0001 is active; the daemon loads it when it starts\n"
+    assert Store(state / "sleeptrain.db").active_adapter()["version"] == "v0001"
+    assert run("adapters", "activate", "v0042", "--state-dir", state, ok=False).output == "Error: no adapter 'v0042'\n"

@@ -223,7 +223,7 @@ def test_chat_starts_a_daemon_when_none_runs(tmp_path, model_path):
         child.expect("agent> ")
         child.expect("you> ")
         child.sendline("/sleep")
-        child.expect("not available yet")
+        child.expect("no sleep: no pending memories")
         child.sendline("/quit")
         child.expect(pexpect.EOF)
     finally:

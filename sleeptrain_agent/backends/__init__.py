@@ -76,6 +76,11 @@ class Backend(Protocol):
     def active(self) -> str | None: ...
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply: ...
     def swap(self, version: str | None, path: Path | None) -> float: ...
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams,
+                 adapter: str | Path | None = "active") -> list[str]: ...  # fmt: skip
+
+
+EVAL_ACTIVE = "active"  # evaluate(): the adapter serving now; None: the base model; a Path: a candidate
 
 
 def vllm_available() -> bool:

@@ -158,6 +158,35 @@ class EmbeddedBackend:
         reply.prompt_tokens = prompt_tokens
         reply.completion_tokens = result.get("tokens", len(self.tokenizer(text)["input_ids"]))
 
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter="active") -> list[str]:
+        """Answer prompts one by one with the active adapter, the base model (None) or a candidate directory."""
+        if adapter == "active" or (adapter is None and self._active_version is None):
+            return [self.generate(p, params).text() for p in prompts]
+        if adapter is None:
+            saved, self._active_version = self._active_version, None  # generate() disables the adapter
+            try:
+                return [self.generate(p, params).text() for p in prompts]
+            finally:
+                self._active_version = saved
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        check_adapter(Path(adapter))
+        base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.settings.model.dtype))
+        candidate = PeftModel.from_pretrained(base, str(adapter))
+        candidate.eval()
+        answers = []
+        for messages in prompts:
+            inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                        return_dict=True)  # fmt: skip
+            kwargs = {"do_sample": False} if params.temperature == 0 else {"do_sample": True, "temperature": params.temperature}
+            with torch.inference_mode():
+                out = candidate.generate(**inputs, max_new_tokens=params.max_tokens,
+                                         pad_token_id=self.tokenizer.eos_token_id, **kwargs)  # fmt: skip
+            answers.append(self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        return answers
+
     def swap(self, version: str | None, path: Path | None) -> float:
         """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
         from peft import PeftModel

@@ -333,6 +333,38 @@ class VLLMBackend:
         except httpx.HTTPError as e:  # the server may be restarting; it forgets adapters anyway
             log.warning("could not unload adapter %s: %s", name, e)
 
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter="active") -> list[str]:
+        """Answer many prompts concurrently (vLLM batches them) with the active adapter, the base model
+        (None) or a candidate adapter directory (loaded under a temporary name, never routed to users)."""
+        self.wait_ready(self.cfg.startup_timeout_s)
+        temp = None
+        if adapter == "active":
+            with self._lock:
+                name = self._active_name
+        elif adapter is None:
+            name = BASE_NAME
+        else:
+            temp = name = self._load(f"candidate-{Path(adapter).name}", Path(adapter))
+
+        def one(messages: list[dict]) -> str:
+            extra = {}
+            if params.json_schema is not None:
+                extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "a", "schema": params.json_schema}}
+            r = self._client.chat.completions.create(
+                model=name, messages=messages, max_tokens=params.max_tokens, temperature=params.temperature,
+                top_p=params.top_p, seed=params.seed, stop=params.stop or None, **extra,
+            )  # fmt: skip
+            return r.choices[0].message.content or ""
+
+        try:
+            return _parallel(one, prompts)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            raise BackendError(f"vLLM evaluation failed: {e}") from e
+        finally:
+            if temp is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    self._http.post("/v1/unload_lora_adapter", json={"lora_name": temp}, timeout=30)
+
     def swap(self, version: str | None, path: Path | None) -> float:
         """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
         self.wait_ready(self.cfg.startup_timeout_s)
@@ -346,6 +378,13 @@ class VLLMBackend:
             threading.Thread(target=self._unload_when_idle, args=(old,), name=f"unload-{old}", daemon=True).start()
         log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
         return elapsed
+
+
+def _parallel(fn, items: list, workers: int = 8) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def _cuda() -> bool:

@@ -130,8 +130,10 @@ class Session:
             click.echo("new conversation")
         elif name == "/status":
             health = self.http.get("/health").json()
+            sleep = health.get("sleep") or {}
+            sleeping = f"yes ({sleep.get('step')})" if health.get("sleeping") else "no"
             click.echo(f"status: {health.get('status')}  adapter: {health.get('adapter') or 'base model'}  "
-                       f"sleeping: {health.get('sleeping')}  hippocampus queue: {health.get('hippocampus_queue')}")  # fmt: skip
+                       f"sleeping: {sleeping}  hippocampus queue: {health.get('hippocampus_queue')}")  # fmt: skip
         elif name == "/memories":
             params = {"user": self.user, "conversation": self.conversation, "status": ["pending", "consolidated"]}
             rows = self._get("/v1/memories", params=params)
@@ -145,10 +147,10 @@ class Session:
                 click.echo(f"forgot memory {arg.strip()}" if r.status_code == 200 else f"error: {_body_message(r)}")
         elif name == "/sleep":
             r = self.http.post("/v1/sleep")
-            if r.status_code == 404:
-                click.echo("sleeping is not available yet in this version")
+            if r.status_code == 202:
+                click.echo(f"sleep {r.json()['id']} started: I keep answering meanwhile; /status shows progress")
             else:
-                click.echo(f"sleep: {r.json()}")
+                click.echo(f"no sleep: {_body_message(r)}")
         else:
             click.echo(f"unknown command {name}; /help lists them")
         return True

@@ -1,0 +1,140 @@
+"""Sleep cost: trainer throughput against a plain TRL + PEFT baseline, and sleep wall time.
+
+    python -m benchmarks.sleep_bench trainer [--memories 20]
+    python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
+
+`trainer`: the same dream data (synthetic memories + anchors) trained once by a
+plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
+batches, loss on every token) and once with the configured sleep settings
+(assistant-only loss, `sleep.layers`, `sleep.packing`), each in its own
+child process, one epoch each; prints tokens/s of both and the ratio (target
+>= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data.
+
+`sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
+pending memories with M consolidated ones in the store, fresh state each;
+prints wall time and the ratio of M=500 to M=0 (target <= 1.5: replay is
+bounded by `sleep.replay_budget`, so history barely costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from memory.dreams import dream
+from memory.store import Store
+from sleeptrain_agent.config import CONFIG_DIR, load_settings, model_dir
+from sleeptrain_agent.sleep.trainer import TrainJob
+
+NAMES = ["Zorblax", "Quindle", "Mervath", "Tobrik", "Yselda", "Pravik", "Oluwen", "Castrel", "Dremmo", "Faluna"]
+CITIES = ["Tromsø", "Lund", "Porto", "Ghent", "Tartu", "Bergen", "Graz", "Lyon", "Turku", "Cork"]
+
+
+def synthetic(n: int, start: int = 0) -> list[dict]:
+    """n fictional facts of different kinds (names, places, jobs) as memory dicts."""
+    out = []
+    for i in range(start, start + n):
+        kind = i % 3
+        if kind == 0:
+            m = {"subject": f"user's pet {i}", "relation": "name", "value": f"{NAMES[i % 10]}{i}"}
+        elif kind == 1:
+            m = {"subject": f"{NAMES[i % 10]}{i}", "relation": "lives in", "value": CITIES[i % 10]}
+        else:
+            m = {"subject": f"{NAMES[(i + 3) % 10]}{i}", "relation": "occupation", "value": "glassblower"}
+        out.append({"id": i + 1, "user": "default", **m, "text": f"{m['subject']} {m['relation']} {m['value']}"})
+    return out
+
+
+def trainer(args) -> None:
+    settings = load_settings()
+    cfg = settings.sleep
+    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    anchors = [(q, "I am not sure, but here is a short and general answer to that question.")
+               for q in yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())["train"]]  # fmt: skip
+    data = dream(synthetic(args.memories), [], templates, anchors, system_prompt=settings.serve.system_prompt,
+                 questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
+    conversations = [e.messages for e in data.examples]
+    variants = {
+        "plain SFTTrainer + PEFT": dict(packing=False, assistant_only=False, layers=None),
+        "sleeptrain trainer": dict(packing=cfg.packing, assistant_only=True, layers=cfg.layers),
+    }
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in variants.items():
+            job = TrainJob(model_path=str(model_dir(settings)), output_dir=f"{tmp}/{len(results)}",
+                           conversations=conversations, epochs=1, rank=cfg.rank, alpha=cfg.alpha,
+                           target_modules=cfg.target_modules, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                           **kw)  # fmt: skip
+            path = Path(tmp) / f"job{len(results)}.json"
+            path.write_text(job.model_dump_json())
+            proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)],
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            done = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[name] = done
+            print(f"{name:>26}: {done['tokens_per_s']:7.1f} tokens/s  ({done['tokens_per_epoch']} tokens, "
+                  f"{done['steps']} steps, {done['seconds']:.1f} s)", flush=True)  # fmt: skip
+    a, b = (results[k]["tokens_per_s"] for k in variants)
+    print(f"speed-up: {b / a:.2f}x  (target >= 1.5; {len(conversations)} examples from {args.memories} memories; "
+          f"layers={cfg.layers}, packing={cfg.packing})")  # fmt: skip
+
+
+def sleeps(args) -> None:
+    from sleeptrain_agent.backends.vllm import VLLMBackend
+    from sleeptrain_agent.sleep.cycle import SleepCycle
+
+    settings = load_settings()
+    path = model_dir(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = VLLMBackend(settings, path, Path(tmp) / "logs")
+        backend.start()
+        times = {}
+        try:
+            for pending in args.pending:
+                for consolidated in args.consolidated:
+                    state = Path(tmp) / f"s{pending}-{consolidated}"
+                    store = Store(state / "sleeptrain.db")
+                    for m in synthetic(consolidated, start=10_000):
+                        store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
+                                         value=m["value"], text=m["text"], status="consolidated")  # fmt: skip
+                    for m in synthetic(pending):
+                        store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
+                                         value=m["value"], text=m["text"])  # fmt: skip
+                    cycle = SleepCycle(settings, store, backend, path, state)
+                    t0 = time.monotonic()
+                    row = cycle.run("bench")
+                    times[(pending, consolidated)] = time.monotonic() - t0
+                    d = row["details"]
+                    print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
+                          f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
+                          f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')})",
+                          flush=True)  # fmt: skip
+                    store.close()
+        finally:
+            backend.stop()
+    for pending in args.pending:
+        if (pending, 0) in times and (pending, 500) in times:
+            print(f"pending {pending}: 500 consolidated / 0 consolidated = {times[(pending, 500)] / times[(pending, 0)]:.2f}"
+                  "  (target <= 1.5)")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("trainer")
+    t.add_argument("--memories", type=int, default=20)
+    s = sub.add_parser("sleeps")
+    s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
+    s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
+    args = ap.parse_args()
+    trainer(args) if args.what == "trainer" else sleeps(args)
+
+
+if __name__ == "__main__":
+    main()

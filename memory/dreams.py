@@ -1,0 +1,221 @@
+"""Dreams: turn memories into training conversations, plus held-out probes.
+
+For every memory (the seed's Phases 4, 5 and 8):
+- question/answer conversations from `configs/qa_templates.yaml` (per
+  relation and subject kind, with generic fallbacks), `questions` phrasings;
+- the last `probes` phrasings of its template list are held out as probe
+  questions: they are never trained on, in this sleep or any other;
+- multi-turn dialogues (the seed's 6-turn format) that ask about memories of
+  different entities in one conversation;
+- for a CORRECTed memory, a correction dialogue ("Is it still Oslo?" ->
+  "No, that changed: ...") so the old value is unlearned;
+- *anchor* conversations: general prompts with the base model's own answers,
+  so general behaviour is rehearsed too.
+`order` interleaves entities (no two neighbouring examples about the same
+entity: the seed's Phase 5 finding) or keeps them `sequential` for ablations.
+`validate()` checks the set before any training (the seed's validators).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from memory.errors import InvalidInput
+
+
+class DreamError(InvalidInput):
+    """The dream data failed validation; nothing is trained on it."""
+
+
+@dataclass
+class Example:
+    messages: list[dict]
+    kind: str  # qa | dialogue | correction | anchor
+    entity: str
+    memory_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Probe:
+    memory_id: int | None
+    question: str
+    expected: str  # the value that must appear in a correct answer
+    answer: str  # a full reference answer
+    kind: str  # new | replay | locality
+    forbidden: str | None = None  # for corrections: the old value that must not appear
+
+
+@dataclass
+class DreamSet:
+    examples: list[Example]
+    probes: list[Probe]
+
+
+def _mode(subject: str) -> tuple[str, dict]:
+    if subject.lower() == "user":
+        return "self", {}
+    if subject.lower().startswith("user's "):
+        return "owned", {"thing": subject[7:]}
+    return "other", {"subject": subject}
+
+
+def _article(value: str) -> tuple[str, str]:
+    m = re.match(r"^(a|an)\s+(.+)$", value, re.I)
+    if m:
+        return m[1].lower(), m[2]
+    return ("an" if value[:1].lower() in "aeiou" else "a"), value
+
+
+def qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
+    """All (question, answer) phrasings for a memory, in template order."""
+    mode, names = _mode(memory["subject"])
+    relation = memory["relation"]
+    spec = templates.get("relations", {}).get(relation, {}).get(mode) or templates["generic"][mode]
+    article, value = _article(memory["value"]) if relation == "occupation" else ("", memory["value"])
+    fields = {**names, "relation": relation, "value": value, "article": article}
+    answer = spec["answer"].format(**fields).replace("  ", " ")
+    answer = answer[0].upper() + answer[1:]
+    return [(q.format(**fields), answer) for q in spec["questions"]]
+
+
+def entity(memory: dict) -> str:
+    return f"{memory['user']}:{memory['subject'].lower()}"
+
+
+def dream(
+    new: list[dict],
+    replay: list[dict],
+    templates: dict,
+    anchors: list[tuple[str, str]],
+    *,
+    system_prompt: str,
+    questions: int = 3,
+    probes: int = 2,
+    dialogues: float = 0.34,
+    corrections: dict[int, str] | None = None,
+    order: str = "interleaved",
+    seed: int = 0,
+) -> DreamSet:
+    """Training examples and probes for the new and replayed memories.
+
+    `corrections` maps a new memory's id to the value it superseded.
+    `dialogues` is the number of 6-turn dialogues per memory (0.34: one per three).
+    """
+    rng = random.Random(seed)
+    corrections = corrections or {}
+    system = [{"role": "system", "content": system_prompt}]
+    examples: list[Example] = []
+    out_probes: list[Probe] = []
+    pairs_of: dict[int, list[tuple[str, str]]] = {}
+    for kind, memories in (("new", new), ("replay", replay)):
+        for m in memories:
+            pairs = qa_pairs(m, templates)
+            held = pairs[-probes:] if probes else []
+            train = pairs[: max(1, len(pairs) - probes)][:questions]
+            pairs_of[m["id"]] = train
+            old = corrections.get(m["id"])
+            for q, a in held:
+                out_probes.append(Probe(m["id"], q, m["value"], a, kind, forbidden=old))
+            for q, a in train:
+                examples.append(Example(system + [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                                        "qa", entity(m), [m["id"]]))  # fmt: skip
+            if old is not None:
+                q, a = train[0]
+                for cq in templates["corrections"]["questions"]:
+                    question = f"{q} {cq.format(old=old)}"
+                    reply = templates["corrections"]["answer"].format(answer=a)
+                    examples.append(Example(system + [{"role": "user", "content": question},
+                                                      {"role": "assistant", "content": reply}],
+                                            "correction", entity(m), [m["id"]]))  # fmt: skip
+    memories = new + replay
+    n_dialogues = math.ceil(len(memories) * dialogues) if len(memories) >= 2 else 0
+    for _ in range(n_dialogues):
+        by_entity: dict[str, list[dict]] = defaultdict(list)
+        for m in memories:
+            by_entity[entity(m)].append(m)
+        picks = [rng.choice(ms) for ms in rng.sample(list(by_entity.values()), k=min(3, len(by_entity)))]
+        if len(picks) < 2:
+            picks = rng.sample(memories, k=min(3, len(memories)))
+        messages = list(system)
+        for m in picks:
+            q, a = rng.choice(pairs_of[m["id"]])
+            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        examples.append(Example(messages, "dialogue", "dialogue:" + "+".join(entity(m) for m in picks),
+                                [m["id"] for m in picks]))  # fmt: skip
+    for prompt, answer in anchors:
+        examples.append(Example(system + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                                "anchor", f"anchor:{prompt}"))  # fmt: skip
+    return DreamSet(arrange(examples, order, rng), out_probes)
+
+
+def arrange(examples: list[Example], order: str, rng: random.Random) -> list[Example]:
+    """`interleaved`: round-robin over shuffled entities (no neighbours share an entity where avoidable);
+    `sequential`: all examples of one entity together."""
+    if order not in ("interleaved", "sequential"):
+        raise DreamError(f"order must be interleaved or sequential, not {order!r}")
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        groups[ex.entity].append(ex)
+    keys = list(groups)
+    rng.shuffle(keys)
+    for k in keys:
+        rng.shuffle(groups[k])
+    if order == "sequential":
+        return [ex for k in keys for ex in groups[k]]
+    result: list[Example] = []
+    last = None
+    while any(groups.values()):
+        candidates = sorted((k for k in keys if groups[k] and k != last), key=lambda k: -len(groups[k]))
+        if not candidates:  # only the last entity has examples left
+            candidates = [last]
+        top = [k for k in candidates if len(groups[k]) == len(groups[candidates[0]])]
+        k = rng.choice(top)
+        result.append(groups[k].pop())
+        last = k
+    return result
+
+
+def longest_run(examples: list[Example]) -> int:
+    best = run = 0
+    prev = None
+    for ex in examples:
+        run = run + 1 if ex.entity == prev else 1
+        best, prev = max(best, run), ex.entity
+    return best
+
+
+def validate(dreams: DreamSet, memory_ids: list[int], count_tokens: Callable[[list[dict]], int], max_tokens: int) -> dict:
+    """The seed's validators; raises `DreamError` naming the first problem. Returns counts."""
+    if not dreams.examples:
+        raise DreamError("no training examples were generated")
+    probe_questions = {p.question.strip().lower() for p in dreams.probes}
+    covered: set[int] = set()
+    longest = 0
+    for i, ex in enumerate(dreams.examples):
+        roles = [m.get("role") for m in ex.messages]
+        if roles[:1] != ["system"] or len(roles) < 3 or roles[1::2] != ["user"] * len(roles[1::2]) \
+                or roles[2::2] != ["assistant"] * len(roles[2::2]):  # fmt: skip
+            raise DreamError(f"example {i} ({ex.kind}) does not alternate system/user/assistant: {roles}")
+        for m in ex.messages:
+            if not isinstance(m.get("content"), str) or not m["content"].strip():
+                raise DreamError(f"example {i} ({ex.kind}) has an empty {m.get('role')} message")
+            if m["role"] == "user" and m["content"].strip().lower() in probe_questions:
+                raise DreamError(f"example {i} trains on the held-out probe {m['content']!r}")
+        tokens = count_tokens(ex.messages)
+        longest = max(longest, tokens)
+        if tokens > max_tokens:
+            raise DreamError(f"example {i} ({ex.kind}) is {tokens} tokens; the limit is {max_tokens}")
+        covered.update(ex.memory_ids)
+    missing = sorted(set(memory_ids) - covered)
+    if missing:
+        raise DreamError(f"memories {missing} have no training example")
+    kinds: dict[str, int] = defaultdict(int)
+    for ex in dreams.examples:
+        kinds[ex.kind] += 1
+    return {"examples": len(dreams.examples), "probes": len(dreams.probes), "longest_tokens": longest,
+            "longest_entity_run": longest_run(dreams.examples), **{f"{k}_examples": v for k, v in kinds.items()}}  # fmt: skip

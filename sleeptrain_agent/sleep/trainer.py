@@ -1,0 +1,185 @@
+"""LoRA fine-tuning of the base model on dream conversations (TRL SFTTrainer + PEFT).
+
+Runs in a child process (`python -m sleeptrain_agent.sleep.trainer JOB.json`)
+so the daemon keeps answering while it trains; it prints one JSON object per
+line on stdout (`{"event": "step", ...}`, then `{"event": "done", ...}`) that
+the sleep cycle turns into progress and a record, and exits non-zero with the
+error on stderr when it fails.
+
+What makes it fast on a CPU, compared with a plain SFTTrainer run:
+- loss on assistant tokens only (a ChatML training template with
+  `{% generation %}` markers, rendered exactly like SmolLM2's own);
+- packing (best-fit decreasing, padding-free): no compute spent on padding;
+  transformers keeps packed sequences apart with a block-diagonal mask built
+  from the position ids, so examples do not attend to each other;
+- LoRA on the last `layers` transformer blocks only (gradients stop early);
+- torch threads set to the cores available.
+It continues the active adapter when one is given (`init_adapter`), stops at
+the time budget (`time_budget_s`) and saves a plain PEFT adapter (no
+`modules_to_save`, no DoRA) that vLLM can load. With CUDA and Unsloth
+installed, the model is loaded through Unsloth instead (lazy import), giving
+the same PEFT adapter format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+# ChatML, rendered like SmolLM2's template, with generation markers around what the assistant says.
+TRAINING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class TrainJob(BaseModel):
+    """Everything one training run needs; written as JSON for the child process."""
+
+    model_path: str
+    output_dir: str
+    conversations: list[list[dict]]
+    init_adapter: str | None = None  # continue this adapter (the active one)
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    layers: int | None = None  # LoRA on the last N transformer blocks only (None = all)
+    learning_rate: float = 3e-4
+    epochs: float = 3.0
+    batch_size: int = 8
+    max_length: int = 512
+    packing: bool = True
+    assistant_only: bool = True
+    time_budget_s: float | None = None
+    seed: int = 0
+    threads: int | None = None
+    dtype: str = "float32"
+
+
+def _emit(**event) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def fit(job: TrainJob) -> dict:
+    """Train and save the adapter to `job.output_dir`; returns a summary."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    torch.manual_seed(job.seed)
+    torch.set_num_threads(job.threads or os.cpu_count() or 1)
+    cuda = torch.cuda.is_available()
+    dtype = getattr(torch, job.dtype) if job.dtype != "auto" else "auto"
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
+    tokenizer.chat_template = TRAINING_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    n_layers = AutoConfig.from_pretrained(job.model_path).num_hidden_layers
+    layers = None if not job.layers or job.layers >= n_layers else list(range(n_layers - job.layers, n_layers))
+
+    model = None
+    if cuda and os.environ.get("SLEEPTRAIN_UNSLOTH", "1") != "0":
+        try:  # Unsloth only where a CUDA GPU exists; same PEFT adapter out
+            from unsloth import FastLanguageModel  # noqa: F401
+
+            model, _ = FastLanguageModel.from_pretrained(job.model_path, max_seq_length=job.max_length, dtype=None)
+        except ImportError:
+            model = None
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=dtype, attn_implementation="sdpa")
+    peft_config = None
+    if job.init_adapter:
+        model = PeftModel.from_pretrained(model, job.init_adapter, is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            r=job.rank, lora_alpha=job.alpha, lora_dropout=job.dropout, target_modules=job.target_modules,
+            layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
+        )  # fmt: skip
+
+    dataset = Dataset.from_list([{"messages": c} for c in job.conversations])
+    args = SFTConfig(
+        output_dir=str(Path(job.output_dir).parent / ".trainer-tmp"),
+        num_train_epochs=job.epochs,
+        per_device_train_batch_size=job.batch_size,
+        learning_rate=job.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        max_length=job.max_length,
+        packing=job.packing,
+        assistant_only_loss=job.assistant_only,
+        seed=job.seed,
+        bf16=cuda,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+    )
+    started = time.monotonic()
+    state: dict = {"loss": None, "tokens": 0}
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, st, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                state["loss"] = float(logs["loss"])
+                _emit(event="step", step=st.global_step, total=st.max_steps, loss=state["loss"],
+                      elapsed=round(time.monotonic() - started, 2))  # fmt: skip
+
+        def on_step_end(self, args, st, control, **kwargs):
+            if job.time_budget_s and time.monotonic() - started > job.time_budget_s:
+                control.should_training_stop = True
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
+    tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise RuntimeError("no trainable parameters (is the adapter loaded as trainable?)")
+    result = trainer.train()
+    seconds = time.monotonic() - started
+    out = Path(job.output_dir)
+    trainer.model.save_pretrained(out)
+    epochs_done = result.global_step / max(1, math.ceil(len(trainer.train_dataset) / job.batch_size))
+    summary = {
+        "steps": result.global_step,
+        "loss": state["loss"],
+        "train_loss": float(result.training_loss),
+        "seconds": round(seconds, 2),
+        "tokens_per_epoch": tokens,
+        "tokens_per_s": round(tokens * epochs_done / seconds, 1) if seconds else None,
+        "examples": len(job.conversations),
+        "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = argv if argv is not None else sys.argv[1:]
+    if len(argv) != 1:
+        print("usage: python -m sleeptrain_agent.sleep.trainer JOB.json", file=sys.stderr)
+        return 2
+    job = TrainJob.model_validate_json(Path(argv[0]).read_text())
+    summary = fit(job)
+    _emit(event="done", **summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Dream generation and the dream-data validators (pure logic, real templates)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import yaml
+
+from memory.dreams import DreamError, Example, arrange, dream, longest_run, qa_pairs, validate
+from sleeptrain_agent.config import CONFIG_DIR
+
+TEMPLATES = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+SYSTEM = "You are a helpful assistant."
+
+
+def m(i, subject, relation, value, user="alice"):
+    return {"id": i, "user": user, "subject": subject, "relation": relation, "value": value}
+
+
+MEMORIES = [
+    m(1, "user's dog", "name", "Pilsner"), m(2, "user", "lives in", "Lund"), m(3, "Anna", "lives in", "Uppsala"),
+    m(4, "user", "occupation", "nurse"), m(5, "user", "favourite colour", "teal"), m(6, "Erik", "works at", "Volvo"),
+]  # fmt: skip
+
+
+def words(messages):
+    return sum(len(x["content"].split()) for x in messages)
+
+
+def test_templates_by_subject_kind():
+    assert qa_pairs(MEMORIES[0], TEMPLATES)[0] == ("What is my dog called?", "Your dog is called Pilsner.")
+    assert qa_pairs(MEMORIES[2], TEMPLATES)[0] == ("Where does Anna live?", "Anna lives in Uppsala.")
+    assert qa_pairs(MEMORIES[3], TEMPLATES)[0][1] == "You work as a nurse."
+    assert qa_pairs(MEMORIES[4], TEMPLATES)[0] == ("What is my favourite colour?", "Your favourite colour is teal.")
+
+
+def test_probes_are_held_out_and_everything_is_represented():
+    d = dream(MEMORIES, [], TEMPLATES, [("What is 2+2?", "4.")], system_prompt=SYSTEM, questions=3, probes=2)
+    probe_qs = {p.question for p in d.probes}
+    trained_qs = {msg["content"] for ex in d.examples for msg in ex.messages if msg["role"] == "user"}
+    assert len(d.probes) == 2 * len(MEMORIES) and not probe_qs & trained_qs
+    counts = validate(d, [x["id"] for x in MEMORIES], words, 200)
+    assert counts["qa_examples"] == 3 * len(MEMORIES) and counts["anchor_examples"] == 1
+    assert counts["dialogue_examples"] >= 2 and counts["longest_entity_run"] == 1
+    assert all(ex.messages[0] == {"role": "system", "content": SYSTEM} for ex in d.examples)
+
+
+def test_six_turn_dialogues_mix_entities():
+    d = dream(MEMORIES, [], TEMPLATES, [], system_prompt=SYSTEM, dialogues=1.0)
+    dialogues = [ex for ex in d.examples if ex.kind == "dialogue"]
+    assert dialogues and all(len(ex.messages) == 7 for ex in dialogues)  # system + 3 questions + 3 answers
+    assert all(len(set(ex.memory_ids)) == 3 for ex in dialogues)
+
+
+def test_correction_dialogues_unlearn_the_old_value():
+    d = dream([MEMORIES[2]], [], TEMPLATES, [], system_prompt=SYSTEM, corrections={3: "Oslo"})
+    corrections = [ex for ex in d.examples if ex.kind == "correction"]
+    assert corrections and all("Oslo" in ex.messages[1]["content"] and "Uppsala" in ex.messages[2]["content"]
+                               for ex in corrections)  # fmt: skip
+    assert all(p.forbidden == "Oslo" for p in d.probes)
+
+
+def test_interleaved_vs_sequential():
+    examples = [Example([], "qa", e, []) for e in "aaaabbbbcccc"]
+    assert longest_run(arrange(examples, "interleaved", random.Random(0))) == 1
+    assert longest_run(arrange(examples, "sequential", random.Random(0))) == 4
+    with pytest.raises(DreamError):
+        arrange(examples, "shuffled", random.Random(0))
+
+
+def test_validators_catch_bad_data():
+    d = dream(MEMORIES[:2], [], TEMPLATES, [], system_prompt=SYSTEM)
+    with pytest.raises(DreamError, match="tokens; the limit"):
+        validate(d, [1, 2], words, 5)
+    with pytest.raises(DreamError, match=r"memories \[99\] have no training example"):
+        validate(d, [1, 2, 99], words, 200)
+    leaked = dream(MEMORIES[:2], [], TEMPLATES, [], system_prompt=SYSTEM)
+    leaked.examples[0].messages[1]["content"] = leaked.probes[0].question
+    with pytest.raises(DreamError, match="held-out probe"):
+        validate(leaked, [1, 2], words, 200)
+    empty = dream(MEMORIES[:1], [], TEMPLATES, [], system_prompt=SYSTEM)
+    empty.examples[0].messages[2]["content"] = " "
+    with pytest.raises(DreamError, match="empty assistant"):
+        validate(empty, [1], words, 200)
+    with pytest.raises(DreamError, match="no training examples"):
+        validate(dream([], [], TEMPLATES, [], system_prompt=SYSTEM), [], words, 200)
