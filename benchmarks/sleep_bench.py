@@ -2,6 +2,7 @@
 
     python -m benchmarks.sleep_bench trainer [--memories 20]
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
+    python -m benchmarks.sleep_bench facts [--overrides '{"target_modules": ["q_proj", "v_proj"]}']
 
 `trainer`: the same dream data (synthetic memories + anchors) trained once by a
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
@@ -9,6 +10,11 @@ batches, loss on every token) and once with the configured sleep settings
 (assistant-only loss, `sleep.layers`, `sleep.packing`), each in its own
 child process, one epoch each; prints tokens/s of both and the ratio (target
 >= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data.
+
+`facts`: the README's learning-vs-locality table: five fictional facts told
+in the chat's words, judged by the hippocampus, then one sleep with the given
+`sleep.*` overrides (JSON); prints recall on held-out paraphrases, locality and
+the time taken.
 
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
@@ -124,6 +130,42 @@ def sleeps(args) -> None:
                   "  (target <= 1.5)")  # fmt: skip
 
 
+FIVE_FACTS = ["My dog is called Pilsner.", "I live in Tromsø.", "I work as a glassblower.",
+              "My sister Anna lives in Uppsala.", "My favourite colour is teal."]  # fmt: skip
+
+
+def facts(args) -> None:
+    from memory.embeddings import Embedder
+    from memory.hippocampus import Hippocampus
+    from memory.rules import RulesJudge
+    from sleeptrain_agent.backends.vllm import VLLMBackend
+    from sleeptrain_agent.sleep.cycle import SleepCycle
+
+    settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
+    path = model_dir(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        store = Store(state / "sleeptrain.db")
+        embedder = Embedder()
+        hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+        conv = store.start_conversation("default")
+        for text in FIVE_FACTS:
+            hippo.process(store.log_turn(conv, "user", text))
+        backend = VLLMBackend(settings, path, state / "logs")
+        backend.start()
+        try:
+            t0 = time.monotonic()
+            row = SleepCycle(settings, store, backend, path, state, embedder).run("bench")
+        finally:
+            backend.stop()
+        d = row["details"]
+        scores = d.get("scores", {})
+        print(f"overrides {args.overrides}: {row['status']}; recall {scores.get('recall')}, "
+              f"locality {scores.get('locality')}, {d.get('train_steps')} steps, "
+              f"{time.monotonic() - t0:.0f} s")  # fmt: skip
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -132,8 +174,10 @@ def main() -> None:
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
+    f = sub.add_parser("facts")
+    f.add_argument("--overrides", default="{}", help="sleep.* settings for this run, as JSON")
     args = ap.parse_args()
-    trainer(args) if args.what == "trainer" else sleeps(args)
+    {"trainer": trainer, "sleeps": sleeps, "facts": facts}[args.what](args)
 
 
 if __name__ == "__main__":
