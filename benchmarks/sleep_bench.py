@@ -1,6 +1,6 @@
 """Sleep cost: trainer throughput against a plain TRL + PEFT baseline, and sleep wall time.
 
-    python -m benchmarks.sleep_bench trainer [--memories 20]
+    python -m benchmarks.sleep_bench trainer [--memories 20] [--overrides '{"layers": 8, "packing": true}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
     python -m benchmarks.sleep_bench facts [--overrides '{"target_modules": ["q_proj", "v_proj"]}']
 
@@ -59,7 +59,7 @@ def synthetic(n: int, start: int = 0) -> list[dict]:
 
 
 def trainer(args) -> None:
-    settings = load_settings()
+    settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     cfg = settings.sleep
     templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
     anchors = [(q, "I am not sure, but here is a short and general answer to that question.")
@@ -88,7 +88,7 @@ def trainer(args) -> None:
                   f"{done['steps']} steps, {done['seconds']:.1f} s)", flush=True)  # fmt: skip
     a, b = (results[k]["tokens_per_s"] for k in variants)
     print(f"speed-up: {b / a:.2f}x  (target >= 1.5; {len(conversations)} examples from {args.memories} memories; "
-          f"layers={cfg.layers}, packing={cfg.packing})")  # fmt: skip
+          f"layers={cfg.layers}, packing={cfg.packing}, targets={','.join(cfg.target_modules)})")  # fmt: skip
 
 
 def sleeps(args) -> None:
@@ -171,6 +171,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     t = sub.add_parser("trainer")
     t.add_argument("--memories", type=int, default=20)
+    t.add_argument("--overrides", default="{}", help='sleep.* settings, as JSON, e.g. \'{"layers": 8, "packing": true}\'')
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
