@@ -7,7 +7,7 @@
 `trainer`: the same dream data (synthetic memories + anchors) trained once by a
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
 batches, loss on every token) and once with the configured sleep settings
-(assistant-only loss, `sleep.layers`, `sleep.packing`), each in its own
+(assistant-only loss, `sleep.target_modules`, `sleep.layers`, `sleep.packing`), each in its own
 child process, one epoch each; prints tokens/s of both and the ratio (target
 >= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data.
 
@@ -39,6 +39,7 @@ from memory.store import Store
 from sleeptrain_agent.config import CONFIG_DIR, load_settings, model_dir
 from sleeptrain_agent.sleep.trainer import TrainJob
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 NAMES = ["Zorblax", "Quindle", "Mervath", "Tobrik", "Yselda", "Pravik", "Oluwen", "Castrel", "Dremmo", "Faluna"]
 CITIES = ["Tromsø", "Lund", "Porto", "Ghent", "Tartu", "Bergen", "Graz", "Lyon", "Turku", "Cork"]
 
@@ -68,16 +69,16 @@ def trainer(args) -> None:
                  questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
     conversations = [e.messages for e in data.examples]
     variants = {
-        "plain SFTTrainer + PEFT": dict(packing=False, assistant_only=False, layers=None),
-        "sleeptrain trainer": dict(packing=cfg.packing, assistant_only=True, layers=cfg.layers),
+        "plain SFTTrainer + PEFT": dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR),
+        "sleeptrain trainer": dict(packing=cfg.packing, assistant_only=True, layers=cfg.layers,
+                                   target_modules=cfg.target_modules),
     }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, kw in variants.items():
             job = TrainJob(model_path=str(model_dir(settings)), output_dir=f"{tmp}/{len(results)}",
                            conversations=conversations, epochs=1, rank=cfg.rank, alpha=cfg.alpha,
-                           target_modules=cfg.target_modules, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                           **kw)  # fmt: skip
+                           batch_size=cfg.batch_size, max_length=cfg.max_length, **kw)  # fmt: skip
             path = Path(tmp) / f"job{len(results)}.json"
             path.write_text(job.model_dump_json())
             proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)],
