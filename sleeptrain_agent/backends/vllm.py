@@ -192,6 +192,8 @@ class VLLMBackend:
                 continue
             self._ready.clear()
             log.error("vLLM (pid %s) died with code %s; last lines:\n%s", proc.pid, proc.returncode, log_tail(self.log_path, 10))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its engine-core and worker processes outlive it otherwise
             if not self.cfg.restart:
                 continue
             while not self._stopping.is_set():
