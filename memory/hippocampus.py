@@ -44,6 +44,7 @@ ACTIVE = ("pending", "consolidated")
 
 @dataclass
 class HippocampusSettings:
+    verify: bool = True  # False (ablation): store every fact the judge finds, unchecked
     min_importance: float = 0.3  # STORE verdicts below this are rejected
     duplicate_similarity: float = 0.9  # same-subject memories this close in meaning are repeats
     related_k: int = 8  # related memories shown to the judge
@@ -110,6 +111,11 @@ class Hippocampus:
         fact = verdict.fact
         if decision in ("STORE", "CORRECT", "REINFORCE") and fact is None:
             decision, reasons = "REJECT", reasons + ["the judge named no fact"]
+        if not self.settings.verify and fact is not None and decision != "REJECT":
+            memory = self._add(turn, fact, verdict.importance, self.embedder.encode_one(fact.text))
+            reasons.append("verification off: stored without threshold, repeat or correction checks")
+            return self.store.log_decision(turn_id=turn["id"], decision="STORE", judge=judge, memory_id=memory["id"],
+                                           importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
         if decision in ("STORE", "CORRECT") and verdict.importance < self.settings.min_importance:
             decision = "REJECT"
             reasons.append(f"importance {verdict.importance:.2f} is below {self.settings.min_importance}")

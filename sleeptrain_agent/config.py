@@ -92,6 +92,7 @@ class HippocampusConfig(_Section):
 
     enabled: bool = True  # off: user turns stay pending in the store, unjudged
     judge: Literal["auto", "rules", "llm", "gemini"] = "auto"  # auto: gemini when an API key is set, else rules
+    verify: bool = True  # off (an ablation): every fact the judge finds is stored as new; no threshold, no repeats or corrections
     min_importance: float = Field(0.3, ge=0.0, le=1.0)  # facts judged less important are rejected
     duplicate_similarity: float = Field(0.9, gt=0.0, le=1.0)  # cosine above which a same-valued fact is a repeat
     related_k: int = Field(8, ge=0)  # related memories shown to the judge

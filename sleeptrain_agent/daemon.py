@@ -59,7 +59,7 @@ def make_hippocampus(settings: Settings, store: Store, backend: Backend) -> Hipp
     else:
         judge = rules
     hs = HippocampusSettings(
-        min_importance=cfg.min_importance, duplicate_similarity=cfg.duplicate_similarity, related_k=cfg.related_k,
+        verify=cfg.verify, min_importance=cfg.min_importance, duplicate_similarity=cfg.duplicate_similarity, related_k=cfg.related_k,
         max_attempts=cfg.max_attempts, retry_delay_s=cfg.retry_delay_s,
     )  # fmt: skip
     return Hippocampus(store, judge, embedder, hs)

@@ -136,9 +136,15 @@ def fit(job: TrainJob) -> dict:
         gradient_checkpointing=False,
     )
     started = time.monotonic()
-    state: dict = {"loss": None, "tokens": 0}
+    state: dict = {"loss": None, "tokens": 0, "loop_started": None, "loop_seconds": None}
 
     class Progress(TrainerCallback):
+        def on_train_begin(self, args, st, control, **kwargs):
+            state["loop_started"] = time.monotonic()
+
+        def on_train_end(self, args, st, control, **kwargs):
+            state["loop_seconds"] = time.monotonic() - state["loop_started"]
+
         def on_log(self, args, st, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 state["loss"] = float(logs["loss"])
@@ -157,6 +163,7 @@ def fit(job: TrainJob) -> dict:
         raise RuntimeError("no trainable parameters (is the adapter loaded as trainable?)")
     result = trainer.train()
     seconds = time.monotonic() - started
+    loop_seconds = state["loop_seconds"] or seconds
     out = Path(job.output_dir)
     trainer.model.save_pretrained(out)
     epochs_done = result.global_step / max(1, math.ceil(len(trainer.train_dataset) / job.batch_size))
@@ -164,9 +171,10 @@ def fit(job: TrainJob) -> dict:
         "steps": result.global_step,
         "loss": state["loss"],
         "train_loss": float(result.training_loss),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 2),  # data preparation + training loop
+        "loop_seconds": round(loop_seconds, 2),  # the training loop alone
         "tokens_per_epoch": tokens,
-        "tokens_per_s": round(tokens * epochs_done / seconds, 1) if seconds else None,
+        "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
     }

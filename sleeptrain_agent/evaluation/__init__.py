@@ -1,0 +1,1 @@
+"""The Sleep Benchmark: `sleeptrain eval` (people, tests, scoring, ablations) and `sleeptrain report` (HTML)."""
