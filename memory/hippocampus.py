@@ -60,6 +60,7 @@ class Hippocampus:
         self.embedder = embedder or Embedder()
         self.settings = settings or HippocampusSettings()
         self.guard = RulesJudge()
+        self._vectors_by_id: dict[int, np.ndarray] = {}  # a memory's text never changes: its vector is cached
 
     # -- one turn ----------------------------------------------------------------
 
@@ -84,10 +85,13 @@ class Hippocampus:
     def _vectors(self, memories: list[dict]) -> np.ndarray:
         vectors = []
         for m in memories:
-            v = self.store.embedding(m["id"])
+            v = self._vectors_by_id.get(m["id"])
             if v is None:
-                v = self.embedder.encode_one(m["text"]).tolist()
-                self.store.update_memory(m["id"], embedding=v)
+                stored = self.store.embedding(m["id"])
+                if stored is None:
+                    stored = self.embedder.encode_one(m["text"]).tolist()
+                    self.store.update_memory(m["id"], embedding=stored)
+                v = self._vectors_by_id[m["id"]] = np.asarray(stored, dtype=np.float32)
             vectors.append(v)
         return np.asarray(vectors, dtype=np.float32).reshape(len(memories), self.embedder.dim)
 

@@ -97,3 +97,35 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
         correct += answer.lower() in r.choices[0].message.content.lower()
     assert correct >= 4, f"{correct}/5 facts recalled"
     store.close()
+
+
+def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, monkeypatch):
+    """`sleeptrain sleep` with no daemon for the state dir: starts the backend in its own process,
+    sleeps, promotes, records the adapter, and stops the backend (the embedded one here, for speed)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from memory.store import Store
+    from sleeptrain_agent.cli import cli
+
+    state = tmp_path / "state"
+    store = Store(state / "sleeptrain.db")
+    store.add_memory(user="default", subject="user's dog", relation="name", value="Pilsner",
+                     text="The user's dog is called Pilsner.")  # fmt: skip
+    store.close()
+    for key, value in {"SERVE__BACKEND": "embedded", "SLEEP__MIN_EPOCHS": "2", "SLEEP__MAX_EPOCHS": "2",
+                       "SLEEP__ANCHORS": "false", "SLEEP__PROBE_MAX_TOKENS": "16", "SLEEP__MIN_RECALL": "0",
+                       "SLEEP__MIN_LOCALITY": "0"}.items():  # fmt: skip
+        monkeypatch.setenv(f"SLEEPTRAIN_{key}", value)
+    r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state), "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output[r.output.index("{"):])
+    assert row["status"] == "promoted", row
+    store = Store(state / "sleeptrain.db")
+    assert store.active_adapter()["version"] == row["adapter"]
+    assert [m["status"] for m in store.memories()] == ["consolidated"]
+    assert (state / "adapters" / row["adapter"] / "adapter_config.json").is_file()
+    store.close()
+    r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state)])  # nothing left: says so, starts nothing
+    assert r.exit_code != 0 and "nothing to learn" in r.output

@@ -65,3 +65,37 @@ def test_bad_job_fails_with_a_message(tmp_path, model_path):
     proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert proc.returncode != 0 and "missing" in proc.stderr
+
+
+def test_scoring_only_labelled_positions_gives_the_same_loss(model_path):
+    """The CPU speed-up of `_score_only_trained_positions`: TRL's fused LM head on the labelled
+    positions only must give exactly the loss (and gradients) of scoring every position."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    from sleeptrain_agent.sleep import trainer
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model)
+    ids = torch.randint(0, 1000, (2, 24))
+    labels = ids.clone()
+    labels[:, :15] = -100  # the prompt: no loss
+    original = trl_utils._use_triton
+
+    def loss_and_grad():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.item(), model.model.layers[-1].mlp.down_proj.weight.grad.clone()
+
+    try:
+        trl_utils._use_triton = lambda device: False
+        full_loss, full_grad = loss_and_grad()
+        trainer._score_only_trained_positions()
+        assert trl_utils._use_triton(torch.device("cpu")) is True
+        compact_loss, compact_grad = loss_and_grad()
+    finally:
+        trl_utils._use_triton = original
+    assert compact_loss == pytest.approx(full_loss, rel=1e-5)
+    assert torch.allclose(compact_grad, full_grad, rtol=1e-4, atol=1e-6)

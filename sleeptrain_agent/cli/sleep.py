@@ -87,39 +87,55 @@ def sleep_command(app: App, wait: bool, as_json: bool) -> None:
 
 
 def _follow(client: httpx.Client, sleep_id: int, quiet: bool) -> dict:
+    def poll() -> tuple[dict, dict]:
+        row = _check(client.get(f"/v1/sleeps/{sleep_id}"))
+        return row, row.get("progress") or {}
+
+    return _progress(sleep_id, poll, quiet, interval=1.0)
+
+
+def _progress(sleep_id: int, poll, quiet: bool, interval: float) -> dict:
+    """Show a sleep's steps and training progress until it ends; `poll()` -> (row, progress)."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=console(), disable=quiet) as bar:  # fmt: skip
         task = bar.add_task(f"sleep {sleep_id}", total=None, info="")
         while True:
-            row = _check(client.get(f"/v1/sleeps/{sleep_id}"))
+            row, p = poll()
             if row["status"] != "running":
                 return row
-            p = row.get("progress") or {}
             if p.get("step") == "train" and p.get("total"):
                 bar.update(task, total=p["total"], completed=p.get("train_step", 0))
             bar.update(task, description=f"sleep {sleep_id}: {p.get('step', 'starting')}",
                        info=f"loss {p['loss']:.3f}" if p.get("loss") is not None else "")  # fmt: skip
-            time.sleep(1.0)
+            time.sleep(interval)
 
 
 def _sleep_in_process(app: App, quiet: bool) -> dict:
     from sleeptrain_agent.daemon import Daemon
+    from sleeptrain_agent.sleep.cycle import NothingToLearn
 
     daemon = Daemon(app.settings, app.state_dir)
-    daemon.sleep.recover()
-    if not quiet:
-        click.echo(f"no daemon runs for {app.state_dir}: starting the {daemon.backend.name} backend here...", err=True)
-    daemon.backend.start()
     try:
+        daemon.sleep.recover()
+        if not daemon.store.memories(status="pending"):
+            raise NothingToLearn("no pending memories: nothing to learn")
+        if not quiet:
+            click.echo(f"no daemon runs for {app.state_dir}: starting the {daemon.backend.name} backend here...",
+                       err=True)  # fmt: skip
+        daemon.backend.start()
         active = daemon.store.active_adapter()
         if active:
             daemon.backend.swap(active["version"], Path(active["path"]))
         row = daemon.sleep.start("cli")
-        while daemon.sleep.running:
-            time.sleep(0.5)
-        return daemon.store.sleep(row["id"])
+
+        def poll() -> tuple[dict, dict]:
+            return daemon.store.sleep(row["id"]), daemon.sleep.progress
+
+        return _progress(row["id"], poll, quiet, interval=0.5)
     finally:
+        daemon.sleep.stop()
         daemon.backend.stop()
+        daemon.store.close()
 
 
 @click.command("sleeps")

@@ -83,7 +83,7 @@ def _bars(variants: list[tuple[str, dict]], title: str):
         ax.bar(x, [0 if val is None else val for val in values], width, label=label)
     for j, key in enumerate(keys):
         if key in TARGETS:
-            ax.hlines(TARGETS[key][1], j - 0.1, j + 0.8, colors="black", linestyles="dashed", linewidth=1)
+            ax.hlines(TARGETS[key][1], j - width / 2, j - width / 2 + 0.8, colors="black", linestyles="dashed", linewidth=1)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_title(title + " (dashed: targets; correction_old: lower is better)")

@@ -187,7 +187,7 @@ class Variant:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.daemon = Daemon(self.settings, self.state_dir)
         self.scorer = Scorer(self.daemon.hippocampus.hippocampus.embedder)
-        self.say(f"[{self.name}] starting the {self.settings.serve.backend} backend")
+        self.say(f"[{self.name}] starting the {self.daemon.backend.name} backend")
         self.daemon.start()
         try:
             self.daemon.backend.wait_ready(self.settings.vllm.startup_timeout_s)

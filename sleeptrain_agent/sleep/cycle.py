@@ -195,9 +195,9 @@ class SleepCycle:
         train = self._train(sleep_id, dreams, cfg, epochs, active, tmp_dir)
         self._note(sleep_id, "trained", **{f"train_{k}": v for k, v in train.items()})
 
-        scores = self._gate(dreams, locality, tmp_dir, cfg)
+        scores, per_memory = self._gate(dreams, locality, tmp_dir, cfg)
         self._note(sleep_id, "validated", scores=scores)
-        self._record_recall(dreams, scores)
+        self._record_recall(per_memory)
         passed = (scores["recall"] >= cfg.min_recall and scores["locality"] >= cfg.min_locality
                   and (scores["retention"] is None or scores["retention"] >= cfg.min_retention))  # fmt: skip
         duration = round(time.monotonic() - t0, 1)
@@ -289,7 +289,8 @@ class SleepCycle:
         answers = self.backend.evaluate([self._messages(p.question) for p in probes], self._params(), adapter=adapter)
         return sum(recall_hit(a, p.expected, p.forbidden) for a, p in zip(answers, probes, strict=True)) / len(probes)
 
-    def _gate(self, dreams: DreamSet, locality: list[dict], candidate: Path, cfg) -> dict:
+    def _gate(self, dreams: DreamSet, locality: list[dict], candidate: Path, cfg) -> tuple[dict, dict[int, float]]:
+        """The candidate's scores, and each probed memory's recall (for replay priority)."""
         probes = dreams.probes
         questions = [self._messages(p.question) for p in probes] + [self._messages(p["q"]) for p in locality]
         answers = self.backend.evaluate(questions, self._params(), adapter=candidate)
@@ -307,7 +308,7 @@ class SleepCycle:
             base = self.embedder.encode([p["base"] for p in locality])
             cand = self.embedder.encode(local_answers)
             similarity = round(float((base * cand).sum(axis=1).mean()), 3)
-        self._per_memory = {k: sum(v) / len(v) for k, v in per_memory.items()}
+        recall_by_memory = {k: sum(v) / len(v) for k, v in per_memory.items()}
         return {
             "recall": sum(hits["new"]) / len(hits["new"]) if hits["new"] else 1.0,
             "retention": sum(hits["replay"]) / len(hits["replay"]) if hits["replay"] else None,
@@ -319,10 +320,10 @@ class SleepCycle:
                               for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:5],
             "examples": [{"q": p.question, "a": a, "ok": recall_hit(a, p.expected, p.forbidden)}
                          for p, a in list(zip(probes, probe_answers, strict=True))[:6]],  # fmt: skip
-        }
+        }, recall_by_memory
 
-    def _record_recall(self, dreams: DreamSet, scores: dict) -> None:
-        for memory_id, recall in getattr(self, "_per_memory", {}).items():
+    def _record_recall(self, recall_by_memory: dict[int, float]) -> None:
+        for memory_id, recall in recall_by_memory.items():
             if memory_id is not None:
                 self.store.update_memory(memory_id, last_recall=recall)
 

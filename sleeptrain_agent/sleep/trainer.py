@@ -76,6 +76,20 @@ def _emit(**event) -> None:
     print(json.dumps(event), file=_events, flush=True)
 
 
+def _score_only_trained_positions() -> None:
+    """TRL's fused LM head projects only the positions that have a label on Triton devices, and every
+    position elsewhere (fixed tile shapes for compilers like Neuron's). On a CPU there is nothing to
+    recompile, and with assistant-only loss most positions have no label: the LM head (49k x 576, the
+    largest matrix of SmolLM2) is then computed for the assistant tokens only. Same loss, fewer FLOPs.
+    Guarded: a TRL without this internal simply keeps its own behaviour."""
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:
+        return
+    if hasattr(trl_utils, "_use_triton"):
+        trl_utils._use_triton = lambda device: True
+
+
 def fit(job: TrainJob) -> dict:
     """Train and save the adapter to `job.output_dir`; returns a summary."""
     import torch
@@ -114,6 +128,8 @@ def fit(job: TrainJob) -> dict:
             layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
         )  # fmt: skip
 
+    if job.assistant_only and not cuda:
+        _score_only_trained_positions()
     dataset = Dataset.from_list([{"messages": c} for c in job.conversations])
     args = SFTConfig(
         output_dir=str(Path(job.output_dir).parent / ".trainer-tmp"),
