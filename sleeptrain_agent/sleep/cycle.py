@@ -12,7 +12,10 @@ Steps, each recorded in the sleep's `details` as it goes:
 6. gate: held-out probes of new memories (recall), of replayed ones
    (retention), and general prompts vs the base model's answers (locality),
    all through the serving backend with the candidate loaded under a
-   temporary name;
+   temporary name. A candidate that recalls the new memories but fails
+   locality (or retention) is gated again with its LoRA update scaled by
+   each of `sleep.fallback_scales` (interpolating towards the base model);
+   the strongest that passes the whole gate is the one promoted;
 7. promote: rename the temp dir to `adapters/vNNNN/`, hot-swap it in, then in
    one transaction record it, make it active, mark the memories consolidated
    and the sleep `promoted`. A rejected candidate is moved to
@@ -198,8 +201,9 @@ class SleepCycle:
         scores, per_memory = self._gate(dreams, locality, tmp_dir, cfg)
         self._note(sleep_id, "validated", scores=scores)
         self._record_recall(per_memory)
-        passed = (scores["recall"] >= cfg.min_recall and scores["locality"] >= cfg.min_locality
-                  and (scores["retention"] is None or scores["retention"] >= cfg.min_retention))  # fmt: skip
+        passed = _passes(scores, cfg)
+        if not passed and scores["recall"] >= cfg.min_recall and cfg.fallback_scales:
+            tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores)
         duration = round(time.monotonic() - t0, 1)
         if not passed:
             kept = self.adapters_dir / "rejected" / f"sleep-{sleep_id:04d}"
@@ -215,6 +219,27 @@ class SleepCycle:
             log.warning("sleep %s rejected: %s", sleep_id, "; ".join(reasons))
             return
         self._promote(sleep_id, tmp_dir, active, pending, replayed, scores, duration)
+
+    def _weaker(self, sleep_id, dreams, locality, candidate: Path, cfg, scores: dict) -> tuple[Path, dict, bool]:
+        """The candidate learned the new memories but disturbs general answers too much: gate it again
+        with its LoRA update scaled down (weight-space interpolation towards the base model, as in
+        WiSE-FT), strongest first. Each scaled candidate passes the whole gate (recall, retention,
+        locality) or is dropped. Returns the directory to promote (or reject), its scores, and whether
+        it passed."""
+        tried = [{"scale": 1.0, **{k: scores[k] for k in ("recall", "retention", "locality")}}]
+        for scale in cfg.fallback_scales:
+            weaker = candidate.with_name(f"{candidate.name}-x{scale:g}")
+            scale_adapter(candidate, weaker, scale)
+            s, _ = self._gate(dreams, locality, weaker, cfg)
+            tried.append({"scale": scale, **{k: s[k] for k in ("recall", "retention", "locality")}})
+            self._note(sleep_id, "rescaled", scales_tried=tried)
+            if _passes(s, cfg):
+                shutil.rmtree(candidate, ignore_errors=True)
+                return weaker, {**s, "scale": scale, "scales_tried": tried}, True
+            shutil.rmtree(weaker, ignore_errors=True)
+            if s["recall"] < cfg.min_recall:
+                break  # weaker still forgets the new memories: stop
+        return candidate, {**scores, "scales_tried": tried}, False
 
     def _promote(self, sleep_id, tmp_dir, active, pending, replayed, scores, duration) -> None:
         version = self._next_version()
@@ -402,6 +427,22 @@ class SleepCycle:
         for note in notes:
             log.warning("recovery: %s", note)
         return notes
+
+
+def _passes(scores: dict, cfg) -> bool:
+    return (scores["recall"] >= cfg.min_recall and scores["locality"] >= cfg.min_locality
+            and (scores["retention"] is None or scores["retention"] >= cfg.min_retention))  # fmt: skip
+
+
+def scale_adapter(source: Path, target: Path, scale: float) -> None:
+    """Copy a PEFT LoRA adapter with its update B·A scaled by `scale` (its `lora_B` matrices)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    weights = target / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: (v * scale if ".lora_B." in k else v) for k, v in tensors.items()}, weights, metadata={"format": "pt"})
 
 
 def _fsync_dir(path: Path) -> None:

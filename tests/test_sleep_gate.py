@@ -1,0 +1,100 @@
+"""The gate's fallback to a weaker adapter: scaling a real PEFT adapter, and choosing the strongest
+scale that passes (with a backend that answers according to which candidate directory it is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from memory.dreams import DreamSet, Probe
+from memory.store import Store
+from sleeptrain_agent.config import load_settings
+from sleeptrain_agent.sleep.cycle import SleepCycle, scale_adapter
+from tests.adapters import make_adapter
+from tests.fakes import FakeBackend
+
+
+@pytest.mark.real
+def test_scale_adapter_scales_the_update_only(tmp_path, model_path):
+    src = make_adapter(model_path, tmp_path / "a", seed=1)
+    scale_adapter(src, tmp_path / "b", 0.5)
+    a, b = load_file(src / "adapter_model.safetensors"), load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert set(a) == set(b) and any(".lora_B." in k for k in a)
+    for k in a:
+        expected = a[k] * 0.5 if ".lora_B." in k else a[k]
+        assert np.allclose(b[k].numpy(), expected.numpy()), k
+    assert (tmp_path / "b" / "adapter_config.json").read_text() == (src / "adapter_config.json").read_text()
+
+
+class _ByScale(FakeBackend):
+    """Recalls the fact at every scale >= `recall_from`; keeps general answers at scales <= `local_upto`."""
+
+    def __init__(self, recall_from: float, local_upto: float):
+        super().__init__()
+        self.recall_from, self.local_upto = recall_from, local_upto
+        self.asked: list[str] = []
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        name = Path(adapter).name
+        self.asked.append(name)
+        scale = float(name.split("-x")[1]) if "-x" in name else 1.0
+        out = []
+        for p in prompts:
+            q = p[-1]["content"]
+            if "Zara" in q:
+                out.append("Zara lives in Tromsø." if scale >= self.recall_from else "I do not know.")
+            else:
+                out.append("Rome." if scale <= self.local_upto else "Proxima b.")
+        return out
+
+
+class _Embed:
+    def encode(self, texts):
+        return np.ones((len(texts), 4)) / 2
+
+
+def _cycle(tmp_path, backend) -> tuple[SleepCycle, Path]:
+    settings = load_settings(overrides={"sleep": {"fallback_scales": [0.75, 0.6, 0.5], "min_locality": 0.9}})
+    store = Store(tmp_path / "db.sqlite")
+    cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
+    candidate = tmp_path / "adapters" / ".tmp-sleep-0001"
+    candidate.mkdir(parents=True)
+    (candidate / "adapter_model.safetensors").write_bytes(b"")
+    return cycle, candidate
+
+
+def _dreams():
+    return DreamSet(examples=[], probes=[Probe(memory_id=1, question="Where does Zara live?", expected="Tromsø",
+                                               answer="Zara lives in Tromsø.", kind="new")])  # fmt: skip
+
+
+def _locality():
+    return [{"q": "What is the capital of Italy?", "expect": ["Rome"], "base": "Rome."}]
+
+
+def test_the_strongest_scale_that_passes_is_chosen(tmp_path, monkeypatch):
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.scale_adapter", lambda src, dst, s: dst.mkdir())
+    backend = _ByScale(recall_from=0.5, local_upto=0.6)
+    cycle, candidate = _cycle(tmp_path, backend)
+    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
+    assert scores["recall"] == 1.0 and scores["locality"] == 0.0
+    cycle.store.start_sleep("test", {})
+    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
+    assert passed and chosen.name == ".tmp-sleep-0001-x0.6" and scores["scale"] == 0.6
+    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]
+    assert not candidate.exists() and not (tmp_path / "adapters" / ".tmp-sleep-0001-x0.75").exists()
+
+
+def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkeypatch):
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.scale_adapter", lambda src, dst, s: dst.mkdir())
+    backend = _ByScale(recall_from=0.7, local_upto=0.6)  # locality only below the scales that still recall
+    cycle, candidate = _cycle(tmp_path, backend)
+    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
+    cycle.store.start_sleep("test", {})
+    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
+    assert not passed and chosen == candidate and candidate.exists()
+    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]  # stopped once recall failed
+    assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [".tmp-sleep-0001"]
