@@ -203,3 +203,35 @@ def test_quick_profile_end_to_end(tmp_path, model_path):
     html = (tmp_path / "report.html").read_text()
     assert len(re.findall(r"data:image/png;base64,", html)) >= 5
     assert "Worst errors" in html
+
+
+def test_gemini_rescoring_grades_caches_and_survives_failures(store):
+    """The real google-genai client against the local replay of the Gemini API."""
+    from sleeptrain_agent.evaluation.scoring import GeminiGrader
+    from tests.gemini_replay import Replay
+
+    replay = Replay([{"correct": True}, {"correct": False}])
+    try:
+        grader = GeminiGrader(store, "test-key", base_url=replay.url)
+        items = [{"question": "Where does Zara live?", "expected": ["Tromsø"], "answer": "In Tromsø, Norway."},
+                 {"question": "Where does Zara live?", "expected": ["Tromsø"], "answer": "Bergen."}]  # fmt: skip
+        grader.score(items)
+        assert [i["gemini"] for i in items] == [1, 0]
+        assert replay.requests[0]["key"] == "test-key" and "Tromsø" in json.dumps(replay.requests[0]["body"], ensure_ascii=False)
+        grader.score(items)  # again: from the cache, no request
+        assert len(replay.requests) == 2 and grader.cache_hits == 2
+        assert "test-key" not in json.dumps([list(r) for r in store.db.execute("select * from judge_cache")])
+    finally:
+        replay.close()
+    dead = GeminiGrader(store, "k", base_url="http://127.0.0.1:9", attempts=1)  # nothing listens: unscored
+    dead_items = [{"question": "q?", "expected": ["x"], "answer": "something new"}]
+    dead.score(dead_items)
+    assert dead_items[0]["gemini"] is None
+
+
+def test_rescore_gemini_without_a_key_fails_before_starting(tmp_path, monkeypatch):
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    r = CliRunner().invoke(cli, ["eval", "--rescore", "gemini", "--out", str(tmp_path / "run")])
+    assert r.exit_code != 0 and "needs an API key" in r.output
+    assert not (tmp_path / "run" / "state").exists()

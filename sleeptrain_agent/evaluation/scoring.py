@@ -75,12 +75,13 @@ GRADER_PROMPT = (
 class GeminiGrader:
     """Rescoring with Gemini, cached in the store's `judge_cache` table (a rerun costs no calls)."""
 
-    def __init__(self, store: Store, api_key: str, model: str = "gemini-2.0-flash", base_url: str | None = None):
+    def __init__(self, store: Store, api_key: str, model: str = "gemini-2.0-flash", base_url: str | None = None,
+                 attempts: int = 4):  # fmt: skip
         from google import genai
         from google.genai import types
 
         http = types.HttpOptions(base_url=base_url, timeout=30_000,
-                                 retry_options=types.HttpRetryOptions(attempts=4, initial_delay=1.0, max_delay=20.0))  # fmt: skip
+                                 retry_options=types.HttpRetryOptions(attempts=attempts, initial_delay=1.0, max_delay=20.0))  # fmt: skip
         self.client = genai.Client(api_key=api_key, http_options=http)
         self.types = types
         self.store = store
