@@ -28,7 +28,7 @@ def summarize(row: dict) -> dict:
         "replay": len(d.get("replay") or []), "examples": d.get("examples"), "steps": d.get("train_steps"),
         "loss": d.get("train_loss"), "recall": scores.get("recall"), "retention": scores.get("retention"),
         "locality": scores.get("locality"), "adapter": row.get("adapter"), "error": (row.get("error") or "").split("\n")[0] or None,
-        "rejected_because": d.get("rejected_because"),
+        "rejected_because": d.get("rejected_because"), "scale": scores.get("scale"),
     }  # fmt: skip
 
 

@@ -20,7 +20,8 @@ Every item (question, answer, expected value, scores) is saved.
 `summary` fractions in [0, 1]: efficacy, paraphrase, multiturn, extended
 (right after the first sleep), correction_new, correction_old (lower is
 better), retention (first-wave score after the last sleep / right after the
-first, capped at 1; None without further sleeps), locality (of the general
+first sleep that promoted an adapter, capped at 1; None without a promoted
+sleep before the last one), locality (of the general
 questions the base model answers right, the share still answered right).
 """
 
@@ -107,7 +108,8 @@ def _fraction(values: list) -> float | None:
 
 def summarize(items: list[dict], scorer: str = "keyword", first_efficacy: float | None = None,
               final_efficacy: float | None = None) -> dict:  # fmt: skip
-    """The `summary` object from scored items (pure; see the module docstring for the definitions)."""
+    """The `summary` object from scored items (pure; see the module docstring for the definitions).
+    `first_efficacy`: the first wave's recall when it was learned; `final_efficacy`: after the last sleep."""
 
     def of(test: str, key: str | None = None) -> float | None:
         return _fraction([i.get(key or scorer) for i in items if i["test"] == test])
@@ -138,7 +140,6 @@ class Variant:
         self.sleeps: list[dict] = []
         self.retention_curve: list[dict] = []
         self.timings: dict[str, float] = {}
-        self.first_like_for_like: float | None = None  # first-wave efficacy without the corrected facts
 
     # -- plumbing --------------------------------------------------------------
 
@@ -219,13 +220,19 @@ class Variant:
                 first_efficacy = self._test_first()
             else:
                 final_efficacy = self._retest(wave)
-        if len(self.plan.waves) == 1:
+        # retention: the first wave's recall after the last sleep, against the same facts' recall right
+        # after the first sleep that promoted an adapter (the one that learned them)
+        learned = next((c for c in self.retention_curve if c["promoted"]), None)
+        learned_efficacy = None
+        if learned is None or learned is self.retention_curve[-1]:
             final_efficacy = None
+        else:
+            learned_efficacy = learned["efficacy_first_wave"]
         self._test_corrections()
         self._test_locality(locality, base_general)
         return {
             "variant": self.name, "sleeps": self.sleeps, "retention_curve": self.retention_curve,
-            "first_efficacy": first_efficacy, "final_efficacy": final_efficacy,
+            "first_efficacy": first_efficacy, "learned_efficacy": learned_efficacy, "final_efficacy": final_efficacy,
             "decisions": self._decisions(), "timings": self.timings,
         }  # fmt: skip
 
@@ -267,7 +274,7 @@ class Variant:
                   "new": len(d.get("new") or []), "replay": len(d.get("replay") or []),
                   "examples": d.get("examples"), "steps": d.get("train_steps"), "loss": d.get("train_loss"),
                   "recall": scores.get("recall"), "retention": scores.get("retention"),
-                  "locality": scores.get("locality"), "duration_s": round(time.monotonic() - t0, 1),
+                  "locality": scores.get("locality"), "scale": scores.get("scale"), "duration_s": round(time.monotonic() - t0, 1),
                   "error": (row.get("error") or "").split("\n")[0] or None}  # fmt: skip
         self.sleeps.append(record)
         self.say(f"[{self.name}] sleep {wave + 1}: {row['status']} in {record['duration_s']:.0f} s "
@@ -285,8 +292,16 @@ class Variant:
         self.scorer.score(items)
         self.items += items
         efficacy = _fraction([i["keyword"] for i in singles])
-        self.retention_curve.append({"sleep": len(self.sleeps), "efficacy_first_wave": efficacy})
+        changed = {(p.id, c.fact) for p, c in self.plan.corrections}
+        kept = [i["keyword"] for i in singles if (i["persona"], i["fact"]) not in changed]
+        self._curve(_fraction(kept))
         return efficacy
+
+    def _curve(self, first_wave: float | None, **extra) -> None:
+        """Retention curve: the first wave's direct-question recall (facts corrected later left out)
+        after each sleep, and whether that sleep promoted an adapter."""
+        self.retention_curve.append({"sleep": len(self.sleeps), "efficacy_first_wave": first_wave,
+                                     "promoted": self.sleeps[-1]["status"] == "promoted", **extra})  # fmt: skip
 
     def _conversation_tests(self, first: list[Taught]) -> list[dict]:
         fillers = self.data.fillers
@@ -342,14 +357,9 @@ class Variant:
         self.scorer.score(items)
         self.items += items
         final = _fraction([i["keyword"] for i in items if i["test"] == "retention"])
-        # the same facts right after the first sleep, for a like-for-like ratio
-        base = _fraction([i["keyword"] for i in self.items if i["test"] == "single" and
-                          (i["persona"], i["fact"]) not in changed])  # fmt: skip
-        self.retention_curve.append({"sleep": len(self.sleeps), "efficacy_first_wave": final,
-                                     "efficacy_new_wave": _fraction([i["keyword"] for i in items
-                                                                     if i["test"] == "single_later"])})  # fmt: skip
-        self.say(f"[{self.name}] after sleep {len(self.sleeps)}: first-wave recall {final} (was {base})")
-        self.first_like_for_like = base
+        self._curve(final, efficacy_new_wave=_fraction([i["keyword"] for i in items if i["test"] == "single_later"]))
+        self.say(f"[{self.name}] after sleep {len(self.sleeps)}: first-wave recall {final} "
+                 f"(after sleep 1: {self.retention_curve[0]['efficacy_first_wave']})")  # fmt: skip
         return final
 
     def _test_corrections(self) -> None:
@@ -430,7 +440,7 @@ def run(settings_for: Callable[[dict], Settings], out_dir: Path, options: EvalOp
             on_progress(f"[{name}] rescoring {len(variant.items)} answers with Gemini")
             grader.score(variant.items)
         items = variant.items
-        first = variant.first_like_for_like if outcome["final_efficacy"] is not None else outcome["first_efficacy"]
+        first = outcome["learned_efficacy"]
         summary = summarize(items, options.scorer, first, outcome["final_efficacy"])
         by_scorer = {s: summarize(items, s, first, outcome["final_efficacy"]) for s in SCORERS
                      if s != "gemini" or grader is not None}  # fmt: skip

@@ -206,6 +206,7 @@ class SleepCycle:
         passed = _passes(scores, cfg)
         if not passed and scores["recall"] >= cfg.min_recall and cfg.fallback_scales:
             tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores)
+            self._note(sleep_id, "validated", scores=scores)  # the scores of the adapter promoted or rejected
         duration = round(time.monotonic() - t0, 1)
         if not passed:
             kept = self.adapters_dir / "rejected" / f"sleep-{sleep_id:04d}"
