@@ -71,7 +71,7 @@ def trainer(args) -> None:
     conversations = [e.messages for e in data.examples]
     variants = {
         "plain SFTTrainer + PEFT": dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR),
-        "sleeptrain trainer": dict(packing=cfg.packing, assistant_only=True, layers=cfg.layers,
+        "sleeptrain trainer": dict(packing=cfg.packing, padding_free=cfg.padding_free, assistant_only=True, layers=cfg.layers,
                                    target_modules=cfg.target_modules),
     }
     results = {}

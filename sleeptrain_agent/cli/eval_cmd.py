@@ -24,7 +24,8 @@ def _fmt(value) -> str:
     "--profile",
     default="quick",
     show_default=True,
-    help="Profile of configs/people_data.yaml: quick (CI: 2 personas, 2 sleeps) or full (7 personas, 4 sleeps).",
+    help="Profile of configs/people_data.yaml: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps) "
+    "or full (7 personas, 4 sleeps).",
 )
 @click.option(
     "--sleeps",

@@ -362,7 +362,7 @@ class SleepCycle:
             init_adapter=active["path"] if active else None, rank=cfg.rank, alpha=cfg.alpha, layers=cfg.layers,
             target_modules=cfg.target_modules,
             learning_rate=cfg.learning_rate, epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length,
-            packing=cfg.packing, time_budget_s=cfg.time_budget_s, seed=cfg.seed, dtype=self.settings.model.dtype,
+            packing=cfg.packing, padding_free=cfg.padding_free, time_budget_s=cfg.time_budget_s, seed=cfg.seed, dtype=self.settings.model.dtype,
             kl_conversations=kl or [], kl_weight=cfg.kl_weight,
         )  # fmt: skip
         work = self.state_dir / "sleeps" / f"{sleep_id:04d}"

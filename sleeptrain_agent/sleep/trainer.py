@@ -9,7 +9,9 @@ error on stderr when it fails.
 What makes it fast on a CPU, compared with a plain SFTTrainer run:
 - loss on assistant tokens only (a ChatML training template with
   `{% generation %}` markers, rendered exactly like SmolLM2's own);
-- packing (best-fit decreasing, padding-free): no compute spent on padding;
+- padding-free batches (`padding_free`: the same examples per step, flattened
+  into one row) or packing (best-fit decreasing, padding-free, fewer and
+  fuller rows): no compute spent on padding;
   transformers keeps packed sequences apart with a block-diagonal mask built
   from the position ids, so examples do not attend to each other;
 - LoRA on the last `layers` transformer blocks only (gradients stop early);
@@ -62,6 +64,7 @@ class TrainJob(BaseModel):
     batch_size: int = 8
     max_length: int = 512
     packing: bool = True
+    padding_free: bool = False  # without packing: each batch flattened into one row, no padding computed
     assistant_only: bool = True
     time_budget_s: float | None = None
     seed: int = 0
@@ -183,8 +186,10 @@ def fit(job: TrainJob) -> dict:
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        max_length=job.max_length,
+        # padding-free without packing: TRL does not truncate, so no max_length (the dreams were validated against it)
+        max_length=None if job.padding_free and not job.packing else job.max_length,
         packing=job.packing,
+        padding_free=job.padding_free,
         assistant_only_loss=job.assistant_only,
         seed=job.seed,
         bf16=cuda,
