@@ -112,7 +112,6 @@ class SleepConfig(_Section):
     probes_per_memory: int = Field(2, ge=1)  # held-out probe questions per memory (never trained on)
     dialogues_per_memory: float = Field(0.34, ge=0.0)  # 6-turn mixed dialogues per memory
     anchors: bool = True  # rehearse the base model's own answers to general prompts
-    kl_weight: float = Field(0.0, ge=0.0)  # > 0: also pull the model's distributions on the anchor prompts towards the base model's (KL)
     anchor_repeats: int = Field(1, ge=1)  # each anchor conversation appears this many times per epoch
     order: Literal["interleaved", "sequential"] = "interleaved"  # sequential: ablation
     # training

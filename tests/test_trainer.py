@@ -100,34 +100,3 @@ def test_scoring_only_labelled_positions_gives_the_same_loss(model_path):
     assert compact_loss == pytest.approx(full_loss, rel=1e-5)
     assert torch.allclose(compact_grad, full_grad, rtol=1e-4, atol=1e-6)
 
-
-def test_kl_regulariser_keeps_general_distributions_closer_to_the_base(tmp_path, model_path):
-    """`kl_weight`: the same aggressive training with the KL term ends closer to the base model
-    on the general conversations it regularises."""
-    import torch
-    import torch.nn.functional as F
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    general = [[SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in [
-        ("What is the capital of France?", "The capital of France is Paris."),
-        ("How many legs does a spider have?", "A spider has eight legs."),
-    ]]  # fmt: skip
-    common = dict(model_path=model_path, learning_rate=2e-3, epochs=3, seed=1)
-    events, with_kl = run_job(tmp_path, "kl", kl_conversations=general, kl_weight=2.0, **common)
-    assert events[-1]["event"] == "done"
-    _, without = run_job(tmp_path, "plain", **common)
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    ids = torch.tensor([tok.apply_chat_template(general[0], tokenize=True, return_dict=False)])
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    with torch.no_grad():
-        ref = F.log_softmax(base(input_ids=ids).logits, -1)
-
-    def kl(adapter):
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), adapter)
-        with torch.no_grad():
-            cur = F.log_softmax(model(input_ids=ids).logits, -1)
-        return F.kl_div(cur[0], ref[0], log_target=True, reduction="batchmean").item()
-
-    assert kl(with_kl) < kl(without)

@@ -172,8 +172,7 @@ class SleepCycle:
         replayed = replay.sample(consolidated, cfg.replay_budget, seed=cfg.seed + sleep_id)
         self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed])
 
-        general, locality = self._anchors(cfg.anchors or cfg.kl_weight > 0)
-        anchors = general if cfg.anchors else []
+        anchors, locality = self._anchors(cfg.anchors)
         corrections = self._corrections(pending)
         templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
         dreams = dream(
@@ -196,8 +195,7 @@ class SleepCycle:
         active = self.store.active_adapter()
         tmp_dir = self.adapters_dir / f".tmp-sleep-{sleep_id:04d}"
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        kl = [[*self._messages(p), {"role": "assistant", "content": a}] for p, a in general] if cfg.kl_weight > 0 else []
-        train = self._train(sleep_id, dreams, cfg, epochs, active, tmp_dir, kl)
+        train = self._train(sleep_id, dreams, cfg, epochs, active, tmp_dir)
         self._note(sleep_id, "trained", **{f"train_{k}": v for k, v in train.items()})
 
         scores, per_memory = self._gate(dreams, locality, tmp_dir, cfg)
@@ -355,15 +353,13 @@ class SleepCycle:
             if memory_id is not None:
                 self.store.update_memory(memory_id, last_recall=recall)
 
-    def _train(self, sleep_id: int, dreams: DreamSet, cfg, epochs: float, active: dict | None, out: Path,
-               kl: list[list[dict]] | None = None) -> dict:  # fmt: skip
+    def _train(self, sleep_id: int, dreams: DreamSet, cfg, epochs: float, active: dict | None, out: Path) -> dict:
         job = TrainJob(
             model_path=str(self.model_path), output_dir=str(out), conversations=[e.messages for e in dreams.examples],
             init_adapter=active["path"] if active else None, rank=cfg.rank, alpha=cfg.alpha, layers=cfg.layers,
             target_modules=cfg.target_modules,
             learning_rate=cfg.learning_rate, epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length,
             packing=cfg.packing, padding_free=cfg.padding_free, time_budget_s=cfg.time_budget_s, seed=cfg.seed, dtype=self.settings.model.dtype,
-            kl_conversations=kl or [], kl_weight=cfg.kl_weight,
         )  # fmt: skip
         work = self.state_dir / "sleeps" / f"{sleep_id:04d}"
         work.mkdir(parents=True, exist_ok=True)

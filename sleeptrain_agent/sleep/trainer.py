@@ -70,11 +70,6 @@ class TrainJob(BaseModel):
     seed: int = 0
     threads: int | None = None
     dtype: str = "float32"
-    # KL regulariser: conversations on which the adapted model's next-token distributions are pulled
-    # towards the base model's (adapter disabled), `kl_batch` of them per step, weighted by `kl_weight`
-    kl_conversations: list[list[dict]] = []
-    kl_weight: float = 0.0
-    kl_batch: int = 2
 
 
 _events = sys.stdout  # the event stream; main() keeps stdout for events only
@@ -96,43 +91,6 @@ def _score_only_trained_positions() -> None:
         return
     if hasattr(trl_utils, "_use_triton"):
         trl_utils._use_triton = lambda device: True
-
-
-def _kl_trainer(base_cls, tokenizer, job: TrainJob):
-    """An SFTTrainer whose loss adds KL(base || adapted) over the tokens of general conversations:
-    distillation from the base model's full next-token distributions, which keeps general behaviour
-    closer than fine-tuning on its greedy answers does (those sharpen the distribution)."""
-    import torch
-    import torch.nn.functional as F
-
-    encoded = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False) for c in job.kl_conversations]
-    encoded = [ids[: job.max_length] for ids in encoded]
-    generator = torch.Generator().manual_seed(job.seed)
-
-    class KLTrainer(base_cls):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                          num_items_in_batch=num_items_in_batch)  # fmt: skip
-            if not model.training:
-                return result
-            loss = result[0] if return_outputs else result
-            pick = torch.randperm(len(encoded), generator=generator)[: job.kl_batch].tolist()
-            rows = [encoded[i] for i in pick]
-            width = max(len(r) for r in rows)
-            device = loss.device
-            ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows], device=device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            unwrapped = self.accelerator.unwrap_model(model)
-            with torch.no_grad(), unwrapped.disable_adapter():
-                ref = unwrapped(input_ids=ids, attention_mask=mask).logits
-            cur = unwrapped(input_ids=ids, attention_mask=mask).logits
-            keep = mask.bool()
-            kl = F.kl_div(F.log_softmax(cur[keep], -1), F.log_softmax(ref[keep], -1), log_target=True,
-                          reduction="batchmean")  # fmt: skip
-            loss = loss + job.kl_weight * kl
-            return (loss, result[1]) if return_outputs else loss
-
-    return KLTrainer
 
 
 def fit(job: TrainJob) -> dict:
@@ -218,11 +176,8 @@ def fit(job: TrainJob) -> dict:
             if job.time_budget_s and time.monotonic() - started > job.time_budget_s:
                 control.should_training_stop = True
 
-    trainer_cls = SFTTrainer
-    if job.kl_weight > 0 and job.kl_conversations:
-        trainer_cls = _kl_trainer(SFTTrainer, tokenizer, job)
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     if not trainable:
