@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,6 +43,8 @@ class SleepScheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
         )
         self.fired: list[tuple[str, str]] = []  # (trigger, outcome), for status and tests
+        self._lifecycle = threading.Lock()  # start() runs on the backend-start thread, stop() on another
+        self._stopped = False
         self.cron = None
         if cfg.cron:
             try:
@@ -50,6 +53,11 @@ class SleepScheduler:
                 raise ConfigError(f"sleep.cron {cfg.cron!r} is not a crontab expression: {e}") from None
 
     def start(self) -> None:
+        with self._lifecycle:
+            if not self._stopped:
+                self._start()
+
+    def _start(self) -> None:
         if self.cron is not None:
             self.scheduler.add_job(self.fire, self.cron, args=["cron"], id="cron")
         if self.cfg.interval_minutes:
@@ -62,8 +70,11 @@ class SleepScheduler:
             self.scheduler.add_job(self.fire, args=["missed"], id="missed")  # runs now, on the scheduler's thread
 
     def stop(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        # under the lock: a stop during start() would otherwise join APScheduler's thread before it started
+        with self._lifecycle:
+            self._stopped = True
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
 
     def jobs(self) -> list[dict]:
         return [{"id": j.id, "next_run": j.next_run_time.isoformat() if j.next_run_time else None}
