@@ -158,6 +158,11 @@ class Plan:
     corrections: list[tuple[Persona, CorrectionSpec]]  # taught in the last wave
     first: list[Taught] = field(default_factory=list)  # wave-0 facts the tests ask about
 
+    @property
+    def changed(self) -> set[tuple[str, str]]:
+        """(persona id, fact id) of the facts a correction changes."""
+        return {(p.id, c.fact) for p, c in self.corrections}
+
     def teach_texts(self, wave: int) -> dict[str, list[str]]:
         """Per persona id, the utterances of this wave, in order."""
         out: dict[str, list[str]] = {}
@@ -180,7 +185,7 @@ def plan(data: PeopleData, profile: Profile) -> Plan:
                 waves[f.wave].append(Taught(persona, f))
     corrections = [(p, p.correction) for p in personas if p.correction and
                    any(t.persona is p and t.fact.id == p.correction.fact for t in waves[0])]  # fmt: skip
-    changed = {(p.id, c.fact) for p, c in corrections}
+    changed = {(p.id, c.fact) for p, c in corrections}  # Plan.changed, before the plan exists
     # with no further sleep the correction comes before the only sleep: its fact's old value is not tested
     first = [t for t in waves[0] if profile.sleeps > 0 or (t.persona.id, t.fact.id) not in changed]
     return Plan(personas=personas, waves=waves, corrections=corrections, first=first)

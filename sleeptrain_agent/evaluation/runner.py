@@ -292,7 +292,7 @@ class Variant:
         self.scorer.score(items)
         self.items += items
         efficacy = _fraction([i["keyword"] for i in singles])
-        changed = {(p.id, c.fact) for p, c in self.plan.corrections}
+        changed = self.plan.changed
         kept = [i["keyword"] for i in singles if (i["persona"], i["fact"]) not in changed]
         self._curve(_fraction(kept))
         return efficacy
@@ -346,7 +346,7 @@ class Variant:
 
     def _retest(self, wave: int) -> float | None:
         """After a further sleep: the first wave again (retention) and this wave's new facts."""
-        changed = {(p.id, c.fact) for p, c in self.plan.corrections}
+        changed = self.plan.changed
         keep = [t for t in self.plan.first if (t.persona.id, t.fact.id) not in changed]
         new = self.plan.waves[wave]
         answers = self._ask([t.fact.ask for t in keep + new])
