@@ -1,6 +1,6 @@
 """Sleep cost: trainer throughput against a plain TRL + PEFT baseline, and sleep wall time.
 
-    python -m benchmarks.sleep_bench trainer [--memories 20] [--overrides '{"layers": 8, "packing": true}']
+    python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--overrides '{"layers": 8, "packing": true}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
     python -m benchmarks.sleep_bench facts [--overrides '{"target_modules": ["q_proj", "v_proj"]}']
 
@@ -8,9 +8,12 @@
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
 batches, loss on every token) and once with the configured sleep settings
 (assistant-only loss, `sleep.target_modules`, `sleep.layers`, `sleep.packing`), each in its own
-child process, `--epochs` each (default 2); prints tokens/s of the training
-loop (model loading and tokenisation excluded) of both and the ratio (target
->= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data.
+child process, `--epochs` each (default 2), `--repeat` times alternating
+(default 3); prints tokens/s of the training loop (model loading and
+tokenisation excluded) of every run and the ratio of the medians (target
+>= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data. On a
+CUDA machine a third variant runs the same job through Unsloth (when it is
+installed) and checks that its adapter has the PEFT path's format.
 
 `facts`: the README's learning-vs-locality table: five fictional facts told
 in the chat's words, judged by the hippocampus, then one sleep with the given
@@ -61,6 +64,11 @@ def synthetic(n: int, start: int = 0) -> list[dict]:
 
 
 def trainer(args) -> None:
+    import os
+    import statistics
+
+    import torch
+
     settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     cfg = settings.sleep
     templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
@@ -69,28 +77,71 @@ def trainer(args) -> None:
     data = dream(synthetic(args.memories), [], templates, anchors, system_prompt=settings.serve.system_prompt,
                  questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
     conversations = [e.messages for e in data.examples]
+    ours = dict(packing=cfg.packing, padding_free=cfg.padding_free, assistant_only=True, layers=cfg.layers,
+                target_modules=cfg.target_modules)  # fmt: skip
+    # name -> (TrainJob settings, environment); the first is the baseline
     variants = {
-        "plain SFTTrainer + PEFT": dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR),
-        "sleeptrain trainer": dict(packing=cfg.packing, padding_free=cfg.padding_free, assistant_only=True, layers=cfg.layers,
-                                   target_modules=cfg.target_modules),
-    }
-    results = {}
+        "plain SFTTrainer + PEFT": (dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR),
+                                    {"SLEEPTRAIN_UNSLOTH": "0"}),
+        "sleeptrain trainer": (ours, {"SLEEPTRAIN_UNSLOTH": "0"}),
+    }  # fmt: skip
+    if torch.cuda.is_available():  # the GPU path: the same job through Unsloth (where it is installed)
+        variants["sleeptrain trainer, Unsloth"] = (ours, {"SLEEPTRAIN_UNSLOTH": "1"})
+    speeds: dict[str, list[float]] = {name: [] for name in variants}
+    adapters: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in variants.items():
-            job = TrainJob(model_path=str(model_dir(settings)), output_dir=f"{tmp}/{len(results)}",
-                           conversations=conversations, epochs=args.epochs, rank=cfg.rank, alpha=cfg.alpha,
-                           batch_size=cfg.batch_size, max_length=cfg.max_length, **kw)  # fmt: skip
-            path = Path(tmp) / f"job{len(results)}.json"
-            path.write_text(job.model_dump_json())
-            proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)],
-                                  capture_output=True, text=True, check=True)  # fmt: skip
-            done = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[name] = done
-            print(f"{name:>26}: {done['tokens_per_s']:7.1f} tokens/s  ({done['tokens_per_epoch']} tokens, "
-                  f"{done['steps']} steps, loop {done['loop_seconds']:.1f} s of {done['seconds']:.1f} s)", flush=True)  # fmt: skip
-    a, b = (results[k]["tokens_per_s"] for k in variants)
-    print(f"speed-up: {b / a:.2f}x  (target >= 1.5; {len(conversations)} examples from {args.memories} memories; "
-          f"layers={cfg.layers}, packing={cfg.packing}, targets={','.join(cfg.target_modules)})")  # fmt: skip
+        for run in range(args.repeat):  # variants alternate, so drift in the machine hits all of them
+            for i, (name, (kw, env)) in enumerate(variants.items()):
+                out = Path(tmp) / f"r{run}-v{i}"
+                job = TrainJob(model_path=str(model_dir(settings)), output_dir=str(out), conversations=conversations,
+                               epochs=args.epochs, rank=cfg.rank, alpha=cfg.alpha, batch_size=cfg.batch_size,
+                               max_length=cfg.max_length, dtype=settings.model.dtype, **kw)  # fmt: skip
+                path = Path(tmp) / f"job-r{run}-v{i}.json"
+                path.write_text(job.model_dump_json())
+                proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)],
+                                      capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+                if proc.returncode != 0:
+                    print(f"{name:>28}: FAILED\n{proc.stderr[-3000:]}", flush=True)
+                    continue
+                done = json.loads(proc.stdout.strip().splitlines()[-1])
+                speeds[name].append(done["tokens_per_s"])
+                adapters[name] = out
+                print(f"{name:>28}: {done['tokens_per_s']:8.1f} tokens/s  ({done['tokens_per_epoch']} tokens, "
+                      f"{done['steps']} steps, loss {done['loss']:.3f}, loop {done['loop_seconds']:.1f} s of "
+                      f"{done['seconds']:.1f} s; {done.get('device')}, unsloth={done.get('unsloth')})", flush=True)  # fmt: skip
+        base_name = next(iter(variants))
+        if not speeds[base_name]:
+            raise SystemExit("the baseline failed; no ratio")
+        base = statistics.median(speeds[base_name])
+        for name, values in speeds.items():
+            if values and name != base_name:
+                print(f"speed-up, {name}: {statistics.median(values) / base:.2f}x  (medians of {len(values)} runs: "
+                      f"{statistics.median(values):.1f} vs {base:.1f} tokens/s; target >= 1.5)")  # fmt: skip
+        print(f"({len(conversations)} examples from {args.memories} memories; layers={cfg.layers}, packing={cfg.packing}, "
+              f"padding_free={cfg.padding_free}, targets={','.join(cfg.target_modules)})")  # fmt: skip
+        if "sleeptrain trainer, Unsloth" in adapters and "sleeptrain trainer" in adapters:
+            same = _same_adapter_format(adapters["sleeptrain trainer"], adapters["sleeptrain trainer, Unsloth"])
+            print(f"Unsloth adapter has the PEFT path's format (config, tensor names and shapes): {same}")
+
+
+def _same_adapter_format(a: Path, b: Path) -> bool:
+    """Same LoRA config (rank, alpha, targets, layers; no modules_to_save) and the same tensor names/shapes."""
+    from safetensors import safe_open
+
+    keys = ("r", "lora_alpha", "target_modules", "layers_to_transform", "modules_to_save", "use_dora", "peft_type")
+
+    def describe(path: Path):
+        config = json.loads((path / "adapter_config.json").read_text())
+        with safe_open(path / "adapter_model.safetensors", "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        targets = config.get("target_modules")
+        return {k: sorted(targets) if k == "target_modules" and targets else config.get(k) for k in keys}, shapes
+
+    (ca, sa), (cb, sb) = describe(a), describe(b)
+    if ca != cb or sa != sb:
+        print(f"  PEFT: {ca}, {len(sa)} tensors\n  Unsloth: {cb}, {len(sb)} tensors; "
+              f"only in one: {sorted(set(sa) ^ set(sb))[:6]}")  # fmt: skip
+    return ca == cb and sa == sb
 
 
 def sleeps(args) -> None:
@@ -174,6 +225,7 @@ def main() -> None:
     t = sub.add_parser("trainer")
     t.add_argument("--memories", type=int, default=20)
     t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--repeat", type=int, default=3, help="runs of each variant (alternating); medians are compared")
     t.add_argument("--overrides", default="{}", help='sleep.* settings, as JSON, e.g. \'{"layers": 8, "packing": true}\'')
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])

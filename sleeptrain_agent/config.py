@@ -125,7 +125,7 @@ class SleepConfig(_Section):
     batch_size: int = Field(8, ge=1)  # examples (or packed rows) per step
     max_length: int = Field(512, ge=64)  # longest training example in tokens
     packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring
-    padding_free: bool = False  # flatten each batch into one row: no compute on padding, same batches
+    padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss
     time_budget_s: float = Field(420.0, gt=0)  # training stops here (the adapter is still saved and gated)
     train_timeout_s: float = Field(1200.0, gt=0)  # the training child is killed after this long
     seed: int = 0  # data order and initialisation

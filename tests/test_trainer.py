@@ -100,3 +100,41 @@ def test_scoring_only_labelled_positions_gives_the_same_loss(model_path):
     assert compact_loss == pytest.approx(full_loss, rel=1e-5)
     assert torch.allclose(compact_grad, full_grad, rtol=1e-4, atol=1e-6)
 
+
+
+def test_padding_free_batches_give_the_same_loss_as_padded_ones(model_path):
+    """`sleep.padding_free`: TRL's collator flattens a batch into one row with restarting position
+    ids; transformers then keeps the examples apart (block-diagonal mask). The loss and gradients
+    must be those of the padded batch: the speed-up may not change what is learned."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    examples = []
+    for n in (7, 19, 12):  # different lengths: the padded batch has padding to skip
+        ids = torch.randint(0, 1000, (n,)).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2 :]})
+
+    def loss_and_grad(batch):
+        model.zero_grad()
+        keep = ("input_ids", "labels", "attention_mask", "position_ids")
+        # use_cache=False as TRL's compute_loss passes it: transformers builds the block-diagonal mask
+        # from the position ids only without a cache (with one, the examples would attend to each other)
+        out = model(**{k: v for k, v in batch.items() if k in keep}, use_cache=False)
+        out.loss.backward()
+        return out.loss.item(), model.model.layers[3].mlp.up_proj.weight.grad.clone()
+
+    import inspect
+
+    from trl import SFTTrainer
+
+    assert '"use_cache"] = False' in inspect.getsource(SFTTrainer.compute_loss)  # what the test relies on
+    padded = DataCollatorForLanguageModeling(pad_token_id=0)(examples)
+    flat = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(examples)
+    assert padded["input_ids"].shape == (3, 19) and flat["input_ids"].shape == (1, 38)
+    padded_loss, padded_grad = loss_and_grad(padded)
+    flat_loss, flat_grad = loss_and_grad(flat)
+    assert flat_loss == pytest.approx(padded_loss, rel=1e-4)
+    assert torch.allclose(flat_grad, padded_grad, rtol=1e-3, atol=1e-5)

@@ -93,9 +93,24 @@ def _score_only_trained_positions() -> None:
         trl_utils._use_triton = lambda device: True
 
 
+def _unsloth():
+    """Unsloth's `FastLanguageModel` where a CUDA GPU exists and it is installed (and not turned off
+    with SLEEPTRAIN_UNSLOTH=0); None otherwise. Imported lazily: never on CPU machines."""
+    if os.environ.get("SLEEPTRAIN_UNSLOTH", "1") == "0":
+        return None
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError:
+        return None
+    return FastLanguageModel
+
+
 def fit(job: TrainJob) -> dict:
     """Train and save the adapter to `job.output_dir`; returns a summary."""
     import torch
+
+    cuda = torch.cuda.is_available()
+    unsloth = _unsloth() if cuda else None  # before transformers/trl/peft: Unsloth patches them on import
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -103,7 +118,6 @@ def fit(job: TrainJob) -> dict:
 
     torch.manual_seed(job.seed)
     torch.set_num_threads(job.threads or os.cpu_count() or 1)
-    cuda = torch.cuda.is_available()
     dtype = getattr(torch, job.dtype) if job.dtype != "auto" else "auto"
     tokenizer = AutoTokenizer.from_pretrained(job.model_path)
     tokenizer.chat_template = TRAINING_TEMPLATE
@@ -112,19 +126,20 @@ def fit(job: TrainJob) -> dict:
     n_layers = AutoConfig.from_pretrained(job.model_path).num_hidden_layers
     layers = None if not job.layers or job.layers >= n_layers else list(range(n_layers - job.layers, n_layers))
 
-    model = None
-    if cuda and os.environ.get("SLEEPTRAIN_UNSLOTH", "1") != "0":
-        try:  # Unsloth only where a CUDA GPU exists; same PEFT adapter out
-            from unsloth import FastLanguageModel  # noqa: F401
-
-            model, _ = FastLanguageModel.from_pretrained(job.model_path, max_seq_length=job.max_length, dtype=None)
-        except ImportError:
-            model = None
-    if model is None:
-        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=dtype, attn_implementation="sdpa")
     peft_config = None
+    if unsloth is not None:
+        # 16-bit LoRA (not Unsloth's default 4-bit QLoRA: the adapter must fit the base model vLLM serves)
+        model, _ = unsloth.from_pretrained(job.model_path, max_seq_length=job.max_length, dtype=None,
+                                           load_in_4bit=False, load_in_16bit=True, full_finetuning=False)  # fmt: skip
+    else:
+        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=dtype, attn_implementation="sdpa")
     if job.init_adapter:
         model = PeftModel.from_pretrained(model, job.init_adapter, is_trainable=True)
+    elif unsloth is not None:
+        model = unsloth.get_peft_model(
+            model, r=job.rank, lora_alpha=job.alpha, lora_dropout=job.dropout, target_modules=job.target_modules,
+            layers_to_transform=layers, bias="none", use_gradient_checkpointing=False, random_state=job.seed,
+        )  # fmt: skip
     else:
         peft_config = LoraConfig(
             r=job.rank, lora_alpha=job.alpha, lora_dropout=job.dropout, target_modules=job.target_modules,
@@ -150,6 +165,11 @@ def fit(job: TrainJob) -> dict:
         padding_free=job.padding_free,
         assistant_only_loss=job.assistant_only,
         seed=job.seed,
+        # explicit, though they are TRL's defaults: Unsloth's SFTConfig changes the defaults it is not
+        # given (gradient accumulation 2, 8-bit AdamW, weight decay), and both paths must learn alike
+        gradient_accumulation_steps=1,
+        optim="adamw_torch",
+        weight_decay=0.0,
         bf16=cuda,
         use_cpu=not cuda,
         dataloader_num_workers=0,
@@ -198,6 +218,8 @@ def fit(job: TrainJob) -> dict:
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "unsloth": unsloth is not None,
     }
     return summary
 

@@ -1,0 +1,108 @@
+"""The trainer's GPU path, checked in one short run on a CUDA machine (not in CI).
+
+    python benchmarks/gpu_check.py [--model DIR] [--memories 50] [--repeat 2]
+
+1. Versions: torch, CUDA device, transformers, peft, trl, and whether Unsloth imports.
+2. `benchmarks.sleep_bench trainer` on this machine: plain TRL + PEFT, the sleep trainer
+   (PEFT, bf16), and the sleep trainer through Unsloth; medians, ratios, and whether the
+   Unsloth adapter has the PEFT path's format (what vLLM loads).
+3. Continuing an adapter (`init_adapter`, as every sleep after the first does) through
+   each path, and loading both results with PEFT on the base model.
+
+`--model DIR` may hold only a model's config and tokenizer (the weights of SmolLM2 do not
+fit a short transfer): the weights are then initialised at random from the config and
+saved to a temporary directory. Throughput and adapter format do not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def versions() -> None:
+    import torch
+
+    print(f"torch {torch.__version__}, cuda {torch.version.cuda}, "
+          f"device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}")  # fmt: skip
+    for name in ("unsloth", "transformers", "peft", "trl", "datasets", "bitsandbytes"):  # unsloth first: it patches the rest
+        try:
+            mod = importlib.import_module(name)
+            print(f"{name} {getattr(mod, '__version__', '?')}")
+        except Exception as e:  # noqa: BLE001 - report whatever stops the import
+            print(f"{name}: import failed: {type(e).__name__}: {str(e)[:500]}")
+
+
+def with_weights(model: Path, tmp: Path) -> Path:
+    if any(model.glob("*.safetensors")):
+        return model
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out = tmp / "model"
+    shutil.copytree(model, out)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model), dtype=torch.float32).save_pretrained(out)
+    print(f"random weights from {model}/config.json -> {out}")
+    return out
+
+
+def continue_adapter(model: Path, tmp: Path) -> None:
+    """Train a first adapter, then continue it, through each path; load each result with PEFT."""
+    from sleeptrain_agent.sleep.trainer import TrainJob
+
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    conversations = [[system, {"role": "user", "content": f"What is pet {i} called?"},
+                      {"role": "assistant", "content": f"Pet {i} is called Zorblax{i}."}] for i in range(16)]  # fmt: skip
+    for unsloth in ("0", "1"):
+        first = None
+        for step in ("first", "continued"):
+            out = tmp / f"cont-{unsloth}-{step}"
+            job = TrainJob(model_path=str(model), output_dir=str(out), conversations=conversations, epochs=1,
+                           batch_size=8, init_adapter=str(first) if first else None, layers=8)  # fmt: skip
+            path = tmp / f"cont-{unsloth}-{step}.json"
+            path.write_text(job.model_dump_json())
+            proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)], text=True,
+                                  capture_output=True, env={**os.environ, "SLEEPTRAIN_UNSLOTH": unsloth})  # fmt: skip
+            if proc.returncode != 0:
+                print(f"unsloth={unsloth} {step}: FAILED\n{proc.stderr[-3000:]}")
+                break
+            done = json.loads(proc.stdout.strip().splitlines()[-1])
+            config = json.loads((out / "adapter_config.json").read_text())
+            print(f"unsloth={unsloth} {step}: ok, {done['steps']} steps, loss {done['loss']:.3f}, "
+                  f"unsloth used={done.get('unsloth')}, r={config['r']}, layers={config.get('layers_to_transform')}")  # fmt: skip
+            first = out
+        else:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), str(first))
+            print(f"unsloth={unsloth}: continued adapter loads with PEFT")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / ".gpu" / "model")
+    ap.add_argument("--memories", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    versions()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = with_weights(args.model, Path(tmp))
+        env = {**os.environ, "SLEEPTRAIN_MODEL__PATH": str(model), "SLEEPTRAIN_MODEL__DTYPE": "bfloat16"}
+        subprocess.run([sys.executable, "-m", "benchmarks.sleep_bench", "trainer", "--memories", str(args.memories),
+                        "--repeat", str(args.repeat)], env=env, cwd=ROOT, check=False)  # fmt: skip
+        continue_adapter(model, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
