@@ -216,6 +216,8 @@ def facts(args) -> None:
         print(f"overrides {args.overrides}: {row['status']}; recall {scores.get('recall')}, "
               f"locality {scores.get('locality')}, {d.get('train_steps')} steps, "
               f"{time.monotonic() - t0:.0f} s")  # fmt: skip
+        for lost in scores.get("locality_lost", []):
+            print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")
         store.close()
 
 

@@ -98,3 +98,19 @@ def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkey
     assert not passed and chosen == candidate and candidate.exists()
     assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]  # stopped once recall failed
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [".tmp-sleep-0001"]
+
+
+@pytest.mark.parametrize(("answer", "hit"), [
+    ("The capital of Japan is Tokyo.", True),
+    ("The closest star to Earth is Proxima Centauri. However, the Sun is a star too.", False),  # luck, later
+    ("Egypt is the largest country in the African continent, but it is", True),
+    ("The Starry Night is by J.R.R. Tolkien. Or by Van Gogh.", False),  # initials do not end the sentence
+    ("Dr. Leonardo da Vinci painted it.", True),
+    ("", False),
+])  # fmt: skip
+def test_locality_counts_the_first_sentence_only(answer, hit):
+    from sleeptrain_agent.sleep.cycle import locality_hit
+
+    expect = {"Tokyo": ["Tokyo"], "Sun": ["Sun"], "Egypt": ["Africa", "African"], "Starry": ["Gogh"], "Dr.": ["Leonardo"]}
+    key = next((k for k in expect if k in answer), None)
+    assert locality_hit(answer, expect[key] if key else ["x"]) is hit

@@ -378,15 +378,15 @@ class Variant:
         self.items += items
 
     def _test_locality(self, probes: list[dict], base: list[str]) -> None:
-        from sleeptrain_agent.sleep.cycle import keyword_hit
+        from sleeptrain_agent.sleep.cycle import locality_hit
 
-        known = [(p, b) for p, b in zip(probes, base, strict=True) if keyword_hit(b, p["expect"])]
+        known = [(p, b) for p, b in zip(probes, base, strict=True) if locality_hit(b, p["expect"])]
         answers = self._ask([p["q"] for p, _ in known])
         items = [self._item("locality", None, p["q"], a, [str(x) for x in p["expect"]], b, base_answer=b)
                  for (p, b), a in zip(known, answers, strict=True)]  # fmt: skip
         self.scorer.score(items)
-        for i in items:  # any one alternative suffices here (the probes list synonyms)
-            i["keyword"] = int(keyword_hit(i["answer"], i["expected"]))
+        for i in items:  # any one alternative, in the first sentence (as the gate scores locality)
+            i["keyword"] = int(locality_hit(i["answer"], i["expected"]))
             i["hybrid"] = int(i["keyword"] == 1 or i["similarity"] >= 0.9)
         self.items += items
 

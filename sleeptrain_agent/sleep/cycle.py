@@ -86,6 +86,21 @@ def keyword_hit(answer: str, alternatives: list[str]) -> bool:
     return any(f" {norm(str(w))} " in got for w in alternatives)
 
 
+_SENTENCE_END = re.compile(r"(?<!\b[A-Z]\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bSt\.)(?<=[.!?])\s+")
+
+
+def first_sentence(text: str) -> str:
+    """The answer's first sentence (initials like "J.R.R." and titles like "Dr." do not end one)."""
+    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+
+
+def locality_hit(answer: str, alternatives: list[str]) -> bool:
+    """A general question answered right: an expected word in the *first sentence*. A small model's
+    64-token answers ramble; "The closest star is Proxima Centauri ... However, the Sun ..." is not
+    an answer the base model gets right, and counting it would make locality measure luck."""
+    return keyword_hit(first_sentence(answer), alternatives)
+
+
 def sentences_only(text: str) -> str:
     """The text up to its last complete sentence (answers cut at a token limit end mid-sentence)."""
     text = text.strip()
@@ -300,7 +315,7 @@ class SleepCycle:
             tmp.write_text(json.dumps(cache, indent=1))
             tmp.replace(cache_file)
         train = [(p, sentences_only(answers[p])) for p in (spec["train"] if enabled else [])]
-        locality = [{**p, "base": answers[p["q"]]} for p in probes if keyword_hit(answers[p["q"]], p["expect"])]
+        locality = [{**p, "base": answers[p["q"]]} for p in probes if locality_hit(answers[p["q"]], p["expect"])]
         return [(p, a) for p, a in train if a], locality
 
     def _messages(self, question: str) -> list[dict]:
@@ -328,7 +343,7 @@ class SleepCycle:
             hits[p.kind].append(ok)
             per_memory.setdefault(p.memory_id, []).append(ok)
         # locality: of the general questions the base model answers right, the share still answered right
-        kept = [keyword_hit(a, p["expect"]) for a, p in zip(local_answers, locality, strict=True)]
+        kept = [locality_hit(a, p["expect"]) for a, p in zip(local_answers, locality, strict=True)]
         similarity = None
         if locality:
             base = self.embedder.encode([p["base"] for p in locality])
@@ -343,7 +358,7 @@ class SleepCycle:
             "locality_probes": len(kept),
             "locality_similarity": similarity,
             "locality_lost": [{"q": p["q"], "base": p["base"][:120], "a": a[:120]}
-                              for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:5],
+                              for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:12],
             "examples": [{"q": p.question, "a": a, "ok": recall_hit(a, p.expected, p.forbidden)}
                          for p, a in list(zip(probes, probe_answers, strict=True))[:6]],  # fmt: skip
         }, recall_by_memory
