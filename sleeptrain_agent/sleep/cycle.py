@@ -202,12 +202,13 @@ class SleepCycle:
         self._note(sleep_id, "dream", **counts)
 
         new_probes = [p for p in dreams.probes if p.kind == "new"]
-        before = self._score(new_probes, "active", cfg)
+        active = self.store.active_adapter()
+        # the store's active adapter, not whatever the backend serves: they differ when a backend is shared
+        before = self._score(new_probes, Path(active["path"]) if active else None, cfg)
         deficit = 1.0 - before
         epochs = cfg.min_epochs + (cfg.max_epochs - cfg.min_epochs) * deficit
         self._note(sleep_id, "plan", recall_before=round(before, 3), epochs=round(epochs, 2))
 
-        active = self.store.active_adapter()
         tmp_dir = self.adapters_dir / f".tmp-sleep-{sleep_id:04d}"
         shutil.rmtree(tmp_dir, ignore_errors=True)
         train = self._train(sleep_id, dreams, cfg, epochs, active, tmp_dir)
