@@ -114,3 +114,38 @@ def test_locality_counts_the_first_sentence_only(answer, hit):
     expect = {"Tokyo": ["Tokyo"], "Sun": ["Sun"], "Egypt": ["Africa", "African"], "Starry": ["Gogh"], "Dr.": ["Leonardo"]}
     key = next((k for k in expect if k in answer), None)
     assert locality_hit(answer, expect[key] if key else ["x"]) is hit
+
+
+class _ServesAnotherStoresAdapter(FakeBackend):
+    """A backend whose active adapter (from another store) knows the fact; the base model does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.adapters: list = []
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        self.adapters.append(adapter)
+        return ["Zara lives in Tromsø." if adapter == "active" else "I do not know." for _ in prompts]
+
+
+@pytest.mark.real  # the dream validation tokenises with the real model's tokenizer
+def test_adaptive_epochs_measure_the_stores_active_adapter(tmp_path, model_path, monkeypatch):
+    """A fresh store has no adapter, so its new memories get the most epochs, even when the backend
+    (shared, e.g. by `sleep_bench sleeps`) serves another store's adapter that happens to know them."""
+    settings = load_settings(overrides={"sleep": {"anchors": False, "min_epochs": 2, "max_epochs": 7}})
+    store = Store(tmp_path / "db.sqlite")
+    store.add_memory(user="default", subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø")
+    backend = _ServesAnotherStoresAdapter()
+    cycle = SleepCycle(settings, store, backend, model_path, tmp_path, embedder=_Embed())
+    planned = {}
+
+    def train(sleep_id, dreams, cfg, epochs, active, out):
+        planned["epochs"] = epochs
+        raise RuntimeError("stop after planning")
+
+    monkeypatch.setattr(cycle, "_train", train)
+    row = cycle.run("test")
+    assert row["status"] == "failed" and "stop after planning" in row["error"]
+    assert planned["epochs"] == 7.0  # recalled nothing before: max_epochs
+    assert "active" not in backend.adapters  # never asked what the backend happens to serve
+    store.close()
