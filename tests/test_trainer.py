@@ -101,13 +101,15 @@ def test_scoring_only_labelled_positions_gives_the_same_loss(model_path):
     assert torch.allclose(compact_grad, full_grad, rtol=1e-4, atol=1e-6)
 
 
-
 def test_padding_free_batches_give_the_same_loss_as_padded_ones(model_path):
     """`sleep.padding_free`: TRL's collator flattens a batch into one row with restarting position
     ids; transformers then keeps the examples apart (block-diagonal mask). The loss and gradients
     must be those of the padded batch: the speed-up may not change what is learned."""
+    import inspect
+
     import torch
     from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation="sdpa")
@@ -125,10 +127,6 @@ def test_padding_free_batches_give_the_same_loss_as_padded_ones(model_path):
         out = model(**{k: v for k, v in batch.items() if k in keep}, use_cache=False)
         out.loss.backward()
         return out.loss.item(), model.model.layers[3].mlp.up_proj.weight.grad.clone()
-
-    import inspect
-
-    from trl import SFTTrainer
 
     assert '"use_cache"] = False' in inspect.getsource(SFTTrainer.compute_loss)  # what the test relies on
     padded = DataCollatorForLanguageModeling(pad_token_id=0)(examples)

@@ -185,7 +185,7 @@ def plan(data: PeopleData, profile: Profile) -> Plan:
                 waves[f.wave].append(Taught(persona, f))
     corrections = [(p, p.correction) for p in personas if p.correction and
                    any(t.persona is p and t.fact.id == p.correction.fact for t in waves[0])]  # fmt: skip
-    changed = {(p.id, c.fact) for p, c in corrections}  # Plan.changed, before the plan exists
+    out = Plan(personas=personas, waves=waves, corrections=corrections)
     # with no further sleep the correction comes before the only sleep: its fact's old value is not tested
-    first = [t for t in waves[0] if profile.sleeps > 0 or (t.persona.id, t.fact.id) not in changed]
-    return Plan(personas=personas, waves=waves, corrections=corrections, first=first)
+    out.first = [t for t in waves[0] if profile.sleeps > 0 or (t.persona.id, t.fact.id) not in out.changed]
+    return out
