@@ -136,3 +136,32 @@ def test_padding_free_batches_give_the_same_loss_as_padded_ones(model_path):
     flat_loss, flat_grad = loss_and_grad(flat)
     assert flat_loss == pytest.approx(padded_loss, rel=1e-4)
     assert torch.allclose(flat_grad, padded_grad, rtol=1e-3, atol=1e-5)
+
+
+def test_adam_epsilon_keeps_steps_small_where_the_gradient_is_small(tmp_path, model_path):
+    """`sleep.adam_epsilon`: on conversations the model already answers (tiny gradients, like the
+    anchors) AdamW with the usual 1e-8 still moves every LoRA weight by about the learning rate per
+    step; with 1e-4 the weights with tiny gradients move less (measured: about 0.64x the update norm).
+    That update, in directions nothing asked for, is what cost locality."""
+    from safetensors.torch import load_file
+
+    known = [[SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("How many days are there in a week?", "There are 7 days in a week."),
+        ("What do bees make?", "Bees make honey."),
+        ("What is the opposite of hot?", "The opposite of hot is cold."),
+    ]]  # fmt: skip
+    norms = {}
+    for eps in (1e-8, 1e-4):
+        job = TrainJob(model_path=str(model_path), output_dir=str(tmp_path / f"eps{eps:g}"), conversations=known,
+                       epochs=3, batch_size=4, rank=8, alpha=16, layers=4, adam_epsilon=eps,
+                       target_modules=["gate_proj", "up_proj", "down_proj"])  # fmt: skip
+        job_file = tmp_path / f"eps{eps:g}.json"
+        job_file.write_text(job.model_dump_json())
+        proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        weights = load_file(tmp_path / f"eps{eps:g}" / "adapter_model.safetensors")
+        norms[eps] = sum(float(v.norm()) for k, v in weights.items() if ".lora_B." in k)
+    assert norms[1e-8] > 0
+    assert norms[1e-4] < 0.8 * norms[1e-8], norms  # the same job with epsilon ignored: 1.0x
