@@ -120,11 +120,11 @@ class SleepConfig(_Section):
     layers: int | None = Field(None, ge=1)  # LoRA on the last N blocks only (None: all; faster when set)
     target_modules: list[str] = ["gate_proj", "up_proj", "down_proj"]  # LoRA targets: the MLPs (best locality measured)
     learning_rate: float = Field(3e-4, gt=0)  # AdamW learning rate
-    # AdamW's epsilon: 1e-4, not the usual 1e-8, so parameters whose gradient is tiny (most of them,
-    # on the anchors the model already answers) take small steps instead of full-size ones (~+0.1 locality)
-    adam_epsilon: float = Field(1e-4, gt=0)
+    # AdamW's epsilon. 1e-4 makes weights with tiny gradients (most, on the anchors) take small steps:
+    # ~+0.1 locality at the same recall, but it learns slower (BENCHMARKS.md); not the default yet
+    adam_epsilon: float = Field(1e-8, gt=0)
     min_epochs: float = Field(3.0, gt=0)  # epochs when the current adapter already recalls the new memories
-    max_epochs: float = Field(10.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
+    max_epochs: float = Field(8.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
     batch_size: int = Field(8, ge=1)  # examples (or packed rows) per step
     max_length: int = Field(512, ge=64)  # longest training example in tokens
     packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring

@@ -60,7 +60,7 @@ class TrainJob(BaseModel):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     layers: int | None = None  # LoRA on the last N transformer blocks only (None = all)
     learning_rate: float = 3e-4
-    adam_epsilon: float = 1e-4  # AdamW's epsilon; see SleepConfig.adam_epsilon
+    adam_epsilon: float = 1e-8  # AdamW's epsilon; see SleepConfig.adam_epsilon
     epochs: float = 3.0
     batch_size: int = 8
     max_length: int = 512
