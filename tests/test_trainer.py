@@ -22,7 +22,8 @@ def conversations(n=6):
 
 def run_job(tmp_path, name, **kwargs):
     job = TrainJob(model_path=str(kwargs.pop("model_path")), output_dir=str(tmp_path / name),
-                   conversations=conversations(), epochs=kwargs.pop("epochs", 1), batch_size=4, **kwargs)  # fmt: skip
+                   conversations=kwargs.pop("conversations", None) or conversations(), epochs=kwargs.pop("epochs", 1),
+                   batch_size=4, **kwargs)  # fmt: skip
     job_file = tmp_path / f"{name}.json"
     job_file.write_text(job.model_dump_json())
     proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
@@ -153,15 +154,9 @@ def test_adam_epsilon_keeps_steps_small_where_the_gradient_is_small(tmp_path, mo
     ]]  # fmt: skip
     norms = {}
     for eps in (1e-8, 1e-4):
-        job = TrainJob(model_path=str(model_path), output_dir=str(tmp_path / f"eps{eps:g}"), conversations=known,
-                       epochs=3, batch_size=4, rank=8, alpha=16, layers=4, adam_epsilon=eps,
-                       target_modules=["gate_proj", "up_proj", "down_proj"])  # fmt: skip
-        job_file = tmp_path / f"eps{eps:g}.json"
-        job_file.write_text(job.model_dump_json())
-        proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
-                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        weights = load_file(tmp_path / f"eps{eps:g}" / "adapter_model.safetensors")
+        _, out = run_job(tmp_path, f"eps{eps:g}", model_path=model_path, conversations=known, epochs=3, rank=8,
+                         alpha=16, layers=4, adam_epsilon=eps, target_modules=["gate_proj", "up_proj", "down_proj"])  # fmt: skip
+        weights = load_file(out / "adapter_model.safetensors")
         norms[eps] = sum(float(v.norm()) for k, v in weights.items() if ".lora_B." in k)
     assert norms[1e-8] > 0
     assert norms[1e-4] < 0.8 * norms[1e-8], norms  # the same job with epsilon ignored: 1.0x

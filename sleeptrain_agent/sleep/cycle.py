@@ -373,8 +373,8 @@ class SleepCycle:
         job = TrainJob(
             model_path=str(self.model_path), output_dir=str(out), conversations=[e.messages for e in dreams.examples],
             init_adapter=active["path"] if active else None, rank=cfg.rank, alpha=cfg.alpha, layers=cfg.layers,
-            target_modules=cfg.target_modules,
-            learning_rate=cfg.learning_rate, adam_epsilon=cfg.adam_epsilon, epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length,
+            target_modules=cfg.target_modules, learning_rate=cfg.learning_rate, adam_epsilon=cfg.adam_epsilon,
+            epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length,
             packing=cfg.packing, padding_free=cfg.padding_free, time_budget_s=cfg.time_budget_s, seed=cfg.seed, dtype=self.settings.model.dtype,
         )  # fmt: skip
         work = self.state_dir / "sleeps" / f"{sleep_id:04d}"
