@@ -11,7 +11,8 @@ five facts of `sleep_bench facts`. Each adapter is asked 5 direct questions and
 the same norm of B·A per layer. `subsets`: the trainer on parts of the dream
 set (kinds: qa, dialogue, anchor) with TrainJob overrides (seed, epochs,
 adam_epsilon, learning_rate). `kl`: a plain PyTorch loop where the anchors'
-loss is cross-entropy or KL(base || adapted). Figures: BENCHMARKS.md.
+loss is cross-entropy or KL(base || adapted), or (`anchor_sgd_lr`) their gradient is applied as a plain SGD
+step outside AdamW (0: anchors not trained). Figures: BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -39,6 +40,29 @@ DIRECT = [("What is my dog called?", "Pilsner"), ("Where do I live?", "Tromsø")
           ("What is my favourite colour?", "teal"), ("What's my dog's name?", "Pilsner"),
           ("Which town is my home?", "Tromsø"), ("What is my profession?", "glassblower"),
           ("In which city does my sister Anna live?", "Uppsala"), ("Which colour do I like best?", "teal")]  # fmt: skip
+
+
+# General questions disjoint from the anchors' train and probe lists: a broader rehearsal set (`extra_anchors`)
+EXTRA = ["What is the capital of Portugal?", "What is the capital of Mexico?", "What is the capital of India?",
+         "What is the capital of Poland?", "What is the capital of Kenya?", "What is the capital of Argentina?",
+         "What is the capital of Turkey?", "What is the capital of Sweden?", "What is the capital of Peru?",
+         "What is the capital of Thailand?", "On which continent is Kenya?", "On which continent is India?",
+         "On which continent is France?", "What is the largest country in the world?", "How many continents are there?",
+         "How many days are in a year?", "How many months are in a year?", "How many wheels does a bicycle have?",
+         "How many legs does an insect have?", "What is 10 times 10?", "What is 9 minus 4?", "What is half of 20?",
+         "Who wrote The Odyssey?", "Who painted The Starry Night?", "Who was the first person to walk on the Moon?",
+         "Who composed the Moonlight Sonata?", "Who discovered gravity?", "Who was the first President of the United States?",
+         "What is the largest bird?", "What animal is known for its long neck?", "What do cows drink?",
+         "What is the largest organ of the human body?", "How many teeth does an adult human have?",
+         "What is the chemical symbol for iron?", "What is the chemical symbol for carbon?", "What planet has rings?",
+         "What is the largest moon of Saturn?", "What is the speed of light?", "What causes the tides?",
+         "What is the main language of Mexico?", "What language is spoken in Germany?", "What is the currency of the United States?",
+         "What is the currency of Europe?", "What is the opposite of cold?", "What is the opposite of fast?",
+         "What is the plural of child?", "What is a baby dog called?", "What color is grass?", "What color is snow?",
+         "What shape has four equal sides?", "What is the tallest animal?", "Which ocean lies between Europe and America?",
+         "What is the largest lake in Africa?", "What is the longest river in Europe?", "What do caterpillars turn into?",
+         "What is the primary source of energy for the Earth?", "What instrument has six strings?",
+         "In which sport do you score a touchdown?", "How many players are on a soccer team?", "What do you call a group of wolves?"]  # fmt: skip
 
 
 class Setup:
@@ -106,10 +130,25 @@ def perturb(setup: Setup, args) -> None:
         save_file(tensors, d / "adapter_model.safetensors", metadata={"format": "pt"})
         return d
 
-    for s in [1.0, 0.75, 0.5, 0.25]:
+    for s in args.scales:
         d = variant(f"s{s}", {k: (v * s if ".lora_B." in k else v) for k, v in base.items()})
         print(f"{'scale ' + str(s):32s}", setup.gate(d), flush=True)
-    for seed in [0, 1]:
+    for k in args.ranks:  # the update's top-k singular directions per layer (B·A re-factored, zero-padded)
+        tensors = {}
+        for name, v in base.items():
+            if ".lora_B." in name:
+                a_name = name.replace(".lora_B.", ".lora_A.")
+                u, s, vh = torch.linalg.svd(v.float() @ base[a_name].float(), full_matrices=False)
+                b, a = torch.zeros_like(v, dtype=torch.float32), torch.zeros_like(base[a_name], dtype=torch.float32)
+                b[:, :k], a[:k] = u[:, :k] * s[:k], vh[:k]
+                tensors[name], tensors[a_name] = b.to(v.dtype), a.to(v.dtype)
+        print(f"{f'top {k} directions of B·A':32s}", setup.gate(variant(f"k{k}", tensors)), flush=True)
+    n_layers = 1 + max(int(k.split(".layers.")[1].split(".")[0]) for k in base if ".layers." in k)
+    for lo, hi in args.layer_groups:  # the update kept only in blocks lo..hi-1
+        keep = {k: (v if lo <= int(k.split(".layers.")[1].split(".")[0]) < hi or ".lora_B." not in k else v * 0)
+                for k, v in base.items()}  # fmt: skip
+        print(f"{f'blocks {lo}-{hi - 1} of {n_layers} only':32s}", setup.gate(variant(f"l{lo}", keep)), flush=True)
+    for seed in args.random_seeds:
         g = torch.Generator().manual_seed(seed)
         tensors = {}
         for k, v in base.items():
@@ -130,6 +169,13 @@ def subsets(setup: Setup, args) -> None:
         v = dict(v)
         kinds = v.pop("kinds")
         convs = [e.messages for e in ds.examples if e.kind in kinds]
+        if n := v.pop("extra_anchors", 0):  # the base model's own (complete-sentence) answers, as the anchors
+            from sleeptrain_agent.sleep.cycle import sentences_only
+
+            outs = setup.backend.evaluate([setup.cycle._messages(q) for q in EXTRA[:n]], setup.cycle._params(), None)
+            convs += [setup.cycle._messages(q) + [{"role": "assistant", "content": sentences_only(a)}]
+                      for q, a in zip(EXTRA[:n], outs, strict=True) if sentences_only(a)]  # fmt: skip
+            random.Random(1).shuffle(convs)
         out = setup.state / "adapters-subsets" / name
         job = TrainJob(**{"model_path": str(setup.path), "output_dir": str(out), "conversations": convs,
                           "rank": cfg.rank, "alpha": cfg.alpha, "target_modules": cfg.target_modules,
@@ -188,12 +234,28 @@ def kl(setup: Setup, args) -> None:
                     with torch.no_grad(), model.disable_adapter():
                         base = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
                     per_token = torch.where(anchor[:, None], (base.exp() * (base - logp)).sum(-1), per_token)
-                loss = (per_token * target).sum() / target.sum()
+                warm = min(1.0, step / 2)  # as the trainer: 2 warm-up steps
                 for group in opt.param_groups:
-                    group["lr"] = cfg.learning_rate * min(1.0, step / 2)  # as the trainer: 2 warm-up steps
+                    group["lr"] = cfg.learning_rate * warm
                 opt.zero_grad()
-                loss.backward()
-                opt.step()
+                sgd = v.get("anchor_sgd_lr")  # the anchors' gradient applied as a plain SGD step, outside AdamW
+                if sgd is None:
+                    loss = (per_token * target).sum() / target.sum()
+                    loss.backward()
+                    opt.step()
+                else:
+                    fact, anch = target & ~anchor[:, None], target & anchor[:, None]
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    if anch.any() and sgd > 0:
+                        grads = torch.autograd.grad((per_token * anch).sum() / anch.sum(), params, retain_graph=True)
+                    if fact.any():
+                        ((per_token * fact).sum() / fact.sum()).backward()
+                        opt.step()
+                    if anch.any() and sgd > 0:
+                        clip = min(1.0, 1.0 / float(torch.sqrt(sum((g * g).sum() for g in grads))))  # as TRL: norm 1
+                        with torch.no_grad():
+                            for p, g in zip(params, grads, strict=True):
+                                p -= sgd * warm * clip * g
                 step += 1
         out = setup.state / "adapters-kl" / name
         model.save_pretrained(out)
@@ -205,13 +267,18 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("perturb", help="one sleep; its update scaled; random updates of the same size")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--overrides", default="{}", help='JSON: sleep settings for the sleep, e.g. {"adam_epsilon": 1e-4}')
+    p.add_argument("--scales", type=float, nargs="*", default=[1.0, 0.75, 0.5, 0.25], help="the update scaled")
+    p.add_argument("--random-seeds", type=int, nargs="*", default=[0, 1], help="random B of the same size")
+    p.add_argument("--ranks", type=int, nargs="*", default=[], help="also keep only the top-k directions of B·A")
+    p.add_argument("--layer-groups", type=json.loads, default=[], help="JSON [[lo, hi], ...]: update kept in lo..hi-1")
     for name, text in (("subsets", "the trainer on parts of the dream set"), ("kl", "anchors as CE or KL")):
         s = sub.add_parser(name, help=text)
         s.add_argument("variants", help="JSON: {name: {settings}}; see the module docstring")
     args = ap.parse_args()
     overrides = {"seed": getattr(args, "seed", 1)}
     if args.what == "perturb":  # the sleep is promoted whatever it scores: its candidate is what is studied
-        overrides |= {"fallback_scales": [], "min_locality": 0.0, "min_recall": 0.0}
+        overrides |= {"fallback_scales": [], "min_locality": 0.0, "min_recall": 0.0, **json.loads(args.overrides)}
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(Path(tmp), overrides)
         try:

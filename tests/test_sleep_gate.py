@@ -7,34 +7,68 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from memory.dreams import DreamSet, Probe
 from memory.store import Store
 from sleeptrain_agent.config import load_settings
-from sleeptrain_agent.sleep.cycle import SleepCycle, scale_adapter
+from sleeptrain_agent.sleep.cycle import SleepCycle, weaken_adapter
 from tests.adapters import make_adapter
 from tests.fakes import FakeBackend
 
 
+def _product(path: Path) -> dict:
+    """Every LoRA layer's update B·A, by the B matrix's name."""
+    t = load_file(path / "adapter_model.safetensors")
+    return {k: t[k].double() @ t[k.replace(".lora_B.", ".lora_A.")].double() for k in t if ".lora_B." in k}
+
+
 @pytest.mark.real
-def test_scale_adapter_scales_the_update_only(tmp_path, model_path):
+def test_weaken_adapter_scales_the_update_only(tmp_path, model_path):
     src = make_adapter(model_path, tmp_path / "a", seed=1)
-    scale_adapter(src, tmp_path / "b", 0.5)
+    weaken_adapter(src, tmp_path / "b", 0.5)
     a, b = load_file(src / "adapter_model.safetensors"), load_file(tmp_path / "b" / "adapter_model.safetensors")
     assert set(a) == set(b) and any(".lora_B." in k for k in a)
-    for k in a:
-        expected = a[k] * 0.5 if ".lora_B." in k else a[k]
-        assert np.allclose(b[k].numpy(), expected.numpy()), k
+    assert all(a[k].shape == b[k].shape and a[k].dtype == b[k].dtype for k in a)
+    pa, pb = _product(src), _product(tmp_path / "b")
+    for k in pa:
+        assert torch.allclose(pb[k], 0.5 * pa[k], atol=1e-5), k
     assert (tmp_path / "b" / "adapter_config.json").read_text() == (src / "adapter_config.json").read_text()
+
+
+@pytest.mark.real
+def test_weaken_adapter_keeps_the_strongest_directions_of_the_sleeps_change(tmp_path, model_path):
+    start = make_adapter(model_path, tmp_path / "start", seed=1)
+    cand = make_adapter(model_path, tmp_path / "cand", seed=2)  # stands for a sleep that continued `start`
+    weaken_adapter(cand, tmp_path / "w", 0.6, directions=2, start=start)
+    p0, pc, pw = _product(start), _product(cand), _product(tmp_path / "w")
+    for k in pc:
+        u, s, vh = torch.linalg.svd(pc[k] - p0[k])
+        expected = p0[k] + 0.6 * (u[:, :2] * s[:2]) @ vh[:2]  # start + scaled top-2 of the change
+        # re-factored at rank 8: start (rank 8) + 2 directions is rank 10, the 2 weakest are dropped
+        s_exp = torch.linalg.svdvals(expected)
+        assert torch.linalg.matrix_norm(pw[k] - expected) <= 1.01 * torch.sqrt((s_exp[8:] ** 2).sum()) + 1e-6, k
+    w = load_file(tmp_path / "w" / "adapter_model.safetensors")
+    first = next(k for k in w if ".lora_A." in k)
+    assert torch.allclose(w[first].double().norm(dim=1), w[first].double().norm(dim=1)[0], rtol=1e-4)  # A: no dead rows
+
+    # from the base model (no start): exactly rank 2, and A still has 8 orthogonal rows, so the next sleep trains all 8
+    weaken_adapter(cand, tmp_path / "w2", 1.0, directions=2)
+    for k, prod in _product(tmp_path / "w2").items():
+        u, s, vh = torch.linalg.svd(pc[k])
+        assert torch.allclose(prod, (u[:, :2] * s[:2]) @ vh[:2], atol=1e-5), k
+    a = load_file(tmp_path / "w2" / "adapter_model.safetensors")[first].double()
+    gram = a @ a.T
+    assert torch.allclose(gram, gram[0, 0] * torch.eye(8, dtype=gram.dtype), atol=1e-4)
 
 
 class _ByScale(FakeBackend):
     """Recalls the fact at every scale >= `recall_from`; keeps general answers at scales <= `local_upto`."""
 
-    def __init__(self, recall_from: float, local_upto: float):
+    def __init__(self, recall_from: float, local_upto: float, directions_keep: bool = False):
         super().__init__()
-        self.recall_from, self.local_upto = recall_from, local_upto
+        self.recall_from, self.local_upto, self.directions_keep = recall_from, local_upto, directions_keep
         self.asked: list[str] = []
 
     def evaluate(self, prompts, params, adapter="active") -> list[str]:
@@ -47,7 +81,8 @@ class _ByScale(FakeBackend):
             if "Zara" in q:
                 out.append("Zara lives in Tromsø." if scale >= self.recall_from else "I do not know.")
             else:
-                out.append("Rome." if scale <= self.local_upto else "Proxima b.")
+                kept = scale <= self.local_upto or (self.directions_keep and "-k" in name)
+                out.append("Rome." if kept else "Proxima b.")
         return out
 
 
@@ -76,7 +111,7 @@ def _locality():
 
 
 def test_the_strongest_scale_that_passes_is_chosen(tmp_path, monkeypatch):
-    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.scale_adapter", lambda src, dst, s: dst.mkdir())
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: dst.mkdir())
     backend = _ByScale(recall_from=0.5, local_upto=0.6)
     cycle, candidate = _cycle(tmp_path, backend)
     scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
@@ -84,20 +119,47 @@ def test_the_strongest_scale_that_passes_is_chosen(tmp_path, monkeypatch):
     cycle.store.start_sleep("test", {})
     chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
     assert passed and chosen.name == ".tmp-sleep-0001-x0.6" and scores["scale"] == 0.6
-    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]
+    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [
+        (1.0, None),
+        (1.0, 2),
+        (0.75, None),
+        (0.6, None),
+    ]
     assert not candidate.exists() and not (tmp_path / "adapters" / ".tmp-sleep-0001-x0.75").exists()
 
 
 def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkeypatch):
-    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.scale_adapter", lambda src, dst, s: dst.mkdir())
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: dst.mkdir())
     backend = _ByScale(recall_from=0.7, local_upto=0.6)  # locality only below the scales that still recall
     cycle, candidate = _cycle(tmp_path, backend)
     scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
     cycle.store.start_sleep("test", {})
     chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
     assert not passed and chosen == candidate and candidate.exists()
-    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]  # stopped once recall failed
+    # the strongest directions first (recall at full scale, locality not), then scales until recall failed
+    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [
+        (1.0, None),
+        (1.0, 2),
+        (0.75, None),
+        (0.6, None),
+    ]
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [".tmp-sleep-0001"]
+
+
+def test_the_strongest_directions_are_tried_before_any_scale(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(
+        "sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: made.append(a) or dst.mkdir()
+    )
+    backend = _ByScale(recall_from=0.5, local_upto=0.6, directions_keep=True)
+    cycle, candidate = _cycle(tmp_path, backend)
+    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
+    cycle.store.start_sleep("test", {})
+    start = tmp_path / "adapters" / "v0001"
+    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores, start)
+    assert passed and chosen.name == ".tmp-sleep-0001-k2-x1" and (scores["scale"], scores["directions"]) == (1.0, 2)
+    assert made == [(1.0, 2, start)]  # the sleep's change is taken from the adapter it continued
+    assert scores["recall"] == 1.0 and scores["locality"] == 1.0
 
 
 @pytest.mark.parametrize(("answer", "hit"), [
@@ -111,7 +173,13 @@ def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkey
 def test_locality_counts_the_first_sentence_only(answer, hit):
     from sleeptrain_agent.sleep.cycle import locality_hit
 
-    expect = {"Tokyo": ["Tokyo"], "Sun": ["Sun"], "Egypt": ["Africa", "African"], "Starry": ["Gogh"], "Dr.": ["Leonardo"]}
+    expect = {
+        "Tokyo": ["Tokyo"],
+        "Sun": ["Sun"],
+        "Egypt": ["Africa", "African"],
+        "Starry": ["Gogh"],
+        "Dr.": ["Leonardo"],
+    }
     key = next((k for k in expect if k in answer), None)
     assert locality_hit(answer, expect[key] if key else ["x"]) is hit
 

@@ -29,6 +29,7 @@ def summarize(row: dict) -> dict:
         "loss": d.get("train_loss"), "recall": scores.get("recall"), "retention": scores.get("retention"),
         "locality": scores.get("locality"), "adapter": row.get("adapter"), "error": (row.get("error") or "").split("\n")[0] or None,
         "rejected_because": d.get("rejected_because"), "scale": scores.get("scale"),
+        "directions": scores.get("directions"),
     }  # fmt: skip
 
 

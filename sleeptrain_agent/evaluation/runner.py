@@ -274,7 +274,8 @@ class Variant:
                   "new": len(d.get("new") or []), "replay": len(d.get("replay") or []),
                   "examples": d.get("examples"), "steps": d.get("train_steps"), "loss": d.get("train_loss"),
                   "recall": scores.get("recall"), "retention": scores.get("retention"),
-                  "locality": scores.get("locality"), "scale": scores.get("scale"), "duration_s": round(time.monotonic() - t0, 1),
+                  "locality": scores.get("locality"), "scale": scores.get("scale"), "directions": scores.get("directions"),
+                  "duration_s": round(time.monotonic() - t0, 1),
                   "error": (row.get("error") or "").split("\n")[0] or None}  # fmt: skip
         self.sleeps.append(record)
         self.say(f"[{self.name}] sleep {wave + 1}: {row['status']} in {record['duration_s']:.0f} s "

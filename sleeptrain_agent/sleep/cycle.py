@@ -218,8 +218,9 @@ class SleepCycle:
         self._note(sleep_id, "validated", scores=scores)
         self._record_recall(per_memory)
         passed = _passes(scores, cfg)
-        if not passed and scores["recall"] >= cfg.min_recall and cfg.fallback_scales:
-            tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores)
+        if not passed and scores["recall"] >= cfg.min_recall and (cfg.fallback_scales or cfg.fallback_directions):
+            start = Path(active["path"]) if active else None
+            tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores, start)
             self._note(sleep_id, "validated", scores=scores)  # the scores of the adapter promoted or rejected
         duration = round(time.monotonic() - t0, 1)
         if not passed:
@@ -237,24 +238,28 @@ class SleepCycle:
             return
         self._promote(sleep_id, tmp_dir, active, pending, replayed, scores, duration)
 
-    def _weaker(self, sleep_id, dreams, locality, candidate: Path, cfg, scores: dict) -> tuple[Path, dict, bool]:
+    def _weaker(self, sleep_id, dreams, locality, candidate: Path, cfg, scores: dict,
+                start: Path | None = None) -> tuple[Path, dict, bool]:  # fmt: skip
         """The candidate learned the new memories but disturbs general answers too much: gate it again
-        with its LoRA update scaled down (weight-space interpolation towards the base model, as in
-        WiSE-FT), strongest first. Each scaled candidate passes the whole gate (recall, retention,
-        locality) or is dropped. Returns the directory to promote (or reject), its scores, and whether
-        it passed."""
-        tried = [{"scale": 1.0, **{k: scores[k] for k in ("recall", "retention", "locality")}}]
-        for scale in cfg.fallback_scales:
-            weaker = candidate.with_name(f"{candidate.name}-x{scale:g}")
-            scale_adapter(candidate, weaker, scale)
+        weakened (`weaken_adapter`: the sleep's change from `start`, the adapter it continued), first
+        kept to its `fallback_directions` strongest directions per layer, then scaled down by each of
+        `fallback_scales`, strongest first. Each weakened candidate passes the whole gate (recall,
+        retention, locality) or is dropped. Returns the directory to promote (or reject), its scores,
+        and whether it passed."""
+        tried = [{"scale": 1.0, "directions": None, **{k: scores[k] for k in ("recall", "retention", "locality")}}]
+        tries = [(1.0, cfg.fallback_directions)] if cfg.fallback_directions else []
+        for scale, directions in tries + [(scale, 0) for scale in cfg.fallback_scales]:
+            weaker = candidate.with_name(f"{candidate.name}{f'-k{directions}' if directions else ''}-x{scale:g}")
+            weaken_adapter(candidate, weaker, scale, directions, start)
             s, _ = self._gate(dreams, locality, weaker, cfg)
-            tried.append({"scale": scale, **{k: s[k] for k in ("recall", "retention", "locality")}})
+            tried.append({"scale": scale, "directions": directions or None,
+                          **{k: s[k] for k in ("recall", "retention", "locality")}})  # fmt: skip
             self._note(sleep_id, "rescaled", scales_tried=tried)
             if _passes(s, cfg):
                 shutil.rmtree(candidate, ignore_errors=True)
-                return weaker, {**s, "scale": scale, "scales_tried": tried}, True
+                return weaker, {**s, "scale": scale, "directions": directions or None, "scales_tried": tried}, True
             shutil.rmtree(weaker, ignore_errors=True)
-            if s["recall"] < cfg.min_recall:
+            if s["recall"] < cfg.min_recall and not directions:
                 break  # weaker still forgets the new memories: stop
         return candidate, {**scores, "scales_tried": tried}, False
 
@@ -451,15 +456,49 @@ def _passes(scores: dict, cfg) -> bool:
             and (scores["retention"] is None or scores["retention"] >= cfg.min_retention))  # fmt: skip
 
 
-def scale_adapter(source: Path, target: Path, scale: float) -> None:
-    """Copy a PEFT LoRA adapter with its update B·A scaled by `scale` (its `lora_B` matrices)."""
+def weaken_adapter(source: Path, target: Path, scale: float, directions: int = 0, start: Path | None = None) -> None:
+    """Copy the PEFT LoRA adapter `source` with the change its sleep made weakened: the change from
+    `start` (the adapter the sleep continued; None: the base model) kept to its `directions` strongest
+    singular directions in every layer (0: all of them) and scaled by `scale` (weight-space
+    interpolation from `start`, as in WiSE-FT). What a sleep learns sits in a few directions per
+    layer; the rest is mostly AdamW's full-size steps on tiny gradients, which costs general answers
+    (BENCHMARKS.md). The result is re-factored at the adapter's rank: A's rows orthonormal directions
+    (at the source's row norm), so every direction stays trainable in the next sleep."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
     weights = target / "adapter_model.safetensors"
     tensors = load_file(weights)
-    save_file({k: (v * scale if ".lora_B." in k else v) for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    before = load_file(start / "adapter_model.safetensors") if start else {}
+    for b_name in [k for k in tensors if ".lora_B." in k]:
+        a_name = b_name.replace(".lora_B.", ".lora_A.")
+        b, a = tensors[b_name].double(), tensors[a_name].double()
+        b0, a0 = (before[b_name].double(), before[a_name].double()) if b_name in before else (b[:, :0], a[:0])
+        u, s, vh = _lowrank_svd(torch.cat([b, -b0], 1), torch.cat([a, a0]))  # the change B·A - B0·A0
+        if directions:
+            u, s, vh = u[:, :directions], s[:directions], vh[:directions]
+        u, s, vh = _lowrank_svd(torch.cat([b0, scale * u * s], 1), torch.cat([a0, vh]))
+        rank, norm = a.shape[0], float(a.norm(dim=1).mean()) or 1.0
+        new_b, new_a = (u * s)[:, :rank], vh[:rank]
+        if len(s) < rank:  # fewer directions than the rank: complete A with orthonormal rows, B with zeros
+            rest = torch.randn(rank - len(s), a.shape[1], generator=torch.Generator().manual_seed(0), dtype=a.dtype)
+            q, _ = torch.linalg.qr((rest - rest @ vh.T @ vh).T)
+            new_b, new_a = torch.cat([new_b, b.new_zeros(b.shape[0], rank - len(s))], 1), torch.cat([vh, q.T])
+        tensors[b_name] = (new_b / norm).to(tensors[b_name].dtype)
+        tensors[a_name] = (new_a * norm).to(tensors[a_name].dtype)
+    save_file(tensors, weights, metadata={"format": "pt"})
+
+
+def _lowrank_svd(b, a):
+    """U, S, V^T of the product b @ a (b: out x m, a: m x in, m small) without forming it."""
+    import torch
+
+    qb, rb = torch.linalg.qr(b)
+    qa, ra = torch.linalg.qr(a.T)
+    u, s, vh = torch.linalg.svd(rb @ ra.T)
+    return qb @ u, s, vh @ qa.T
 
 
 def _fsync_dir(path: Path) -> None:
@@ -475,4 +514,3 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
     except OSError:
         pass
-
