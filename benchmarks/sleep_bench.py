@@ -216,6 +216,9 @@ def facts(args) -> None:
         print(f"overrides {args.overrides}: {row['status']}; recall {scores.get('recall')}, "
               f"locality {scores.get('locality')}, {d.get('train_steps')} steps, "
               f"{time.monotonic() - t0:.0f} s")  # fmt: skip
+        for t in scores.get("scales_tried", []):  # the gate's fallback: the weakened candidates it tried
+            print(f"  tried: scale {t['scale']}, directions {t.get('directions')}: recall {t['recall']}, "
+                  f"locality {t['locality']:.3f}")  # fmt: skip
         for lost in scores.get("locality_lost", []):
             print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")
         store.close()

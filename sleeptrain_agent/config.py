@@ -137,7 +137,7 @@ class SleepConfig(_Section):
     min_retention: float = Field(0.7, ge=0.0, le=1.0)  # share of replayed-memory probes answered correctly
     min_locality: float = Field(0.75, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept
     fallback_scales: list[float] = [0.75, 0.6, 0.5]  # a candidate failing only locality/retention is retried at these strengths
-    fallback_directions: int = Field(2, ge=0)  # ... first with the sleep's change kept to N directions per layer; 0: off
+    fallback_directions: int = Field(0, ge=0)  # ... first with the sleep's change kept to N directions per layer; 0: off
     probe_max_tokens: int = Field(64, ge=4)  # answer length when probing (and for anchor answers)
     # scheduling
     cron: str | None = "0 3 * * *"  # nightly at 03:00 local time; null: off

@@ -91,8 +91,9 @@ class _Embed:
         return np.ones((len(texts), 4)) / 2
 
 
-def _cycle(tmp_path, backend) -> tuple[SleepCycle, Path]:
-    settings = load_settings(overrides={"sleep": {"fallback_scales": [0.75, 0.6, 0.5], "min_locality": 0.9}})
+def _cycle(tmp_path, backend, directions: int = 2) -> tuple[SleepCycle, Path]:
+    settings = load_settings(overrides={"sleep": {"fallback_scales": [0.75, 0.6, 0.5], "min_locality": 0.9,
+                                                  "fallback_directions": directions}})  # fmt: skip
     store = Store(tmp_path / "db.sqlite")
     cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
     candidate = tmp_path / "adapters" / ".tmp-sleep-0001"
@@ -113,18 +114,13 @@ def _locality():
 def test_the_strongest_scale_that_passes_is_chosen(tmp_path, monkeypatch):
     monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: dst.mkdir())
     backend = _ByScale(recall_from=0.5, local_upto=0.6)
-    cycle, candidate = _cycle(tmp_path, backend)
+    cycle, candidate = _cycle(tmp_path, backend, directions=0)  # the default: scales only
     scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
     assert scores["recall"] == 1.0 and scores["locality"] == 0.0
     cycle.store.start_sleep("test", {})
     chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
     assert passed and chosen.name == ".tmp-sleep-0001-x0.6" and scores["scale"] == 0.6
-    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [
-        (1.0, None),
-        (1.0, 2),
-        (0.75, None),
-        (0.6, None),
-    ]
+    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [(1.0, None), (0.75, None), (0.6, None)]
     assert not candidate.exists() and not (tmp_path / "adapters" / ".tmp-sleep-0001-x0.75").exists()
 
 
@@ -137,20 +133,14 @@ def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkey
     chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
     assert not passed and chosen == candidate and candidate.exists()
     # the strongest directions first (recall at full scale, locality not), then scales until recall failed
-    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [
-        (1.0, None),
-        (1.0, 2),
-        (0.75, None),
-        (0.6, None),
-    ]
+    tried = [(t["scale"], t["directions"]) for t in scores["scales_tried"]]
+    assert tried == [(1.0, None), (1.0, 2), (0.75, None), (0.6, None)]
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [".tmp-sleep-0001"]
 
 
 def test_the_strongest_directions_are_tried_before_any_scale(tmp_path, monkeypatch):
     made = []
-    monkeypatch.setattr(
-        "sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: made.append(a) or dst.mkdir()
-    )
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: made.append(a) or dst.mkdir())
     backend = _ByScale(recall_from=0.5, local_upto=0.6, directions_keep=True)
     cycle, candidate = _cycle(tmp_path, backend)
     scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
