@@ -118,6 +118,8 @@ def perturb(setup: Setup, args) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from sleeptrain_agent.sleep.cycle import weaken_adapter
+
     row = setup.cycle.run("diag")
     print("sleep:", row["status"])
     adapters = setup.state / "adapters"
@@ -130,19 +132,12 @@ def perturb(setup: Setup, args) -> None:
         save_file(tensors, d / "adapter_model.safetensors", metadata={"format": "pt"})
         return d
 
-    for s in args.scales:
-        d = variant(f"s{s}", {k: (v * s if ".lora_B." in k else v) for k, v in base.items()})
-        print(f"{'scale ' + str(s):32s}", setup.gate(d), flush=True)
-    for k in args.ranks:  # the update's top-k singular directions per layer (B·A re-factored, zero-padded)
-        tensors = {}
-        for name, v in base.items():
-            if ".lora_B." in name:
-                a_name = name.replace(".lora_B.", ".lora_A.")
-                u, s, vh = torch.linalg.svd(v.float() @ base[a_name].float(), full_matrices=False)
-                b, a = torch.zeros_like(v, dtype=torch.float32), torch.zeros_like(base[a_name], dtype=torch.float32)
-                b[:, :k], a[:k] = u[:, :k] * s[:k], vh[:k]
-                tensors[name], tensors[a_name] = b.to(v.dtype), a.to(v.dtype)
-        print(f"{f'top {k} directions of B·A':32s}", setup.gate(variant(f"k{k}", tensors)), flush=True)
+    # the gate's own weakening (this sleep started from the base model): scaled, then top-k directions per layer
+    for label, name, scale, k in [(f"scale {s}", f"s{s}", s, 0) for s in args.scales] + [
+        (f"top {k} directions of B·A", f"k{k}", 1.0, k) for k in args.ranks
+    ]:  # fmt: skip
+        weaken_adapter(cand, setup.state / "variants" / name, scale, k)
+        print(f"{label:32s}", setup.gate(setup.state / "variants" / name), flush=True)
     n_layers = 1 + max(int(k.split(".layers.")[1].split(".")[0]) for k in base if ".layers." in k)
     for lo, hi in args.layer_groups:  # the update kept only in blocks lo..hi-1
         keep = {k: (v if lo <= int(k.split(".layers.")[1].split(".")[0]) < hi or ".lora_B." not in k else v * 0)

@@ -460,10 +460,10 @@ def weaken_adapter(source: Path, target: Path, scale: float, directions: int = 0
     """Copy the PEFT LoRA adapter `source` with the change its sleep made weakened: the change from
     `start` (the adapter the sleep continued; None: the base model) kept to its `directions` strongest
     singular directions in every layer (0: all of them) and scaled by `scale` (weight-space
-    interpolation from `start`, as in WiSE-FT). What a sleep learns sits in a few directions per
-    layer; the rest is mostly AdamW's full-size steps on tiny gradients, which costs general answers
-    (BENCHMARKS.md). The result is re-factored at the adapter's rank: A's rows orthonormal directions
-    (at the source's row norm), so every direction stays trainable in the next sleep."""
+    interpolation from `start`, as in WiSE-FT). The top 2 directions keep a 5-fact sleep's recall
+    (BENCHMARKS.md, "Locality, fourth session"). The result is re-factored at the adapter's rank:
+    A's rows orthonormal directions (at the source's row norm), so every direction stays trainable
+    in the next sleep."""
     import torch
     from safetensors.torch import load_file, save_file
 
