@@ -17,8 +17,9 @@ installed) and checks that its adapter has the PEFT path's format.
 
 `facts`: the README's learning-vs-locality table: five fictional facts told
 in the chat's words, judged by the hippocampus, then one sleep with the given
-`sleep.*` overrides (JSON); prints recall on held-out paraphrases, locality and
-the time taken.
+`sleep.*` overrides (JSON); prints recall on held-out paraphrases and locality
+as served (routed, `serve.routing`) and by the adapter alone, how many probes
+the router sent to the adapter, and the time taken.
 
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
@@ -214,11 +215,12 @@ def facts(args) -> None:
         d = row["details"]
         scores = d.get("scores", {})
         print(f"overrides {args.overrides}: {row['status']}; recall {scores.get('recall')}, "
-              f"locality {scores.get('locality')}, {d.get('train_steps')} steps, "
-              f"{time.monotonic() - t0:.0f} s")  # fmt: skip
+              f"locality {scores.get('locality')} as served, adapter alone: recall {scores.get('adapter_recall')}, "
+              f"locality {scores.get('adapter_locality')}; routed to the adapter {scores.get('routed_to_adapter')}; "
+              f"{d.get('train_steps')} steps, {time.monotonic() - t0:.0f} s")  # fmt: skip
         for t in scores.get("scales_tried", []):  # the gate's fallback: the weakened candidates it tried
             print(f"  tried: scale {t['scale']}, directions {t.get('directions')}: recall {t['recall']}, "
-                  f"locality {t['locality']:.3f}")  # fmt: skip
+                  f"locality {t['locality']:.3f}, adapter alone {t.get('adapter_locality')}")  # fmt: skip
         for lost in scores.get("locality_lost", []):
             print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")
         store.close()

@@ -8,10 +8,13 @@ Order of work for a turn (the data flow's step 1):
 4. build the prompt: the configured system prompt (unless the client sent its
    own) plus as many of the most recent messages as fit in
    `model.context_length` minus the reply budget (oldest dropped first);
-5. stream the reply from the backend, then log it with the adapter version
-   that produced it, its finish reason and token counts. A reply cut short (a
-   client that disconnects, Ctrl-C in the chat) is logged as far as it got,
-   marked `interrupted`.
+5. route it (`serve.routing`, `memory/routing.py`): the active adapter answers
+   when the recent user messages are close to a consolidated memory, the base
+   model otherwise (a request can also ask for either);
+6. stream the reply from the backend, then log it with the adapter version
+   that produced it (none: the base model), the route, its finish reason and
+   token counts. A reply cut short (a client that disconnects, Ctrl-C in the
+   chat) is logged as far as it got, marked `interrupted`.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from memory.routing import MemoryRouter, Route
 from memory.store import Store
 from sleeptrain_agent.backends import Backend, GenerationParams
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.errors import BackendError, InvalidInput
+from sleeptrain_agent.routing import routes
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
@@ -36,16 +42,19 @@ class ChatRequest:
     messages: list[dict]
     params: GenerationParams
     conversation_id: str | None = None
+    route: Literal["auto", "adapter", "base"] = "auto"  # auto: the router decides (`serve.routing`)
 
 
 class ChatTurn:
     """A reply in progress: iterate for text deltas; `user_turn` is already stored,
     `reply_turn` is set once the reply is logged."""
 
-    def __init__(self, agent: Agent, conversation_id: str, user_turn: dict, prompt: list[dict], params: GenerationParams):
+    def __init__(self, agent: Agent, conversation_id: str, user_turn: dict, prompt: list[dict], params: GenerationParams,
+                 route: Route | None = None):  # fmt: skip
         self.agent = agent
         self.conversation_id = conversation_id
         self.user_turn = user_turn
+        self.route = route
         self.reply_turn: dict | None = None
         self.reply = agent.backend.generate(prompt, params)
         self.adapter = self.reply.adapter
@@ -77,6 +86,8 @@ class ChatTurn:
             "prompt_tokens": self.reply.prompt_tokens,
             "completion_tokens": self.reply.completion_tokens,
         }
+        if self.route is not None:
+            meta["route"] = self.route.as_dict()
         self.reply_turn = self.agent.store.log_turn(
             self.conversation_id, "assistant", "".join(self._text), adapter=self.adapter, meta=meta
         )
@@ -84,12 +95,13 @@ class ChatTurn:
 
 class Agent:
     def __init__(self, settings: Settings, store: Store, backend: Backend, model_path: Path,
-                 on_user_turn: Callable[[dict], None] | None = None):  # fmt: skip
+                 on_user_turn: Callable[[dict], None] | None = None, router: MemoryRouter | None = None):  # fmt: skip
         from transformers import AutoTokenizer
 
         self.settings = settings
         self.store = store
         self.backend = backend
+        self.router = router
         self.on_user_turn = on_user_turn or (lambda turn: None)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
 
@@ -144,6 +156,15 @@ class Agent:
             log.debug("dropped %d old messages to fit the context", len(history) - len(kept))
         return system + kept
 
+    def route(self, messages: list[dict]) -> Route | None:
+        """Adapter or base model for this conversation; None when there is nothing to route (routing
+        off, or no adapter active). A router that fails leaves the adapter answering."""
+        try:
+            return routes(self.router, self.store, self.backend, [messages])[0]
+        except Exception:  # the embedder is an optimisation of locality, never a reason to fail a reply
+            log.exception("routing failed; the adapter answers")
+            return None
+
     def chat(self, request: ChatRequest) -> ChatTurn:
         """Validate, log the user turn, queue it for the hippocampus and start the reply."""
         messages = self._check(request.messages)
@@ -153,8 +174,10 @@ class Agent:
         cid = self.store.start_conversation(request.user, request.conversation_id)
         user_turn = self.store.log_turn(cid, "user", messages[-1]["content"])
         self.on_user_turn(user_turn)
+        route = self.route(prompt) if request.route == "auto" else Route(request.route == "adapter")
+        request.params.base = route is not None and not route.adapter
         try:
-            return ChatTurn(self, cid, user_turn, prompt, request.params)
+            return ChatTurn(self, cid, user_turn, prompt, request.params, route)
         except BackendError:
             log.warning("turn %s stored, but the backend could not answer it", user_turn["id"])
             raise

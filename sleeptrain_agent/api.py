@@ -10,8 +10,11 @@ non-loopback address) every `/v1/*` request needs `Authorization: Bearer
 
 Endpoints
 - `POST /v1/chat/completions` (stream and not; `model: "sleeptrain"` = the
-  active adapter; `user` selects the user; `X-Conversation-Id` groups turns
-  and is returned on every reply), `GET /v1/models`
+  active adapter where the router sends the question there, else the base
+  model (`serve.routing`); `model: "<active version>"` = always the adapter,
+  `model: "base"` = always the base model; `user` selects the user;
+  `X-Conversation-Id` groups turns and is returned on every reply, with
+  `X-SleepTrain-Adapter` and `X-SleepTrain-Route`), `GET /v1/models`
 - `GET /health` -> `status` ("ok" only when the backend answers), `adapter`,
   `sleeping`, `hippocampus_queue`, ...
 - `POST /v1/sleep` (202 `{id, status}`; 409 when one runs or nothing is pending),
@@ -52,6 +55,7 @@ from sleeptrain_agent.sleep.cycle import NothingToLearn, SleepBusy
 
 log = logging.getLogger(__name__)
 MODEL_ID = "sleeptrain"
+BASE_MODEL_ID = "base"
 STATUS: dict[type[Exception], tuple[int, str]] = {
     AuthError: (401, "authentication_error"),
     SleepBusy: (409, "conflict"),
@@ -164,12 +168,15 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
                  "base_model": daemon.settings.model.name}]  # fmt: skip
         if active:
             data.append({"id": active, "object": "model", "owned_by": "sleeptrain", "adapter": active})
+        data.append({"id": BASE_MODEL_ID, "object": "model", "owned_by": "sleeptrain", "adapter": None})
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions", dependencies=v1)
     def chat_completions(body: ChatCompletionRequest, x_conversation_id: str | None = Header(None)):
-        if body.model not in (MODEL_ID, daemon.backend.active):
-            raise NotFound(f"model {body.model!r} does not exist; use {MODEL_ID!r} (the active adapter)")
+        if body.model not in (MODEL_ID, BASE_MODEL_ID, daemon.backend.active):
+            raise NotFound(f"model {body.model!r} does not exist; use {MODEL_ID!r} (the active adapter, routed), "
+                           f"{BASE_MODEL_ID!r} or the active adapter's version")  # fmt: skip
+        route = {MODEL_ID: "auto", BASE_MODEL_ID: "base"}.get(body.model, "adapter")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         params = GenerationParams(
             max_tokens=body.max_completion_tokens or body.max_tokens or settings.max_tokens,
@@ -183,11 +190,15 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
             messages=[m.model_dump() for m in body.messages],
             params=params,
             conversation_id=x_conversation_id,
+            route=route,
         )
         turn = daemon.agent.chat(request)
         created = int(time.time())
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         headers = {"X-Conversation-Id": turn.conversation_id, "X-SleepTrain-Adapter": turn.adapter or "base"}
+        if turn.route is not None:
+            r = turn.route
+            headers["X-SleepTrain-Route"] = r.as_dict()["to"] + ("" if r.similarity is None else f"; similarity={r.similarity:.3f}")
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(
@@ -202,6 +213,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
                 "created": created,
                 "model": body.model,
                 "adapter": turn.adapter,
+                "route": turn.route.as_dict() if turn.route else None,
                 "conversation_id": turn.conversation_id,
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reply.finish_reason}

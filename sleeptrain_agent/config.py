@@ -70,6 +70,11 @@ class ServeConfig(_Section):
     temperature: float = Field(0.7, ge=0.0, le=2.0)  # sampling temperature when the request does not say
     max_request_bytes: int = Field(4_194_304, gt=0)  # larger HTTP bodies are refused with 413
     request_timeout_s: float = Field(300.0, gt=0)  # longest wait for the backend on one request
+    # routing (memory/routing.py): the adapter answers a question only when it is close to a consolidated
+    # memory; the base model answers the rest. Off: the adapter answers everything.
+    routing: bool = True
+    routing_similarity: float = Field(0.45, ge=0.0, le=1.0)  # cosine to a memory's keys at which the adapter answers
+    routing_turns: int = Field(2, ge=1)  # the last N user messages of a conversation count
 
 
 class VLLMConfig(_Section):
@@ -135,7 +140,8 @@ class SleepConfig(_Section):
     # validation gate
     min_recall: float = Field(0.6, ge=0.0, le=1.0)  # share of new-memory probes answered correctly
     min_retention: float = Field(0.7, ge=0.0, le=1.0)  # share of replayed-memory probes answered correctly
-    min_locality: float = Field(0.75, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept
+    min_locality: float = Field(0.9, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept, as served (routed)
+    min_adapter_locality: float = Field(0.65, ge=0.0, le=1.0)  # the same share with the adapter answering every probe
     fallback_scales: list[float] = [0.75, 0.6, 0.5]  # a candidate failing only locality/retention is retried at these strengths
     fallback_directions: int = Field(0, ge=0)  # ... first with the sleep's change kept to N directions per layer; 0: off
     probe_max_tokens: int = Field(64, ge=4)  # answer length when probing (and for anchor answers)

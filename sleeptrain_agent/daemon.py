@@ -31,6 +31,7 @@ from sleeptrain_agent.agent import Agent
 from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
 from sleeptrain_agent.config import Settings, gemini_api_key
 from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, SleepTrainError
+from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.cycle import SleepCycle
 from sleeptrain_agent.sleep.scheduler import SleepScheduler
 
@@ -83,9 +84,10 @@ class Daemon:
             torch.set_num_threads(1)  # the embedder must not fight vLLM's threads for the cores
         self.hippocampus = HippocampusWorker(make_hippocampus(settings, self.store, self.backend), busy=self.backend.busy)
         on_turn = self.hippocampus.submit if settings.hippocampus.enabled else None
-        self.agent = Agent(settings, self.store, self.backend, self.model_path, on_turn)
-        self.sleep = SleepCycle(settings, self.store, self.backend, self.model_path, state_dir,
-                                self.hippocampus.hippocampus.embedder)  # fmt: skip
+        embedder = self.hippocampus.hippocampus.embedder
+        self.router = make_router(settings, embedder)  # one key cache for the chat and the gate
+        self.agent = Agent(settings, self.store, self.backend, self.model_path, on_turn, self.router)
+        self.sleep = SleepCycle(settings, self.store, self.backend, self.model_path, state_dir, embedder, self.router)
         self.scheduler = SleepScheduler(settings.sleep, self.start_sleep, self.store, self._last_activity)
         self.error: str | None = None
         self.adapter_error: str | None = None
@@ -117,6 +119,8 @@ class Daemon:
             except (AdapterError, BackendError) as e:
                 self.adapter_error = f"could not load the active adapter {active['version']}: {e}"
                 log.error("%s; serving the base model", self.adapter_error)
+        if active is not None:
+            self.agent.route([{"role": "user", "content": "warm up"}])  # embeds the memories' keys once
         self.scheduler.start()  # only once the backend can train and validate
 
     def stop(self) -> None:

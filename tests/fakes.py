@@ -50,7 +50,7 @@ class FakeBackend:
         text = self.replies.pop(0) if self.replies else "ok"
         words = [w + " " for w in text.split(" ")]
         words[-1] = words[-1].rstrip(" ")
-        reply = Reply(iter(words), self._active)
+        reply = Reply(iter(words), None if params.base else self._active)
         reply.finish_reason = "stop"
         reply.completion_tokens = len(words)
         return reply

@@ -68,7 +68,7 @@ def test_health_and_models(api):
     assert health["hippocampus_queue"] == 0
     daemon.backend.swap("v0002", None)
     models = client.get("/v1/models").json()["data"]
-    assert [m["id"] for m in models] == ["sleeptrain", "v0002"] and models[0]["adapter"] == "v0002"
+    assert [m["id"] for m in models] == ["sleeptrain", "v0002", "base"] and models[0]["adapter"] == "v0002"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from memory.dreams import DreamSet, Probe
 from memory.store import Store
 from sleeptrain_agent.config import load_settings
-from sleeptrain_agent.sleep.cycle import SleepCycle, weaken_adapter
+from sleeptrain_agent.sleep.cycle import SleepCycle, _passes, weaken_adapter
 from tests.adapters import make_adapter
 from tests.fakes import FakeBackend
 
@@ -206,4 +206,48 @@ def test_adaptive_epochs_measure_the_stores_active_adapter(tmp_path, model_path,
     assert row["status"] == "failed" and "stop after planning" in row["error"]
     assert planned["epochs"] == 7.0  # recalled nothing before: max_epochs
     assert "active" not in backend.adapters  # never asked what the backend happens to serve
+    store.close()
+
+
+class _Routed(FakeBackend):
+    """A candidate that recalls Zara (whatever it is asked) and answers the capital wrong; the base model
+    the reverse."""
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        out = []
+        for p in prompts:
+            q = p[-1]["content"]
+            general = "capital" in q
+            if adapter is None:
+                out.append("Rome." if general else "I do not know.")
+            else:
+                out.append("Proxima b." if general else "Zara lives in Tromsø.")
+        return out
+
+
+def test_the_gate_scores_as_served_and_the_adapter_alone(tmp_path):
+    """With routing, the question about Zara is answered by the candidate, the general one by the base
+    model: served locality 1.0; the candidate alone loses it (adapter_locality 0.0), which the gate's
+    floor (`min_adapter_locality`) still refuses."""
+    from memory.embeddings import Embedder
+    from sleeptrain_agent.routing import make_router
+
+    settings = load_settings()
+    store = Store(tmp_path / "db.sqlite")
+    zara = store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
+    cycle = SleepCycle(settings, store, _Routed(), tmp_path / "model", tmp_path, embedder=_Embed(),
+                       router=make_router(settings, Embedder()))  # fmt: skip
+    dreams = DreamSet(examples=[], probes=[Probe(zara["id"], "Do you know where Zara lives?", "Tromsø", "", "new"),
+                                           Probe(zara["id"], "Tell me a joke.", "Tromsø", "", "new")])  # fmt: skip
+    scores, per_memory = cycle._gate(dreams, _locality(), tmp_path / "candidate", cycle.cfg)
+    assert scores["routed_to_adapter"] == {"probes": [1, 2], "locality": [0, 1]}
+    assert scores["locality"] == 1.0 and scores["adapter_locality"] == 0.0
+    assert scores["recall"] == 0.5  # the joke went to the base model, which does not know Zara
+    assert scores["adapter_recall"] == 1.0 and per_memory == {zara["id"]: 1.0}  # replay priority: the adapter's
+    assert not _passes(scores, cycle.cfg)
+    assert _passes({**scores, "recall": 1.0, "adapter_locality": cycle.cfg.min_adapter_locality}, cycle.cfg)
+    off = SleepCycle(load_settings(overrides={"serve": {"routing": False}}), store, _Routed(), tmp_path / "model",
+                     tmp_path, embedder=_Embed())  # fmt: skip
+    scores, _ = off._gate(dreams, _locality(), tmp_path / "candidate", off.cfg)
+    assert "routed_to_adapter" not in scores and scores["locality"] == scores["adapter_locality"] == 0.0
     store.close()

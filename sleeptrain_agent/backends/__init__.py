@@ -30,6 +30,7 @@ class GenerationParams:
     top_p: float = 1.0
     seed: int | None = None
     json_schema: dict | None = None  # constrain the reply to this JSON schema (vLLM structured outputs)
+    base: bool = False  # answer with the base model, not the active adapter (the agent's routing)
 
 
 class Reply:

@@ -11,6 +11,7 @@ active when its generation started.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -107,7 +108,7 @@ class EmbeddedBackend:
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
 
         self._lock.acquire()
-        version = self._active_version
+        version = None if params.base else self._active_version
         reply = Reply(iter(()), version, on_close=cancelled.set)
         result: dict = {}
 
@@ -163,11 +164,8 @@ class EmbeddedBackend:
         if adapter == "active" or (adapter is None and self._active_version is None):
             return [self.generate(p, params).text() for p in prompts]
         if adapter is None:
-            saved, self._active_version = self._active_version, None  # generate() disables the adapter
-            try:
-                return [self.generate(p, params).text() for p in prompts]
-            finally:
-                self._active_version = saved
+            base = dataclasses.replace(params, base=True)
+            return [self.generate(p, base).text() for p in prompts]
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM

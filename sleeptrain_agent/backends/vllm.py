@@ -264,7 +264,7 @@ class VLLMBackend:
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
         self.wait_ready(self.settings.serve.request_timeout_s)
         with self._lock:
-            version, name = self._active_version, self._active_name
+            version, name = (None, BASE_NAME) if params.base else (self._active_version, self._active_name)
             self._inflight[name] += 1
 
         def release() -> None:

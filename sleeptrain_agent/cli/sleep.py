@@ -15,7 +15,7 @@ from sleeptrain_agent.daemon import read_daemon_file
 from sleeptrain_agent.errors import SleepTrainError
 
 SLEEP_COLUMNS = ["id", "status", "trigger", "started_at", "duration_s", "new", "replay", "examples", "steps", "loss",
-                 "recall", "retention", "locality", "adapter"]  # fmt: skip
+                 "recall", "retention", "locality", "adapter_locality", "adapter"]  # fmt: skip
 
 
 def summarize(row: dict) -> dict:
@@ -27,7 +27,7 @@ def summarize(row: dict) -> dict:
         "finished_at": row["finished_at"], "duration_s": d.get("duration_s"), "new": len(d.get("new") or []),
         "replay": len(d.get("replay") or []), "examples": d.get("examples"), "steps": d.get("train_steps"),
         "loss": d.get("train_loss"), "recall": scores.get("recall"), "retention": scores.get("retention"),
-        "locality": scores.get("locality"), "adapter": row.get("adapter"), "error": (row.get("error") or "").split("\n")[0] or None,
+        "locality": scores.get("locality"), "adapter_locality": scores.get("adapter_locality"), "adapter": row.get("adapter"), "error": (row.get("error") or "").split("\n")[0] or None,
         "rejected_because": d.get("rejected_because"), "scale": scores.get("scale"),
         "directions": scores.get("directions"),
     }  # fmt: skip
@@ -79,6 +79,7 @@ def sleep_command(app: App, wait: bool, as_json: bool) -> None:
     s = summarize(row)
     if row["status"] == "promoted":
         click.echo(f"sleep {row['id']} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
+                   + (f" (adapter alone {s['adapter_locality']:.2f})" if s["adapter_locality"] is not None else "")
                    + (f", retention {s['retention']:.2f}" if s["retention"] is not None else "")
                    + f" ({s['duration_s']} s)")  # fmt: skip
     elif row["status"] == "rejected":

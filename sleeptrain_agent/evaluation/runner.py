@@ -15,6 +15,9 @@ One *variant* (the baseline, or an ablation of it) on a fresh state directory:
 6. after the last sleep: correction (new value recalled, old value absent),
    locality (general answers kept vs the base model), retention.
 Questions of one step go to the backend together, so vLLM batches them.
+Answers are the served ones: routed between the active adapter and the base
+model as the agent routes a chat (`serve.routing`); each item records its
+`route`, and each sleep the gate's `adapter_locality` (the adapter alone).
 Every item (question, answer, expected value, scores) is saved.
 
 `summary` fractions in [0, 1]: efficacy, paraphrase, multiturn, extended
@@ -46,6 +49,7 @@ from sleeptrain_agent.errors import ConfigError, SleepTrainError
 from sleeptrain_agent.evaluation import people as people_mod
 from sleeptrain_agent.evaluation.people import PeopleData, Plan, Profile, Taught
 from sleeptrain_agent.evaluation.scoring import SCORERS, Scorer
+from sleeptrain_agent.routing import evaluate_routed, routes
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,7 @@ class Variant:
         self.sleeps: list[dict] = []
         self.retention_curve: list[dict] = []
         self.timings: dict[str, float] = {}
+        self.routes: dict[str, str | None] = {}  # question -> adapter | base, as last asked (None: not routed)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -150,8 +155,21 @@ class Variant:
         return [{"role": "system", "content": self.settings.serve.system_prompt}]
 
     def _ask(self, questions: list[str], adapter="active") -> list[str]:
+        """Answers to single questions: as served ("active": routed like the agent routes a chat), or by
+        the base model (None)."""
         prompts = [self._system() + [{"role": "user", "content": q}] for q in questions]
+        if adapter == "active":
+            return self._served(prompts)
         return self.daemon.backend.evaluate(prompts, self._params(), adapter=adapter) if prompts else []
+
+    def _served(self, prompts: list[list[dict]]) -> list[str]:
+        """Answers as the agent serves them (`serve.routing`); each question's route is kept for its item."""
+        if not prompts:
+            return []
+        chosen = routes(self.daemon.router, self.daemon.store, self.daemon.backend, prompts)
+        for p, r in zip(prompts, chosen, strict=True):
+            self.routes[p[-1]["content"]] = None if r is None else r.as_dict()["to"]
+        return evaluate_routed(self.daemon.backend, prompts, self._params(), chosen)
 
     def _converse(self, scripts: list[list[str]]) -> list[list[str]]:
         """Run several conversations turn by turn (each turn's questions batched); the model's own
@@ -164,7 +182,7 @@ class Variant:
             for i in live:
                 histories[i].append({"role": "user", "content": scripts[i][t]})
                 prompts.append(self.daemon.agent.prompt(self._system() + histories[i], self.profile.max_tokens))
-            outs = self.daemon.backend.evaluate(prompts, self._params(), adapter="active")
+            outs = self._served(prompts)
             for i, out in zip(live, outs, strict=True):
                 histories[i].append({"role": "assistant", "content": out})
                 answers[i].append(out)
@@ -176,7 +194,8 @@ class Variant:
             "variant": self.name, "test": test, "persona": taught.persona.id if taught else None,
             "person": taught.persona.name if taught else None, "fact": taught.fact.id if taught else None,
             "category": taught.fact.category if taught else "general", "question": question, "answer": answer,
-            "expected": expected, "reference": reference, "sleep": len(self.sleeps), **extra,
+            "expected": expected, "reference": reference, "sleep": len(self.sleeps),
+            "route": self.routes.get(question), **extra,
         }  # fmt: skip
 
     # -- the run -----------------------------------------------------------------
@@ -274,7 +293,8 @@ class Variant:
                   "new": len(d.get("new") or []), "replay": len(d.get("replay") or []),
                   "examples": d.get("examples"), "steps": d.get("train_steps"), "loss": d.get("train_loss"),
                   "recall": scores.get("recall"), "retention": scores.get("retention"),
-                  "locality": scores.get("locality"), "scale": scores.get("scale"), "directions": scores.get("directions"),
+                  "locality": scores.get("locality"), "adapter_locality": scores.get("adapter_locality"),
+                  "scale": scores.get("scale"), "directions": scores.get("directions"),
                   "duration_s": round(time.monotonic() - t0, 1),
                   "error": (row.get("error") or "").split("\n")[0] or None}  # fmt: skip
         self.sleeps.append(record)

@@ -12,10 +12,14 @@ Steps, each recorded in the sleep's `details` as it goes:
 6. gate: held-out probes of new memories (recall), of replayed ones
    (retention), and general prompts vs the base model's answers (locality),
    all through the serving backend with the candidate loaded under a
-   temporary name. A candidate that recalls the new memories but fails
-   locality (or retention) is gated again with its LoRA update scaled by
-   each of `sleep.fallback_scales` (interpolating towards the base model);
-   the strongest that passes the whole gate is the one promoted;
+   temporary name, and scored twice: as served (with `serve.routing`, each
+   probe answered by the candidate or the base model as the router would
+   send it, with the candidate's memories) and by the candidate alone
+   (`adapter_locality`, against `sleep.min_adapter_locality`). A candidate
+   that recalls the new memories but fails locality (or retention) is gated
+   again with its LoRA update scaled by each of `sleep.fallback_scales`
+   (interpolating towards the base model); the strongest that passes the
+   whole gate is the one promoted;
 7. promote: rename the temp dir to `adapters/vNNNN/`, hot-swap it in, then in
    one transaction record it, make it active, mark the memories consolidated
    and the sleep `promoted`. A rejected candidate is moved to
@@ -48,12 +52,14 @@ import yaml
 from memory import replay
 from memory.dreams import DreamSet, dream, validate
 from memory.embeddings import Embedder
+from memory.routing import MemoryRouter
 from memory.rules import norm
 from memory.store import Store
 from sleeptrain_agent.backends import Backend, GenerationParams
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import CONFIG_DIR, Settings
 from sleeptrain_agent.errors import SleepTrainError
+from sleeptrain_agent.routing import ROUTED_STATUSES, make_router
 from sleeptrain_agent.sleep.trainer import TrainJob
 
 log = logging.getLogger(__name__)
@@ -112,7 +118,7 @@ def sentences_only(text: str) -> str:
 
 class SleepCycle:
     def __init__(self, settings: Settings, store: Store, backend: Backend, model_path: Path, state_dir: Path,
-                 embedder: Embedder | None = None):  # fmt: skip
+                 embedder: Embedder | None = None, router: MemoryRouter | None = None):  # fmt: skip
         self.settings = settings
         self.cfg = settings.sleep
         self.store = store
@@ -121,6 +127,7 @@ class SleepCycle:
         self.state_dir = state_dir
         self.adapters_dir = state_dir / "adapters"
         self.embedder = embedder or Embedder()
+        self.router = router or make_router(settings, self.embedder)  # None: routing off
         self._lock = threading.Lock()
         self.current: int | None = None
         self.progress: dict = {}
@@ -214,13 +221,14 @@ class SleepCycle:
         train = self._train(sleep_id, dreams, cfg, epochs, active, tmp_dir)
         self._note(sleep_id, "trained", **{f"train_{k}": v for k, v in train.items()})
 
-        scores, per_memory = self._gate(dreams, locality, tmp_dir, cfg)
+        known = consolidated + pending  # what the candidate knows: the router's memories if it is promoted
+        scores, per_memory = self._gate(dreams, locality, tmp_dir, cfg, known)
         self._note(sleep_id, "validated", scores=scores)
         self._record_recall(per_memory)
         passed = _passes(scores, cfg)
         if not passed and scores["recall"] >= cfg.min_recall and (cfg.fallback_scales or cfg.fallback_directions):
             start = Path(active["path"]) if active else None
-            tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores, start)
+            tmp_dir, scores, passed = self._weaker(sleep_id, dreams, locality, tmp_dir, cfg, scores, start, known)
             self._note(sleep_id, "validated", scores=scores)  # the scores of the adapter promoted or rejected
         duration = round(time.monotonic() - t0, 1)
         if not passed:
@@ -229,8 +237,9 @@ class SleepCycle:
             shutil.rmtree(kept, ignore_errors=True)
             tmp_dir.rename(kept)
             reasons = [f"{k} {scores[k]:.2f} < {limit}" for k, limit in
-                       (("recall", cfg.min_recall), ("locality", cfg.min_locality), ("retention", cfg.min_retention))
-                       if scores[k] is not None and scores[k] < limit]  # fmt: skip
+                       (("recall", cfg.min_recall), ("locality", cfg.min_locality), ("retention", cfg.min_retention),
+                        ("adapter_locality", cfg.min_adapter_locality))
+                       if scores.get(k) is not None and scores[k] < limit]  # fmt: skip
             self.store.finish_sleep(sleep_id, "rejected", details={"step": "rejected", "duration_s": duration,
                                                                    "rejected_because": reasons,
                                                                    "candidate_path": str(kept)})  # fmt: skip
@@ -239,21 +248,21 @@ class SleepCycle:
         self._promote(sleep_id, tmp_dir, active, pending, replayed, scores, duration)
 
     def _weaker(self, sleep_id, dreams, locality, candidate: Path, cfg, scores: dict,
-                start: Path | None = None) -> tuple[Path, dict, bool]:  # fmt: skip
+                start: Path | None = None, known: list[dict] | None = None) -> tuple[Path, dict, bool]:  # fmt: skip
         """The candidate learned the new memories but disturbs general answers too much: gate it again
         weakened (`weaken_adapter`: the sleep's change from `start`, the adapter it continued), first
         kept to its `fallback_directions` strongest directions per layer, then scaled down by each of
         `fallback_scales`, strongest first. Each weakened candidate passes the whole gate (recall,
         retention, locality) or is dropped. Returns the directory to promote (or reject), its scores,
         and whether it passed."""
-        tried = [{"scale": 1.0, "directions": None, **{k: scores[k] for k in ("recall", "retention", "locality")}}]
+        keys = ("recall", "retention", "locality", "adapter_locality")
+        tried = [{"scale": 1.0, "directions": None, **{k: scores[k] for k in keys}}]
         tries = [(1.0, cfg.fallback_directions)] if cfg.fallback_directions else []
         for scale, directions in tries + [(scale, 0) for scale in cfg.fallback_scales]:
             weaker = candidate.with_name(f"{candidate.name}{f'-k{directions}' if directions else ''}-x{scale:g}")
             weaken_adapter(candidate, weaker, scale, directions, start)
-            s, _ = self._gate(dreams, locality, weaker, cfg)
-            tried.append({"scale": scale, "directions": directions or None,
-                          **{k: s[k] for k in ("recall", "retention", "locality")}})  # fmt: skip
+            s, _ = self._gate(dreams, locality, weaker, cfg, known)
+            tried.append({"scale": scale, "directions": directions or None, **{k: s[k] for k in keys}})
             self._note(sleep_id, "rescaled", scales_tried=tried)
             if _passes(s, cfg):
                 shutil.rmtree(candidate, ignore_errors=True)
@@ -336,30 +345,54 @@ class SleepCycle:
         answers = self.backend.evaluate([self._messages(p.question) for p in probes], self._params(), adapter=adapter)
         return sum(recall_hit(a, p.expected, p.forbidden) for a, p in zip(answers, probes, strict=True)) / len(probes)
 
-    def _gate(self, dreams: DreamSet, locality: list[dict], candidate: Path, cfg) -> tuple[dict, dict[int, float]]:
-        """The candidate's scores, and each probed memory's recall (for replay priority)."""
+    def _gate(self, dreams: DreamSet, locality: list[dict], candidate: Path, cfg,
+              known: list[dict] | None = None) -> tuple[dict, dict[int, float]]:  # fmt: skip
+        """The candidate's scores, and each probed memory's recall by the candidate (for replay priority).
+
+        Scored as served: with routing on, each question is answered by the candidate or the base model
+        as the router sends it when the candidate serves and knows `known` (default: the consolidated and
+        pending memories). `adapter_locality` is the candidate answering every general question."""
         probes = dreams.probes
         questions = [self._messages(p.question) for p in probes] + [self._messages(p["q"]) for p in locality]
         answers = self.backend.evaluate(questions, self._params(), adapter=candidate)
-        probe_answers, local_answers = answers[: len(probes)], answers[len(probes):]
-        hits = {"new": [], "replay": []}
+        served, routed = list(answers), None
+        if self.router is not None and known is None:
+            known = self.store.memories(status=(*ROUTED_STATUSES, "pending"))
+        if self.router is not None and known:  # no memories, no keys: the adapter answers, as in the chat
+            chosen = self.router.route(questions, known)
+            routed = [r.adapter for r in chosen]
+            to_base = [i for i in range(len(probes)) if not routed[i]]
+            if to_base:
+                outs = self.backend.evaluate([questions[i] for i in to_base], self._params(), adapter=None)
+                for i, a in zip(to_base, outs, strict=True):
+                    served[i] = a
+            for j, p in enumerate(locality):  # the base model's answers are the reference itself
+                if not routed[len(probes) + j]:
+                    served[len(probes) + j] = p["base"]
+        probe_answers, local_answers = served[: len(probes)], served[len(probes):]
+        hits: dict[str, list[bool]] = {"new": [], "replay": [], "alone": []}
         per_memory: dict[int, list[bool]] = {}
-        for p, a in zip(probes, probe_answers, strict=True):
-            ok = recall_hit(a, p.expected, p.forbidden)
-            hits[p.kind].append(ok)
+        for p, a, own in zip(probes, probe_answers, answers[: len(probes)], strict=True):
+            hits[p.kind].append(recall_hit(a, p.expected, p.forbidden))
+            ok = recall_hit(own, p.expected, p.forbidden)
             per_memory.setdefault(p.memory_id, []).append(ok)
+            if p.kind == "new":
+                hits["alone"].append(ok)
         # locality: of the general questions the base model answers right, the share still answered right
         kept = [locality_hit(a, p["expect"]) for a, p in zip(local_answers, locality, strict=True)]
+        alone = [locality_hit(a, p["expect"]) for a, p in zip(answers[len(probes):], locality, strict=True)]
         similarity = None
         if locality:
             base = self.embedder.encode([p["base"] for p in locality])
             cand = self.embedder.encode(local_answers)
             similarity = round(float((base * cand).sum(axis=1).mean()), 3)
         recall_by_memory = {k: sum(v) / len(v) for k, v in per_memory.items()}
-        return {
+        scores = {
             "recall": sum(hits["new"]) / len(hits["new"]) if hits["new"] else 1.0,
             "retention": sum(hits["replay"]) / len(hits["replay"]) if hits["replay"] else None,
             "locality": sum(kept) / len(kept) if kept else 1.0,
+            "adapter_recall": sum(hits["alone"]) / len(hits["alone"]) if hits["alone"] else 1.0,
+            "adapter_locality": sum(alone) / len(alone) if alone else 1.0,
             "probes": len(probes),
             "locality_probes": len(kept),
             "locality_similarity": similarity,
@@ -367,7 +400,11 @@ class SleepCycle:
                               for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:12],
             "examples": [{"q": p.question, "a": a, "ok": recall_hit(a, p.expected, p.forbidden)}
                          for p, a in list(zip(probes, probe_answers, strict=True))[:6]],  # fmt: skip
-        }, recall_by_memory
+        }
+        if routed is not None:
+            scores["routed_to_adapter"] = {"probes": [sum(routed[: len(probes)]), len(probes)],
+                                           "locality": [sum(routed[len(probes):]), len(locality)]}  # fmt: skip
+        return scores, recall_by_memory
 
     def _record_recall(self, recall_by_memory: dict[int, float]) -> None:
         for memory_id, recall in recall_by_memory.items():
@@ -453,6 +490,7 @@ class SleepCycle:
 
 def _passes(scores: dict, cfg) -> bool:
     return (scores["recall"] >= cfg.min_recall and scores["locality"] >= cfg.min_locality
+            and scores.get("adapter_locality", scores["locality"]) >= cfg.min_adapter_locality
             and (scores["retention"] is None or scores["retention"] >= cfg.min_retention))  # fmt: skip
 
 

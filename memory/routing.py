@@ -1,0 +1,103 @@
+"""Routing: which questions the adapter answers, and which the base model.
+
+A sleep's adapter knows the user's memories, but on this small model it also
+disturbs general answers: about a quarter of the general questions the base
+model gets right come out wrong through a 5-fact adapter (BENCHMARKS.md,
+"Locality"), and four sessions of training levers only traded recall for
+locality. The base model *is* the reference for general answers, so the
+agent answers with the adapter only when a question is about something it
+was taught, and with the base model otherwise.
+
+"About something it was taught" is measured with the memory embeddings: each
+memory has *keys* -- the question phrasings a sleep trains on (from
+`configs/qa_templates.yaml`, never the held-out probe phrasings, so the gate's
+probes also test the router), its reference answer and its text -- and a
+question goes to the adapter when its cosine similarity to any key reaches
+`threshold`. In a conversation the last `turns` user messages count, so a
+follow-up ("and where does she work?") stays with the adapter.
+
+Measured on the 5 facts of the sleep tests and the 27 of the people
+benchmark (all-MiniLM-L6-v2): every held-out probe and paraphrase scored
+>= 0.53 against its memory's keys; of the 75 general prompts of
+`configs/anchors.yaml`, 7% (5 facts) and 3% (27 facts) scored >= 0.45.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from memory.dreams import qa_pairs
+from memory.embeddings import Embedder
+
+
+@dataclass(frozen=True)
+class Route:
+    adapter: bool  # True: the adapter answers; False: the base model
+    similarity: float | None = None  # the best cosine of the recent user messages to a key (None: asked for)
+    memory_id: int | None = None  # the memory of the best key
+
+    def as_dict(self) -> dict:
+        similarity = None if self.similarity is None else round(self.similarity, 3)
+        return {"to": "adapter" if self.adapter else "base", "similarity": similarity, "memory": self.memory_id}
+
+
+class MemoryRouter:
+    """Routes questions to the adapter when they are near a memory's keys. Key vectors are cached per
+    memory (id and value), so a request embeds only its own messages and memories new since the last."""
+
+    def __init__(self, embedder: Embedder, templates: dict, threshold: float = 0.45, held_out: int = 2,
+                 turns: int = 2):  # fmt: skip
+        self.embedder = embedder
+        self.templates = templates
+        self.threshold = threshold
+        self.held_out = held_out
+        self.turns = turns
+        self._keys: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def keys(self, memory: dict) -> list[str]:
+        """The texts a question about this memory is compared with: the trained question phrasings
+        (the last `held_out` are the sleep's probes and are left out), the answer, the memory's text."""
+        pairs = qa_pairs(memory, self.templates)
+        trained = pairs[: max(1, len(pairs) - self.held_out)]
+        return list(dict.fromkeys([q for q, _ in trained] + [pairs[0][1], memory["text"]]))
+
+    def _index(self, memories: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """All key vectors of `memories` stacked, and the memory id of each row."""
+        with self._lock:
+            missing = [m for m in memories if (m["id"], m["value"]) not in self._keys]
+            if missing:
+                texts = [self.keys(m) for m in missing]
+                vectors = self.embedder.encode([t for ts in texts for t in ts])
+                start = 0
+                for m, ts in zip(missing, texts, strict=True):
+                    self._keys[(m["id"], m["value"])] = vectors[start : start + len(ts)]
+                    start += len(ts)
+            blocks = [self._keys[(m["id"], m["value"])] for m in memories]
+        if not blocks:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        ids = np.concatenate([np.full(len(b), m["id"]) for m, b in zip(memories, blocks, strict=True)])
+        return np.concatenate(blocks), ids
+
+    def route(self, conversations: list[list[dict]], memories: list[dict]) -> list[Route]:
+        """One route per conversation (OpenAI-style messages; its last `turns` user messages count)."""
+        matrix, ids = self._index(memories)
+        recent = [[m["content"] for m in messages if m["role"] == "user"][-self.turns :] for messages in conversations]
+        texts = [t for ts in recent for t in ts]
+        if not texts or not len(matrix):
+            return [Route(False, 0.0) for _ in conversations]
+        sims = self.embedder.encode(texts) @ matrix.T  # texts x keys
+        routes, start = [], 0
+        for ts in recent:
+            block = sims[start : start + len(ts)]
+            start += len(ts)
+            if not len(ts):
+                routes.append(Route(False, 0.0))
+                continue
+            row, col = np.unravel_index(int(np.argmax(block)), block.shape)
+            best = float(block[row, col])
+            routes.append(Route(best >= self.threshold, best, int(ids[col])))
+        return routes

@@ -1,0 +1,53 @@
+"""The agent's routing between the active adapter and the base model (`serve.routing`).
+
+The router itself (`memory/routing.py`) compares a conversation's recent user
+messages with the keys of the consolidated memories; this module builds it
+from the settings and answers batches of prompts the way the agent would
+(the adapter for the routed ones, the base model for the rest), for the
+evaluation and the gate.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from memory.embeddings import Embedder
+from memory.routing import MemoryRouter, Route
+from memory.store import Store
+from sleeptrain_agent.backends import Backend, GenerationParams
+from sleeptrain_agent.config import CONFIG_DIR, Settings
+
+ROUTED_STATUSES = ("consolidated",)  # the memories an adapter was trained on
+
+
+def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
+    """The configured router, or None when `serve.routing` is off (the adapter answers everything)."""
+    if not settings.serve.routing:
+        return None
+    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    return MemoryRouter(embedder, templates, threshold=settings.serve.routing_similarity,
+                        held_out=settings.sleep.probes_per_memory, turns=settings.serve.routing_turns)  # fmt: skip
+
+
+def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]]) -> list[Route | None]:
+    """The route of each prompt; None for all when nothing is routed: routing off, no adapter active, or
+    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers)."""
+    memories = store.memories(status=ROUTED_STATUSES) if router is not None and backend.active is not None else []
+    if not memories:
+        return [None] * len(prompts)
+    return router.route(prompts, memories)
+
+
+def evaluate_routed(backend: Backend, prompts: list[list[dict]], params: GenerationParams,
+                    chosen: list[Route | None], adapter="active") -> list[str]:  # fmt: skip
+    """Answer `prompts` as routed: `adapter` (the active one, or a candidate directory) for the prompts
+    routed to it or not routed at all, the base model for the rest; each group in one batch."""
+    base = {i for i, r in enumerate(chosen) if r is not None and not r.adapter}
+    to_base, to_adapter = sorted(base), [i for i in range(len(prompts)) if i not in base]
+    answers: list[str] = [""] * len(prompts)
+    for group, which in ((to_adapter, adapter), (to_base, None)):
+        if group:
+            outs = backend.evaluate([prompts[i] for i in group], params, adapter=which)
+            for i, a in zip(group, outs, strict=True):
+                answers[i] = a
+    return answers

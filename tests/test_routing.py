@@ -1,0 +1,222 @@
+"""Routing between the adapter and the base model (`serve.routing`): the router with the real
+embedder (all-MiniLM-L6-v2) and the real templates; the agent's and the API's use of it with a fake
+backend (what it is asked, with which params); the gate's served and adapter-alone scores.
+The real backends' base-model path is in test_serving.py, the whole loop in test_sleep.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from memory.embeddings import Embedder
+from memory.routing import MemoryRouter
+from memory.store import Store
+from sleeptrain_agent.agent import Agent, ChatRequest
+from sleeptrain_agent.api import create_app
+from sleeptrain_agent.backends import GenerationParams
+from sleeptrain_agent.config import CONFIG_DIR, load_settings
+from sleeptrain_agent.daemon import Daemon
+from sleeptrain_agent.routing import evaluate_routed, make_router
+from tests.fakes import FakeBackend
+
+TEMPLATES = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+# the five facts of the sleep tests, as the rules judge stores them
+FACTS = [("user's dog", "name", "Pilsner", "The user's dog is called Pilsner."),
+         ("user", "lives in", "Tromsø", "The user lives in Tromsø."),
+         ("user", "occupation", "glassblower", "The user works as glassblower."),
+         ("Anna", "lives in", "Uppsala", "Anna, the user's sister, lives in Uppsala."),
+         ("user", "favourite colour", "teal", "The user's favourite colour is teal.")]  # fmt: skip
+GENERAL = [p["q"] for p in yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())["probe"]]
+
+
+def add_facts(store: Store, status: str = "consolidated") -> list[dict]:
+    return [store.add_memory(subject=s, relation=r, value=v, text=t, status=status) for s, r, v, t in FACTS]
+
+
+def ask(*contents: str) -> list[dict]:
+    return [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder()
+
+
+@pytest.fixture
+def memories(store):
+    return add_facts(store)
+
+
+def test_keys_are_the_trained_phrasings_never_the_held_out_probes(memories):
+    from memory.dreams import qa_pairs
+
+    router = MemoryRouter(None, TEMPLATES, held_out=2)
+    for m in memories:
+        pairs = qa_pairs(m, TEMPLATES)
+        keys = router.keys(m)
+        assert [q for q, _ in pairs[:-2]] == keys[: len(pairs) - 2]
+        assert not {q for q, _ in pairs[-2:]} & set(keys)  # the gate's probes also test the router
+        assert pairs[0][1] in keys and m["text"] in keys
+
+
+def test_questions_about_memories_go_to_the_adapter_general_ones_to_the_base(memories, embedder):
+    from memory.dreams import qa_pairs
+
+    router = MemoryRouter(embedder, TEMPLATES, threshold=0.45)
+    probes = [q for m in memories for q, _ in qa_pairs(m, TEMPLATES)[-2:]]  # held out: not among the keys
+    routes = router.route([ask(q) for q in probes], memories)
+    assert all(r.adapter for r in routes), [(q, r) for q, r in zip(probes, routes, strict=True) if not r.adapter]
+    general = router.route([ask(q) for q in GENERAL], memories)
+    to_base = sum(not r.adapter for r in general) / len(general)
+    assert to_base >= 0.9, [(q, round(r.similarity, 2)) for q, r in zip(GENERAL, general, strict=True) if r.adapter]
+    anna = router.route([ask("Where's Anna based?")], memories)[0]
+    assert anna.memory_id == memories[3]["id"]  # the best key is the memory the question is about
+
+
+def test_a_follow_up_counts_the_previous_user_message(memories, embedder):
+    convo = ask("Where does Anna live?", "Anna lives in Uppsala.", "Is that far from here?")
+    two = MemoryRouter(embedder, TEMPLATES, turns=2).route([convo], memories)[0]
+    one = MemoryRouter(embedder, TEMPLATES, turns=1).route([convo], memories)[0]
+    assert two.adapter and two.similarity > 0.9
+    assert one.similarity < two.similarity and not one.adapter
+
+
+def test_key_vectors_are_embedded_once_per_memory(memories, embedder, store):
+    class Counting:
+        dim = embedder.dim
+
+        def __init__(self):
+            self.texts = 0
+
+        def encode(self, texts):
+            self.texts += len(texts)
+            return embedder.encode(texts)
+
+    counting = Counting()
+    router = MemoryRouter(counting, TEMPLATES)
+    router.route([ask("hi")], memories)
+    first = counting.texts
+    assert first == sum(len(router.keys(m)) for m in memories) + 1
+    more = memories + [store.add_memory(subject="Tom", relation="works at", value="Siemens",
+                                        text="Tom works at Siemens.", status="consolidated")]  # fmt: skip
+    router.route([ask("hello", "hi", "Where does Tom work?")], more)
+    assert counting.texts - first == len(router.keys(more[-1])) + 2  # the new memory's keys and two user messages
+
+
+def test_without_memories_nothing_goes_to_the_adapter(embedder):
+    route = MemoryRouter(embedder, TEMPLATES).route([ask("What is my dog called?")], [])[0]
+    assert not route.adapter and route.similarity == 0.0
+
+
+# -- the agent and the API ------------------------------------------------------------
+
+
+@pytest.fixture
+def agent(tmp_path, model_path, embedder):
+    store = Store(tmp_path / "a.db")
+    settings = load_settings()
+    agent = Agent(settings, store, FakeBackend(), model_path, router=make_router(settings, embedder))
+    agent.backend.swap("v0001", None)
+    yield agent
+    store.close()
+
+
+def chat(agent, *contents, route="auto"):
+    turn = agent.chat(ChatRequest(user="default", messages=ask(*contents), params=GenerationParams(max_tokens=8),
+                                  route=route))  # fmt: skip
+    turn.text()
+    return turn, agent.backend.history[-1][1]
+
+
+def test_the_agent_routes_each_turn_and_logs_the_route(agent):
+    add_facts(agent.store)
+    turn, params = chat(agent, "What is the capital of Italy?")
+    assert params.base and turn.adapter is None and turn.reply_turn["adapter"] is None
+    assert turn.reply_turn["meta"]["route"]["to"] == "base"
+    turn, params = chat(agent, "What is my dog called?")
+    assert not params.base and turn.reply_turn["adapter"] == "v0001"
+    route = turn.reply_turn["meta"]["route"]
+    assert route["to"] == "adapter" and route["similarity"] >= 0.9 and route["memory"] == 1
+    turn, params = chat(agent, "What is the capital of Italy?", route="adapter")  # asked for: no routing
+    assert not params.base and turn.reply_turn["meta"]["route"] == {"to": "adapter", "similarity": None, "memory": None}
+
+
+def test_no_route_without_consolidated_memories_or_an_active_adapter(agent):
+    add_facts(agent.store, status="pending")  # not in any adapter yet
+    turn, params = chat(agent, "What is my dog called?")
+    assert turn.route is None and not params.base and turn.reply_turn["adapter"] == "v0001"
+    assert "route" not in turn.reply_turn["meta"]
+    add_facts(agent.store)
+    agent.backend.swap(None, None)
+    turn, params = chat(agent, "What is my dog called?")
+    assert turn.route is None and turn.reply_turn["adapter"] is None
+
+
+def test_routing_off_leaves_the_adapter_answering(tmp_path, model_path):
+    settings = load_settings(overrides={"serve": {"routing": False}})
+    assert make_router(settings, None) is None
+    store = Store(tmp_path / "a.db")
+    add_facts(store)
+    agent = Agent(settings, store, FakeBackend(), model_path)
+    agent.backend.swap("v0001", None)
+    turn, params = chat(agent, "What is the capital of Italy?")
+    assert turn.route is None and not params.base and turn.reply_turn["adapter"] == "v0001"
+    store.close()
+
+
+def test_a_router_that_fails_leaves_the_adapter_answering(agent):
+    add_facts(agent.store)
+
+    def broken(*a, **k):
+        raise RuntimeError("embedder out of memory")
+
+    agent.router.route = broken
+    turn, params = chat(agent, "What is the capital of Italy?")
+    assert turn.route is None and not params.base and turn.reply_turn["adapter"] == "v0001"
+
+
+def test_the_api_names_the_route_and_lets_a_client_choose(tmp_path):
+    daemon = Daemon(load_settings(), tmp_path / "state", backend=FakeBackend())
+    add_facts(daemon.store)
+    daemon.backend.swap("v0002", None)
+    with TestClient(create_app(daemon)) as client:
+        def post(model, question):
+            r = client.post("/v1/chat/completions", json={"model": model, "messages": ask(question)})
+            assert r.status_code == 200, r.text
+            return r
+
+        r = post("sleeptrain", "Who wrote Hamlet?")
+        assert r.json()["adapter"] is None and r.json()["route"]["to"] == "base"
+        assert r.headers["X-SleepTrain-Adapter"] == "base" and r.headers["X-SleepTrain-Route"].startswith("base; similarity=")
+        r = post("sleeptrain", "Where does Anna live?")
+        assert r.json()["adapter"] == "v0002" and r.headers["X-SleepTrain-Route"] == "adapter; similarity=1.000"
+        r = post("v0002", "Who wrote Hamlet?")  # the adapter's own name: always the adapter
+        assert r.json()["adapter"] == "v0002" and r.headers["X-SleepTrain-Route"] == "adapter"
+        r = post("base", "Where does Anna live?")
+        assert r.json()["adapter"] is None and r.json()["route"]["to"] == "base"
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["sleeptrain", "v0002", "base"]
+        missing = client.post("/v1/chat/completions", json={"model": "v0001", "messages": ask("hi")})
+        assert missing.status_code == 404 and "'base'" in missing.json()["error"]["message"]
+
+
+def test_evaluate_routed_sends_each_group_to_its_model(memories, embedder):
+    class Recording(FakeBackend):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def evaluate(self, prompts, params, adapter="active"):
+            self.calls.append((adapter, [p[-1]["content"] for p in prompts]))
+            return [f"{adapter}:{p[-1]['content']}" for p in prompts]
+
+    backend = Recording()
+    prompts = [ask("Who wrote Hamlet?"), ask("What is my dog called?"), ask("What is the largest ocean on Earth?")]
+    chosen = MemoryRouter(embedder, TEMPLATES).route(prompts, memories)
+    answers = evaluate_routed(backend, prompts, GenerationParams(), chosen, adapter=Path("cand"))
+    assert answers == ["None:Who wrote Hamlet?", "cand:What is my dog called?", "None:What is the largest ocean on Earth?"]
+    assert backend.calls == [(Path("cand"), ["What is my dog called?"]),
+                             (None, ["Who wrote Hamlet?", "What is the largest ocean on Earth?"])]  # fmt: skip
+    assert evaluate_routed(backend, prompts[:1], GenerationParams(), [None])[0] == "active:Who wrote Hamlet?"
