@@ -273,7 +273,8 @@ def main() -> None:
     args = ap.parse_args()
     overrides = {"seed": getattr(args, "seed", 1)}
     if args.what == "perturb":  # the sleep is promoted whatever it scores: its candidate is what is studied
-        overrides |= {"fallback_scales": [], "min_locality": 0.0, "min_recall": 0.0, **json.loads(args.overrides)}
+        overrides |= {"fallback_scales": [], "min_locality": 0.0, "min_adapter_locality": 0.0, "min_recall": 0.0,
+                      **json.loads(args.overrides)}
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(Path(tmp), overrides)
         try:

@@ -155,6 +155,41 @@ def test_corrupt_adapter_is_refused_and_the_active_one_stays(daemon, adapters, t
     store.close()
 
 
+def test_routing_sends_general_questions_to_the_base_model(daemon, adapters):
+    """With a consolidated memory and an adapter active, a general question is answered by the base
+    model -- the same text as with no adapter at all -- and a question about the memory by the adapter;
+    `model: <version>` forces the adapter (a different answer: the test adapters are random)."""
+    store = daemon.store()
+    store.add_adapter("v0011", adapters["v0001"])
+    client = daemon.client()
+    general = [{"role": "user", "content": "Who wrote Romeo and Juliet?"}]
+
+    def answer(model, messages):
+        r = client.chat.completions.with_raw_response.create(model=model, messages=messages, max_tokens=12,
+                                                             temperature=0)  # fmt: skip
+        c = r.parse()
+        return c.choices[0].message.content, c.model_extra["adapter"], r.headers.get("X-SleepTrain-Route")
+
+    assert httpx.post(daemon.url + "/v1/adapters/base/activate", timeout=120).status_code == 200
+    reference, adapter, _ = answer("sleeptrain", general)
+    assert adapter is None
+    memory = store.add_memory(subject="user's dog", relation="name", value="Pilsner",
+                              text="The user's dog is called Pilsner.", status="consolidated")  # fmt: skip
+    try:
+        assert httpx.post(daemon.url + "/v1/adapters/v0011/activate", timeout=120).status_code == 200
+        text, adapter, route = answer("sleeptrain", general)
+        assert (text, adapter) == (reference, None) and route.startswith("base; similarity=")
+        forced, adapter, route = answer("v0011", general)
+        assert adapter == "v0011" and route == "adapter" and forced != reference
+        _, adapter, route = answer("sleeptrain", [{"role": "user", "content": "What is my dog called?"}])
+        assert adapter == "v0011" and route.startswith("adapter; similarity=")
+        logged = [t for t in store.turns() if t["role"] == "assistant"][-3:]
+        assert [t["meta"]["route"]["to"] for t in logged] == ["base", "adapter", "adapter"]
+    finally:
+        store.forget(memory["id"])  # the other tests run without consolidated memories
+        store.close()
+
+
 def test_terminal_chat_as_a_person(daemon):
     pexpect = pytest.importorskip("pexpect")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}

@@ -82,7 +82,9 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
     row = sleep(taught)
     assert row["status"] == "promoted", row
     scores = row["details"]["scores"]
-    assert scores["locality"] >= 0.75  # the gate (sleep.min_locality); see the README on locality
+    # as served: general questions go to the base model (serve.routing), the facts' probes to the adapter
+    assert scores["locality"] >= 0.9 and scores["routed_to_adapter"]["probes"] == [10, 10]
+    assert scores["adapter_locality"] >= 0.65  # the gate's floor for the adapter alone (README, "Routing")
     version = row["adapter"]
     assert taught.health()["adapter"] == version
     store = taught.store()
@@ -96,6 +98,10 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
         assert r.model_extra["adapter"] == version
         correct += answer.lower() in r.choices[0].message.content.lower()
     assert correct >= 4, f"{correct}/5 facts recalled"
+    r = client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": "Who wrote Hamlet?"}],
+                                       max_tokens=32, temperature=0)  # fmt: skip
+    assert r.model_extra["adapter"] is None and r.model_extra["route"]["to"] == "base"
+    assert "Shakespeare" in r.choices[0].message.content
     store.close()
 
 
@@ -116,7 +122,7 @@ def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, mo
     store.close()
     for key, value in {"SERVE__BACKEND": "embedded", "SLEEP__MIN_EPOCHS": "2", "SLEEP__MAX_EPOCHS": "2",
                        "SLEEP__ANCHORS": "false", "SLEEP__PROBE_MAX_TOKENS": "16", "SLEEP__MIN_RECALL": "0",
-                       "SLEEP__MIN_LOCALITY": "0"}.items():  # fmt: skip
+                       "SLEEP__MIN_LOCALITY": "0", "SLEEP__MIN_ADAPTER_LOCALITY": "0"}.items():  # fmt: skip
         monkeypatch.setenv(f"SLEEPTRAIN_{key}", value)
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow,
 
 # Crash safety is about what survives a kill, not about learning: these sleeps are short and
 # their gate is open, so that every one that is not killed is promoted.
-QUICK = {"min_epochs": 2, "max_epochs": 2, "min_recall": 0.0, "min_locality": 0.0}
+QUICK = {"min_epochs": 2, "max_epochs": 2, "min_recall": 0.0, "min_locality": 0.0, "min_adapter_locality": 0.0}
 
 
 def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
