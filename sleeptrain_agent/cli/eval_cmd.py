@@ -37,7 +37,7 @@ def _fmt(value) -> str:
     "--ablation",
     "ablations",
     multiple=True,
-    type=click.Choice(["interleaving", "replay", "anchors", "hippocampus", "all"]),
+    type=click.Choice(["interleaving", "replay", "anchors", "hippocampus", "routing", "all"]),
     help="Also run the benchmark with this part switched off (repeatable; `all`: every one).",
 )
 @click.option(

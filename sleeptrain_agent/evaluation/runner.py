@@ -58,6 +58,9 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     "replay": ("no replay of consolidated memories", {"sleep": {"replay_budget": 0}}),
     "anchors": ("no anchor conversations", {"sleep": {"anchors": False}}),
     "hippocampus": ("hippocampus verification off", {"hippocampus": {"verify": False}}),
+    # the gate's served locality is the adapter's own then: its earlier threshold
+    "routing": ("routing off: the adapter answers every question", {"serve": {"routing": False},
+                                                                    "sleep": {"min_locality": 0.75}}),
 }
 SUMMARY_KEYS = ("efficacy", "paraphrase", "multiturn", "extended", "correction_new", "correction_old", "retention",
                 "locality")  # fmt: skip

@@ -1,0 +1,109 @@
+"""Routing (`serve.routing`, memory/routing.py): how well the router separates questions about
+memories from general ones, and what it costs per request.
+
+    python -m benchmarks.routing_bench [--thresholds 0.35 0.4 0.45 0.5 0.55] [--extra 0 100 500]
+
+Memories: the 5 facts of the sleep tests and the 27 of the people benchmark, as the rules judge
+stores them (taught through the real hippocampus), plus `--extra` synthetic memories
+(benchmarks.sleep_bench.synthetic: fictional pets, people, places) to see how false positives grow
+with the store. Questions about memories: each memory's held-out probe phrasings (never among the
+router's keys) and the people benchmark's direct questions and paraphrases (written apart from the
+templates). General questions: the 75 prompts of configs/anchors.yaml (train and probe). Prints,
+per threshold and store size, the share of memory questions routed to the adapter (want 1.0) and of
+general questions routed to the base model (want ~1.0); then the router's latency for one chat
+message (median of 50, keys cached) and the one-off cost of embedding the keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.sleep_bench import FIVE_FACTS, synthetic
+from memory.dreams import qa_pairs
+from memory.embeddings import Embedder
+from memory.hippocampus import Hippocampus
+from memory.routing import MemoryRouter
+from memory.rules import RulesJudge
+from memory.store import Store
+from sleeptrain_agent.config import CONFIG_DIR, load_settings
+from sleeptrain_agent.evaluation.people import load
+from sleeptrain_agent.routing import routes
+
+
+def taught(embedder: Embedder, texts: list[str], store: Store) -> list[dict]:
+    """Teach `texts` through the real hippocampus; its memories, marked consolidated."""
+    hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+    conv = store.start_conversation("default")
+    for text in texts:
+        hippo.process(store.log_turn(conv, "user", text))
+    for m in store.memories(status="pending"):
+        store.update_memory(m["id"], status="consolidated")
+    return store.memories(status="consolidated")
+
+
+class _Serving:
+    active = "v0001"  # routes() routes only while an adapter is active
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.35, 0.4, 0.45, 0.5, 0.55])
+    ap.add_argument("--extra", type=int, nargs="+", default=[0, 100, 500])
+    args = ap.parse_args()
+    settings = load_settings()
+    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    anchors = yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())
+    general = [p["q"] for p in anchors["probe"]] + anchors["train"]
+    people = load()
+    embedder = Embedder()
+    tmp = tempfile.TemporaryDirectory()
+    store = Store(Path(tmp.name) / "bench.db")
+    facts = taught(embedder, FIVE_FACTS + [f.teach for p in people.personas for f in p.facts], store)
+    held = settings.sleep.probes_per_memory
+    about = [q for m in facts for q, _ in qa_pairs(m, templates)[-held:]]
+    about += [q for p in people.personas for f in p.facts for q in [f.ask, *f.paraphrases]]
+    print(f"{len(facts)} taught memories; {len(about)} questions about them, {len(general)} general questions")
+
+    print(f"{'threshold':>9} {'extra':>6} {'memories':>8} {'about->adapter':>15} {'general->base':>14}  general sent to the adapter")
+    router = MemoryRouter(embedder, templates, held_out=held)
+    added = 0
+    for extra in sorted(args.extra):
+        for m in synthetic(extra - added, start=added):
+            store.add_memory(subject=m["subject"], relation=m["relation"], value=m["value"], text=m["text"],
+                             status="consolidated")  # fmt: skip
+        added = extra
+        memories = store.memories(status="consolidated")
+        t0 = time.perf_counter()
+        router.route([[{"role": "user", "content": "warm"}]], memories)
+        keys_s = time.perf_counter() - t0
+        routes_about = router.route([[{"role": "user", "content": q}] for q in about], memories)
+        routes_general = router.route([[{"role": "user", "content": q}] for q in general], memories)
+        for threshold in args.thresholds:
+            hit = sum(r.similarity >= threshold for r in routes_about) / len(about)
+            kept = [q for q, r in zip(general, routes_general, strict=True) if r.similarity < threshold]
+            sent = [f"{q} ({r.similarity:.2f})" for q, r in zip(general, routes_general, strict=True)
+                    if r.similarity >= threshold]  # fmt: skip
+            print(f"{threshold:>9.2f} {extra:>6} {len(memories):>8} {hit:>15.3f} {len(kept) / len(general):>14.3f}  "
+                  f"{'; '.join(sent[:4])}{' ...' if len(sent) > 4 else ''}")  # fmt: skip
+        worst = min(routes_about, key=lambda r: r.similarity)
+        print(f"{'':>9} {extra:>6} lowest question about a memory: {worst.similarity:.3f}; "
+              f"keys embedded once in {keys_s:.1f} s")  # fmt: skip
+        times = []
+        for q in general[:50]:  # as the agent does it: the store's consolidated memories, then the router
+            t0 = time.perf_counter()
+            routes(router, store, _Serving(), [[{"role": "user", "content": q}]])
+            times.append(time.perf_counter() - t0)
+        print(f"{'':>9} {extra:>6} one chat message routed in {statistics.median(times) * 1000:.1f} ms "
+              "(median of 50; store read + embedding + similarity)")  # fmt: skip
+    store.close()
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
