@@ -91,8 +91,8 @@ def main() -> None:
                     if r.similarity >= threshold]  # fmt: skip
             print(f"{threshold:>9.2f} {extra:>6} {len(memories):>8} {hit:>15.3f} {len(kept) / len(general):>14.3f}  "
                   f"{'; '.join(sent[:4])}{' ...' if len(sent) > 4 else ''}")  # fmt: skip
-        worst = min(routes_about, key=lambda r: r.similarity)
-        print(f"{'':>9} {extra:>6} lowest question about a memory: {worst.similarity:.3f}; "
+        worst, question = min(zip(routes_about, about, strict=True), key=lambda rq: rq[0].similarity)
+        print(f"{'':>9} {extra:>6} lowest question about a memory: {worst.similarity:.3f} ({question!r}); "
               f"keys embedded once in {keys_s:.1f} s")  # fmt: skip
         times = []
         for q in general[:50]:  # as the agent does it: the store's consolidated memories, then the router
