@@ -142,6 +142,9 @@ def test_the_agent_routes_each_turn_and_logs_the_route(agent):
     assert route["to"] == "adapter" and route["similarity"] >= 0.9 and route["memory"] == 1
     turn, params = chat(agent, "What is the capital of Italy?", route="adapter")  # asked for: no routing
     assert not params.base and turn.reply_turn["meta"]["route"] == {"to": "adapter", "similarity": None, "memory": None}
+    agent.store.forget(1)  # its keys leave the index: from now on the base model answers about the dog
+    turn, params = chat(agent, "What is my dog called?")
+    assert params.base and turn.route.memory_id != 1 and turn.route.similarity < 0.45
 
 
 def test_no_route_without_consolidated_memories_or_an_active_adapter(agent):
