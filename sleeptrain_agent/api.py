@@ -285,7 +285,8 @@ def _sse(turn, cid: str, created: int, model: str, include_usage: bool):
     def event(delta: dict, finish: str | None = None) -> str:
         chunk = {
             "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "adapter": turn.adapter, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "adapter": turn.adapter, "route": turn.route.as_dict() if turn.route else None,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }  # fmt: skip
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 

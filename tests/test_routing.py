@@ -5,6 +5,7 @@ The real backends' base-model path is in test_serving.py, the whole loop in test
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,21 @@ def test_the_api_names_the_route_and_lets_a_client_choose(tmp_path):
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["sleeptrain", "v0002", "base"]
         missing = client.post("/v1/chat/completions", json={"model": "v0001", "messages": ask("hi")})
         assert missing.status_code == 404 and "'base'" in missing.json()["error"]["message"]
+        payload = {"messages": ask("Where does Anna live?"), "stream": True}
+        with client.stream("POST", "/v1/chat/completions", json=payload) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        assert {c["route"]["to"] for c in chunks} == {"adapter"} and {c["adapter"] for c in chunks} == {"v0002"}
+
+
+def test_the_chat_says_who_answered():
+    from sleeptrain_agent.cli.chat import describe_route
+
+    assert describe_route(None) == "no reply yet"
+    assert describe_route({"adapter": None, "route": {"to": "base", "similarity": 0.213, "memory": 4}}) == \
+        "answered by the base model: similarity 0.21 to memory 4"  # fmt: skip
+    assert describe_route({"adapter": "v0002", "route": {"to": "adapter", "similarity": None, "memory": None}}) == \
+        "answered by the adapter v0002 (asked for by the request's model)"  # fmt: skip
+    assert describe_route({"adapter": "v0002", "route": None}).startswith("answered by the adapter v0002 (not routed")
 
 
 def test_evaluate_routed_sends_each_group_to_its_model(memories, embedder):

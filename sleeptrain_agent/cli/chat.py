@@ -3,7 +3,8 @@
 Connects to the daemon of the state directory, or starts one in the background
 and waits for it (vLLM takes about a minute to start on a small CPU). Replies
 stream token by token; Ctrl-C stops a reply, not the program; Ctrl-D or /quit
-leaves. Line editing and history come from prompt_toolkit when stdin is a
+leaves; /route says whether the adapter or the base model answered the last
+reply (`serve.routing`). Line editing and history come from prompt_toolkit when stdin is a
 terminal.
 """
 
@@ -31,7 +32,22 @@ HELP = """commands:
   /forget ID   forget memory ID
   /sleep       sleep now and learn from recent conversations
   /status      the daemon's health and active adapter
+  /route       who answered the last reply: the adapter or the base model, and why
   /quit        leave (Ctrl-D works too); Ctrl-C stops a reply"""
+
+
+def describe_route(last: dict | None) -> str:
+    """One line on who answered a reply (`serve.routing`), from its chunks' `adapter` and `route`."""
+    if last is None:
+        return "no reply yet"
+    route, adapter = last.get("route"), last.get("adapter")
+    who = f"the adapter {adapter}" if adapter else "the base model"
+    if route is None:
+        return f"answered by {who} (not routed: routing is off, no adapter is active, or nothing is consolidated)"
+    if route.get("similarity") is None:
+        return f"answered by {who} (asked for by the request's model)"
+    near = f"memory {route['memory']}" if route.get("memory") is not None else "any memory"
+    return f"answered by {who}: similarity {route['similarity']:.2f} to {near}"
 
 
 def ensure_daemon(app: App, wait_s: float) -> str:
@@ -84,6 +100,7 @@ class Session:
     def new(self) -> None:
         self.conversation = uuid.uuid4().hex
         self.messages: list[dict] = []
+        self.last: dict | None = None  # the last reply's adapter and route, from its first chunk
 
     def send(self, text: str) -> None:
         self.messages.append({"role": "user", "content": text})
@@ -95,6 +112,9 @@ class Session:
                 max_tokens=self.max_tokens, extra_headers={"X-Conversation-Id": self.conversation},
             )  # fmt: skip
             for chunk in stream:
+                extra = chunk.model_extra or {}
+                if self.last is None or self.last.get("id") != chunk.id:
+                    self.last = {"id": chunk.id, "adapter": extra.get("adapter"), "route": extra.get("route")}
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         reply.append(choice.delta.content)
@@ -134,6 +154,8 @@ class Session:
             sleeping = f"yes ({sleep.get('step')})" if health.get("sleeping") else "no"
             click.echo(f"status: {health.get('status')}  adapter: {health.get('adapter') or 'base model'}  "
                        f"sleeping: {sleeping}  hippocampus queue: {health.get('hippocampus_queue')}")  # fmt: skip
+        elif name == "/route":
+            click.echo(describe_route(self.last))
         elif name == "/memories":
             params = {"user": self.user, "conversation": self.conversation, "status": ["pending", "consolidated"]}
             rows = self._get("/v1/memories", params=params)
