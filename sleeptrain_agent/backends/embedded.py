@@ -161,11 +161,9 @@ class EmbeddedBackend:
 
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter="active") -> list[str]:
         """Answer prompts one by one with the active adapter, the base model (None) or a candidate directory."""
-        if adapter == "active" or (adapter is None and self._active_version is None):
+        if adapter in ("active", None):
+            params = params if adapter == "active" else dataclasses.replace(params, base=True)
             return [self.generate(p, params).text() for p in prompts]
-        if adapter is None:
-            base = dataclasses.replace(params, base=True)
-            return [self.generate(p, base).text() for p in prompts]
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM

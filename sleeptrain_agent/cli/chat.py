@@ -4,8 +4,8 @@ Connects to the daemon of the state directory, or starts one in the background
 and waits for it (vLLM takes about a minute to start on a small CPU). Replies
 stream token by token; Ctrl-C stops a reply, not the program; Ctrl-D or /quit
 leaves; /route says whether the adapter or the base model answered the last
-reply (`serve.routing`). Line editing and history come from prompt_toolkit when stdin is a
-terminal.
+reply (`serve.routing`). Line editing and history come from prompt_toolkit
+when stdin is a terminal.
 """
 
 from __future__ import annotations
@@ -106,15 +106,16 @@ class Session:
         self.messages.append({"role": "user", "content": text})
         reply: list[str] = []
         stream = None
+        self.last = None
         try:
             stream = self.client.chat.completions.create(
                 model="sleeptrain", messages=self.messages, stream=True, user=self.user,
                 max_tokens=self.max_tokens, extra_headers={"X-Conversation-Id": self.conversation},
             )  # fmt: skip
             for chunk in stream:
-                extra = chunk.model_extra or {}
-                if self.last is None or self.last.get("id") != chunk.id:
-                    self.last = {"id": chunk.id, "adapter": extra.get("adapter"), "route": extra.get("route")}
+                if self.last is None:
+                    extra = chunk.model_extra or {}
+                    self.last = {"adapter": extra.get("adapter"), "route": extra.get("route")}
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         reply.append(choice.delta.content)
