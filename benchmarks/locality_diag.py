@@ -2,7 +2,6 @@
 
     python -m benchmarks.locality_diag perturb [--seed 1]
     python -m benchmarks.locality_diag subsets '{"full": {"kinds": ["qa", "dialogue", "anchor"]}, "anchors": {"kinds": ["anchor"], "adam_epsilon": 1e-3}}'
-    python -m benchmarks.locality_diag kl '{"ce": {"anchor_loss": "ce"}, "kl": {"anchor_loss": "kl"}}'
 
 All on the real stack (vLLM-CPU serving, SmolLM2, TRL/PEFT training) with the
 five facts of `sleep_bench facts`. Each adapter is asked 5 direct questions and
@@ -10,30 +9,26 @@ five facts of `sleep_bench facts`. Each adapter is asked 5 direct questions and
 `perturb`: one sleep, then its update scaled, and random LoRA B matrices with
 the same norm of B·A per layer. `subsets`: the trainer on parts of the dream
 set (kinds: qa, dialogue, anchor) with TrainJob overrides (seed, epochs,
-adam_epsilon, learning_rate). `kl`: a plain PyTorch loop where the anchors'
-loss is cross-entropy or KL(base || adapted), or (`anchor_sgd_lr`) their gradient is applied as a plain SGD
-step outside AdamW (0: anchors not trained). Figures: BENCHMARKS.md.
+adam_epsilon, learning_rate). Figures: BENCHMARKS.md (the KL-anchor loop and the
+top-k-directions fallback that were also measured here are gone with the ideas;
+BENCHMARKS.md keeps their figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import yaml
 
 from benchmarks.sleep_bench import FIVE_FACTS
 from memory.dreams import dream
 from memory.store import Store
-from sleeptrain_agent.config import CONFIG_DIR, load_settings, model_dir
+from sleeptrain_agent.config import data, load_settings, model_dir
 
 DIRECT = [("What is my dog called?", "Pilsner"), ("Where do I live?", "Tromsø"),
           ("What do I do for a living?", "glassblower"), ("Where does Anna live?", "Uppsala"),
@@ -87,22 +82,23 @@ class Setup:
         self.backend = VLLMBackend(self.settings, self.path, state / "logs")
         self.backend.start()
         self.cycle = SleepCycle(self.settings, self.store, self.backend, self.path, state, embedder)
-        _, self.locality = self.cycle._anchors(True)
+        self.probe_gate = self.cycle.gate()
+        _, self.locality = self.probe_gate.anchors()
 
     def dreams(self):
         cfg = self.settings.sleep
-        anchors, _ = self.cycle._anchors(True)
-        templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+        anchors, _ = self.probe_gate.anchors()
+        templates = data("qa_templates.yaml")
         return dream(self.store.memories(status="pending"), [], templates, anchors,
                      system_prompt=self.settings.serve.system_prompt, questions=cfg.questions_per_memory,
                      probes=cfg.probes_per_memory, dialogues=cfg.dialogues_per_memory, order=cfg.order,
                      seed=cfg.seed + 1)  # fmt: skip
 
     def gate(self, adapter: Path) -> str:
-        from sleeptrain_agent.sleep.cycle import locality_hit, recall_hit
+        from memory.answers import locality_hit, recall_hit
 
-        qs = [self.cycle._messages(q) for q, _ in DIRECT] + [self.cycle._messages(p["q"]) for p in self.locality]
-        ans = self.backend.evaluate(qs, self.cycle._params(), adapter=adapter)
+        qs = [self.probe_gate.messages(q) for q, _ in DIRECT] + [self.probe_gate.messages(p["q"]) for p in self.locality]
+        ans = self.backend.evaluate(qs, self.probe_gate.params, adapter=adapter)
         hits = [recall_hit(a, e) for a, (_, e) in zip(ans, DIRECT, strict=False)]
         kept = [locality_hit(a, p["expect"]) for a, p in zip(ans[len(DIRECT) :], self.locality, strict=True)]
         lost = [p["q"] for p, k in zip(self.locality, kept, strict=True) if not k]
@@ -118,7 +114,7 @@ def perturb(setup: Setup, args) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from sleeptrain_agent.sleep.cycle import weaken_adapter
+    from sleeptrain_agent.sleep.adapters import weaken_adapter
 
     row = setup.cycle.run("diag")
     print("sleep:", row["status"])
@@ -132,12 +128,9 @@ def perturb(setup: Setup, args) -> None:
         save_file(tensors, d / "adapter_model.safetensors", metadata={"format": "pt"})
         return d
 
-    # the gate's own weakening (this sleep started from the base model): scaled, then top-k directions per layer
-    for label, name, scale, k in [(f"scale {s}", f"s{s}", s, 0) for s in args.scales] + [
-        (f"top {k} directions of B·A", f"k{k}", 1.0, k) for k in args.ranks
-    ]:  # fmt: skip
-        weaken_adapter(cand, setup.state / "variants" / name, scale, k)
-        print(f"{label:32s}", setup.gate(setup.state / "variants" / name), flush=True)
+    for scale in args.scales:  # the gate's own weakening (this sleep started from the base model)
+        weaken_adapter(cand, setup.state / "variants" / f"s{scale}", scale)
+        print(f"{f'scale {scale}':32s}", setup.gate(setup.state / "variants" / f"s{scale}"), flush=True)
     n_layers = 1 + max(int(k.split(".layers.")[1].split(".")[0]) for k in base if ".layers." in k)
     for lo, hi in args.layer_groups:  # the update kept only in blocks lo..hi-1
         keep = {k: (v if lo <= int(k.split(".layers.")[1].split(".")[0]) < hi or ".lora_B." not in k else v * 0)
@@ -165,10 +158,10 @@ def subsets(setup: Setup, args) -> None:
         kinds = v.pop("kinds")
         convs = [e.messages for e in ds.examples if e.kind in kinds]
         if n := v.pop("extra_anchors", 0):  # the base model's own (complete-sentence) answers, as the anchors
-            from sleeptrain_agent.sleep.cycle import sentences_only
+            from memory.answers import sentences_only
 
-            outs = setup.backend.evaluate([setup.cycle._messages(q) for q in EXTRA[:n]], setup.cycle._params(), None)
-            convs += [setup.cycle._messages(q) + [{"role": "assistant", "content": sentences_only(a)}]
+            outs = setup.backend.evaluate([setup.probe_gate.messages(q) for q in EXTRA[:n]], setup.probe_gate.params, None)
+            convs += [setup.probe_gate.messages(q) + [{"role": "assistant", "content": sentences_only(a)}]
                       for q, a in zip(EXTRA[:n], outs, strict=True) if sentences_only(a)]  # fmt: skip
             random.Random(1).shuffle(convs)
         out = setup.state / "adapters-subsets" / name
@@ -188,75 +181,6 @@ def subsets(setup: Setup, args) -> None:
         print(f"{name:24s} {len(convs):3d} examples, {steps} steps:", setup.gate(out), flush=True)
 
 
-def kl(setup: Setup, args) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sleeptrain_agent.sleep.trainer import TRAINING_TEMPLATE
-
-    cfg = setup.settings.sleep
-    tok = AutoTokenizer.from_pretrained(setup.path)
-    tok.chat_template = TRAINING_TEMPLATE
-    rows = []
-    for e in setup.dreams().examples:
-        d = tok.apply_chat_template(e.messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-        rows.append((d["input_ids"], d["assistant_masks"], e.kind == "anchor"))
-    for name, v in json.loads(args.variants).items():
-        torch.manual_seed(v.get("seed", 1))
-        rng = random.Random(v.get("seed", 1))
-        model = AutoModelForCausalLM.from_pretrained(setup.path, dtype=torch.float32)
-        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                eps=v.get("eps", 1e-4), weight_decay=0.0)  # fmt: skip
-        total, step, t0 = int(math.ceil(len(rows) / 8) * v.get("epochs", 10)), 0, time.monotonic()
-        while step < total:
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-            for i in range(0, len(order), 8):
-                if step >= total:
-                    break
-                batch = [rows[j] for j in order[i : i + 8]]
-                n = max(len(r[0]) for r in batch)
-                ids = torch.tensor([r[0] + [tok.pad_token_id] * (n - len(r[0])) for r in batch])
-                att = torch.tensor([[1] * len(r[0]) + [0] * (n - len(r[0])) for r in batch])
-                target = torch.tensor([r[1] + [0] * (n - len(r[0])) for r in batch]).bool()[:, 1:]
-                anchor = torch.tensor([r[2] for r in batch])
-                logp = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
-                per_token = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-                if v.get("anchor_loss") == "kl" and anchor.any():
-                    with torch.no_grad(), model.disable_adapter():
-                        base = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
-                    per_token = torch.where(anchor[:, None], (base.exp() * (base - logp)).sum(-1), per_token)
-                warm = min(1.0, step / 2)  # as the trainer: 2 warm-up steps
-                for group in opt.param_groups:
-                    group["lr"] = cfg.learning_rate * warm
-                opt.zero_grad()
-                sgd = v.get("anchor_sgd_lr")  # the anchors' gradient applied as a plain SGD step, outside AdamW
-                if sgd is None:
-                    loss = (per_token * target).sum() / target.sum()
-                    loss.backward()
-                    opt.step()
-                else:
-                    fact, anch = target & ~anchor[:, None], target & anchor[:, None]
-                    params = [p for p in model.parameters() if p.requires_grad]
-                    if anch.any() and sgd > 0:
-                        grads = torch.autograd.grad((per_token * anch).sum() / anch.sum(), params, retain_graph=True)
-                    if fact.any():
-                        ((per_token * fact).sum() / fact.sum()).backward()
-                        opt.step()
-                    if anch.any() and sgd > 0:
-                        clip = min(1.0, 1.0 / float(torch.sqrt(sum((g * g).sum() for g in grads))))  # as TRL: norm 1
-                        with torch.no_grad():
-                            for p, g in zip(params, grads, strict=True):
-                                p -= sgd * warm * clip * g
-                step += 1
-        out = setup.state / "adapters-kl" / name
-        model.save_pretrained(out)
-        print(f"{name:24s} {step} steps, {time.monotonic() - t0:.0f} s:", setup.gate(out), flush=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -265,11 +189,9 @@ def main() -> None:
     p.add_argument("--overrides", default="{}", help='JSON: sleep settings for the sleep, e.g. {"adam_epsilon": 1e-4}')
     p.add_argument("--scales", type=float, nargs="*", default=[1.0, 0.75, 0.5, 0.25], help="the update scaled")
     p.add_argument("--random-seeds", type=int, nargs="*", default=[0, 1], help="random B of the same size")
-    p.add_argument("--ranks", type=int, nargs="*", default=[], help="also keep only the top-k directions of B·A")
     p.add_argument("--layer-groups", type=json.loads, default=[], help="JSON [[lo, hi], ...]: update kept in lo..hi-1")
-    for name, text in (("subsets", "the trainer on parts of the dream set"), ("kl", "anchors as CE or KL")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("variants", help="JSON: {name: {settings}}; see the module docstring")
+    s = sub.add_parser("subsets", help="the trainer on parts of the dream set")
+    s.add_argument("variants", help="JSON: {name: {settings}}; see the module docstring")
     args = ap.parse_args()
     overrides = {"seed": getattr(args, "seed", 1)}
     if args.what == "perturb":  # the sleep is promoted whatever it scores: its candidate is what is studied
@@ -278,7 +200,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(Path(tmp), overrides)
         try:
-            {"perturb": perturb, "subsets": subsets, "kl": kl}[args.what](setup, args)
+            {"perturb": perturb, "subsets": subsets}[args.what](setup, args)
         finally:
             setup.close()
 

@@ -8,7 +8,7 @@ stores them (taught through the real hippocampus), plus `--extra` synthetic memo
 (benchmarks.sleep_bench.synthetic: fictional pets, people, places) to see how false positives grow
 with the store. Questions about memories: each memory's held-out probe phrasings (never among the
 router's keys) and the people benchmark's direct questions and paraphrases (written apart from the
-templates). General questions: the 75 prompts of configs/anchors.yaml (train and probe). Prints,
+templates). General questions: the 75 prompts of the anchors file (sleeptrain_agent/data/anchors.yaml) (train and probe). Prints,
 per threshold and store size, the share of memory questions routed to the adapter (want 1.0) and of
 general questions routed to the base model (want ~1.0); then the router's latency for one chat
 message (median of 50, keys cached) and the one-off cost of embedding the keys.
@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from benchmarks.sleep_bench import FIVE_FACTS, synthetic
 from memory.dreams import qa_pairs
 from memory.embeddings import Embedder
@@ -31,7 +29,7 @@ from memory.hippocampus import Hippocampus
 from memory.routing import MemoryRouter
 from memory.rules import RulesJudge
 from memory.store import Store
-from sleeptrain_agent.config import CONFIG_DIR, load_settings
+from sleeptrain_agent.config import data, load_settings
 from sleeptrain_agent.evaluation.people import load
 from sleeptrain_agent.routing import routes
 
@@ -57,8 +55,8 @@ def main() -> None:
     ap.add_argument("--extra", type=int, nargs="+", default=[0, 100, 500])
     args = ap.parse_args()
     settings = load_settings()
-    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
-    anchors = yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())
+    templates = data("qa_templates.yaml")
+    anchors = data("anchors.yaml")
     general = [p["q"] for p in anchors["probe"]] + anchors["train"]
     people = load()
     embedder = Embedder()

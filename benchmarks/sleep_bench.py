@@ -37,11 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from memory.dreams import dream
 from memory.store import Store
-from sleeptrain_agent.config import CONFIG_DIR, load_settings, model_dir
+from sleeptrain_agent.config import data, load_settings, model_dir
 from sleeptrain_agent.sleep.trainer import TrainJob
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -72,12 +70,12 @@ def trainer(args) -> None:
 
     settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     cfg = settings.sleep
-    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    templates = data("qa_templates.yaml")
     anchors = [(q, "I am not sure, but here is a short and general answer to that question.")
-               for q in yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())["train"]]  # fmt: skip
-    data = dream(synthetic(args.memories), [], templates, anchors, system_prompt=settings.serve.system_prompt,
-                 questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
-    conversations = [e.messages for e in data.examples]
+               for q in data("anchors.yaml")["train"]]  # fmt: skip
+    dreams = dream(synthetic(args.memories), [], templates, anchors, system_prompt=settings.serve.system_prompt,
+                   questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
+    conversations = [e.messages for e in dreams.examples]
     ours = dict(packing=cfg.packing, padding_free=cfg.padding_free, assistant_only=True, layers=cfg.layers,
                 target_modules=cfg.target_modules)  # fmt: skip
     # name -> (TrainJob settings, environment); the first is the baseline
@@ -219,7 +217,7 @@ def facts(args) -> None:
               f"locality {scores.get('adapter_locality')}; routed to the adapter {scores.get('routed_to_adapter')}; "
               f"{d.get('train_steps')} steps, {time.monotonic() - t0:.0f} s")  # fmt: skip
         for t in scores.get("scales_tried", []):  # the gate's fallback: the weakened candidates it tried
-            print(f"  tried: scale {t['scale']}, directions {t.get('directions')}: recall {t['recall']}, "
+            print(f"  tried: scale {t['scale']}: recall {t['recall']}, "
                   f"locality {t['locality']:.3f}, adapter alone {t.get('adapter_locality')}")  # fmt: skip
         for lost in scores.get("locality_lost", []):
             print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")

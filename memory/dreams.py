@@ -25,11 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from memory.errors import InvalidInput
-
-
-class DreamError(InvalidInput):
-    """The dream data failed validation; nothing is trained on it."""
+from memory.errors import DreamError
 
 
 @dataclass

@@ -20,3 +20,11 @@ class NotFound(SleepTrainError):
 
 class TooLarge(InvalidInput):
     """Input over a configured size limit (a turn over `store.max_text_bytes`, a huge request)."""
+
+
+class DreamError(InvalidInput):
+    """The dream data failed validation; nothing is trained on it."""
+
+
+class JudgeError(SleepTrainError):
+    """A judge's answer did not fit the verdict schema, or the judge could not be reached."""

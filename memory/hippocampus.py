@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memory.answers import norm
 from memory.embeddings import Embedder
-from memory.rules import Context, RulesJudge, norm, single_valued
+from memory.rules import Context, RulesJudge, single_valued
 from memory.store import Store
 from memory.verdicts import Verdict
 

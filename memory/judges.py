@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from memory.errors import SleepTrainError
+from memory.errors import JudgeError
 from memory.rules import Context, RulesJudge
 from memory.store import Store
 from memory.verdicts import TurnAnalysis, Verdict
@@ -43,10 +43,6 @@ For each fact in the message return a verdict:
 Importance is 0..1: names, dates, health, relationships and explicit "remember that" are high; small talk is low.
 Write "text" as one sentence in the third person ("The user's dog is called Pilsner.").
 Return at least one verdict."""
-
-
-class JudgeError(SleepTrainError):
-    """A judge's answer did not fit the verdict schema, or the judge could not be reached."""
 
 
 def build_prompt(text: str, context: Context) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from memory.answers import norm
 from memory.verdicts import Fact, Verdict
 
 NAME = r"[A-Z][\w'’-]*(?:\s+(?:van |de |von )?[A-Z][\w'’-]*)*"
@@ -110,12 +111,6 @@ def clean_value(value: str) -> str:
         value = TAIL.sub("", value).strip().strip(" .!?,;:\"'")
         value = re.sub(r"^(actually|really|now|currently|on|the|called|named)\s+", "", value, flags=re.I).strip()
     return value
-
-
-def norm(text: str) -> str:
-    """Comparison key for subjects and values: lowercase, no articles, no punctuation."""
-    text = re.sub(r"[^\w\s]", " ", text.lower())
-    return " ".join(w for w in text.split() if w not in ("a", "an", "the", "my", "user", "user's", "s"))
 
 
 def sentences(text: str) -> list[str]:

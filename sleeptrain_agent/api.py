@@ -34,13 +34,12 @@ from contextlib import asynccontextmanager
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from memory.store import DEFAULT_USER, MEMORY_STATUSES
 from sleeptrain_agent.agent import ChatRequest
 from sleeptrain_agent.backends import GenerationParams
-from sleeptrain_agent.config import SleepConfig
 from sleeptrain_agent.daemon import Daemon
 from sleeptrain_agent.errors import (
     AdapterError,
@@ -48,10 +47,11 @@ from sleeptrain_agent.errors import (
     BackendError,
     InvalidInput,
     NotFound,
+    NothingToLearn,
+    SleepBusy,
     SleepTrainError,
     TooLarge,
 )
-from sleeptrain_agent.sleep.cycle import NothingToLearn, SleepBusy
 
 log = logging.getLogger(__name__)
 MODEL_ID = "sleeptrain"
@@ -99,6 +99,11 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     user: str | None = None
     stream_options: dict | None = None
+
+
+class SleepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overrides: dict = Field(default_factory=dict, description="sleep.* settings for this sleep only")
 
 
 class _BodyLimit(BaseHTTPMiddleware):
@@ -244,15 +249,9 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return {"active": daemon.backend.active, "data": daemon.store.adapters()}
 
     @app.post("/v1/sleep", dependencies=v1, status_code=202)
-    def sleep_now(body: dict | None = Body(None)) -> dict:
+    def sleep_now(body: SleepRequest | None = Body(None)) -> dict:
         """Optional body: `{"overrides": {sleep config keys}}` for this sleep only (ablations, experiments)."""
-        overrides = (body or {}).get("overrides") or {}
-        if overrides:
-            try:
-                SleepConfig(**{**daemon.settings.sleep.model_dump(), **overrides})
-            except ValidationError as e:
-                raise InvalidInput(f"bad sleep overrides: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
-        row = daemon.start_sleep("api", overrides)
+        row = daemon.start_sleep("api", body.overrides if body else None)
         return {"id": row["id"], "status": row["status"]}
 
     @app.get("/v1/sleeps", dependencies=v1)

@@ -6,6 +6,11 @@ the YAML file > the defaults written here. The YAML file is `--config FILE`,
 else `$SLEEPTRAIN_CONFIG`, else `configs/agent.yaml` of this checkout (the CPU
 profile); `configs/gpu.yaml` is the GPU profile.
 
+The YAML data the code needs (`qa_templates.yaml` and `reality.yaml` in
+`memory/data/`, `anchors.yaml` and `people_data.yaml` in `sleeptrain_agent/data/`)
+ships inside the package; a file of the same name in the checkout's `configs/`
+overrides it (`data_file`).
+
 Two locations are not config keys because they say where config and state
 live: the state directory (`--state-dir`, `$SLEEPTRAIN_HOME`, default
 `./state`) and the model cache shared by every state directory
@@ -33,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "agent.yaml"
 DEFAULT_STATE_DIR = Path("state")
+PACKAGE_DATA = (Path(__file__).resolve().parent / "data", REPO_ROOT / "memory" / "data")
 
 
 class _Section(BaseModel):
@@ -125,9 +131,7 @@ class SleepConfig(_Section):
     layers: int | None = Field(None, ge=1)  # LoRA on the last N blocks only (None: all; faster when set)
     target_modules: list[str] = ["gate_proj", "up_proj", "down_proj"]  # LoRA targets: the MLPs (best locality measured)
     learning_rate: float = Field(3e-4, gt=0)  # AdamW learning rate
-    # AdamW's epsilon. 1e-4 makes weights with tiny gradients (most, on the anchors) take small steps:
-    # ~+0.1 locality at the same recall, but it learns slower (BENCHMARKS.md); not the default yet
-    adam_epsilon: float = Field(1e-8, gt=0)
+    adam_epsilon: float = Field(1e-8, gt=0)  # AdamW's epsilon
     min_epochs: float = Field(3.0, gt=0)  # epochs when the current adapter already recalls the new memories
     max_epochs: float = Field(8.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
     batch_size: int = Field(8, ge=1)  # examples (or packed rows) per step
@@ -143,7 +147,6 @@ class SleepConfig(_Section):
     min_locality: float = Field(0.9, ge=0.0, le=1.0)  # of the general probes the base model gets right, share kept, as served (routed)
     min_adapter_locality: float = Field(0.65, ge=0.0, le=1.0)  # the same share with the adapter answering every probe
     fallback_scales: list[float] = [0.75, 0.6, 0.5]  # a candidate failing only locality/retention is retried at these strengths
-    fallback_directions: int = Field(0, ge=0)  # ... first with the sleep's change kept to N directions per layer; 0: off
     probe_max_tokens: int = Field(64, ge=4)  # answer length when probing (and for anchor answers)
     # scheduling
     cron: str | None = "0 3 * * *"  # nightly at 03:00 local time; null: off
@@ -217,6 +220,27 @@ def _describe(error: ValidationError) -> str:
         msg = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         lines.append(f"  {field}: {msg} (got {item.get('input')!r})")
     return "\n".join(lines)
+
+
+def data_file(name: str) -> Path:
+    """A data file the code needs: `configs/NAME` of this checkout when present (an override), else the
+    copy shipped in the package."""
+    override = CONFIG_DIR / name
+    if override.is_file():
+        return override
+    for folder in PACKAGE_DATA:
+        if (folder / name).is_file():
+            return folder / name
+    raise ConfigError(f"data file {name} is missing from the package (and from {CONFIG_DIR})")
+
+
+def data(name: str) -> Any:
+    """The parsed YAML of `data_file(name)`; a broken file is a ConfigError naming it."""
+    path = data_file(name)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
 
 
 def gemini_api_key(settings: Settings) -> str | None:

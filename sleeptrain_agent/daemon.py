@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from memory.embeddings import Embedder
@@ -67,7 +68,8 @@ def make_hippocampus(settings: Settings, store: Store, backend: Backend) -> Hipp
 
 
 class Daemon:
-    def __init__(self, settings: Settings, state_dir: Path, backend: Backend | None = None):
+    def __init__(self, settings: Settings, state_dir: Path, backend: Backend | None = None,
+                 on_sleep_step: Callable[[str], None] | None = None):  # fmt: skip
         self.settings = settings
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
@@ -87,25 +89,33 @@ class Daemon:
         embedder = self.hippocampus.hippocampus.embedder
         self.router = make_router(settings, embedder)  # one key cache for the chat and the gate
         self.agent = Agent(settings, self.store, self.backend, self.model_path, on_turn, self.router)
-        self.sleep = SleepCycle(settings, self.store, self.backend, self.model_path, state_dir, embedder, self.router)
+        self.sleep = SleepCycle(settings, self.store, self.backend, self.model_path, state_dir, embedder, self.router,
+                                on_step=on_sleep_step)  # fmt: skip
         self.scheduler = SleepScheduler(settings.sleep, self.start_sleep, self.store, self._last_activity)
         self.error: str | None = None
         self.adapter_error: str | None = None
         self.started_at = time.time()
         self._starter: threading.Thread | None = None
         self._swap_lock = threading.Lock()
-        self._stopped = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, wait: bool = False, schedule: bool = True) -> None:
+        """Recover from a crash, start the hippocampus, and bring the backend up (then load the active
+        adapter and start the scheduler) on a thread; with `wait`, return only once the backend is up
+        (`BackendError` if it failed). `schedule=False`: no scheduled sleeps (a one-off CLI sleep)."""
         self.sleep.recover()
-        self._starter = threading.Thread(target=self._start_backend, name="backend-start", daemon=True)
+        self._starter = threading.Thread(target=self._start_backend, args=(schedule,), name="backend-start",
+                                         daemon=True)  # fmt: skip
         self._starter.start()
         if self.settings.hippocampus.enabled:
             self.hippocampus.start()
+        if wait:
+            self._starter.join()
+            if self.error:
+                raise BackendError(self.error)
 
-    def _start_backend(self) -> None:
+    def _start_backend(self, schedule: bool = True) -> None:
         try:
             self.backend.start()
         except SleepTrainError as e:
@@ -121,10 +131,10 @@ class Daemon:
                 log.error("%s; serving the base model", self.adapter_error)
         if active is not None:
             self.agent.route([{"role": "user", "content": "warm up"}])  # embeds the memories' keys once
-        self.scheduler.start()  # only once the backend can train and validate
+        if schedule:
+            self.scheduler.start()  # only once the backend can train and validate
 
     def stop(self) -> None:
-        self._stopped.set()
         self.scheduler.stop()
         self.sleep.stop()
         self.hippocampus.stop()

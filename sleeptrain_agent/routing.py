@@ -9,13 +9,11 @@ evaluation and the gate.
 
 from __future__ import annotations
 
-import yaml
-
 from memory.embeddings import Embedder
 from memory.routing import MemoryRouter, Route
 from memory.store import Store
 from sleeptrain_agent.backends import Backend, GenerationParams
-from sleeptrain_agent.config import CONFIG_DIR, Settings
+from sleeptrain_agent.config import Settings, data
 
 ROUTED_STATUSES = ("consolidated",)  # the memories an adapter was trained on
 
@@ -24,7 +22,7 @@ def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
     """The configured router, or None when `serve.routing` is off (the adapter answers everything)."""
     if not settings.serve.routing:
         return None
-    templates = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    templates = data("qa_templates.yaml")
     return MemoryRouter(embedder, templates, threshold=settings.serve.routing_similarity,
                         held_out=settings.sleep.probes_per_memory, turns=settings.serve.routing_turns)  # fmt: skip
 

@@ -64,16 +64,17 @@ class Running:
             self.proc.kill()
 
 
-def start_daemon(state: Path, backend: str, **env_overrides: str) -> Running:
-    """Start `sleeptrain daemon run` as a child process and wait until /health is ok."""
+def start_daemon(state: Path, backend: str, pause_at: str | None = None, **env_overrides: str) -> Running:
+    """Start `sleeptrain daemon run` as a child process and wait until /health is ok. `pause_at`: its
+    sleeps pause at that step (`tests/paused_daemon.py`), so a test can kill it there."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
     env.update(env_overrides)
     state.mkdir(parents=True, exist_ok=True)
     log = state / "daemon-test.out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sleeptrain_agent", "daemon", "run", "--state-dir", str(state), "--port", str(port),
-         "--backend", backend],
+        [sys.executable, "-m", *(("tests.paused_daemon", pause_at) if pause_at else ("sleeptrain_agent",)),
+         "daemon", "run", "--state-dir", str(state), "--port", str(port), "--backend", backend],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     running = Running(backend, f"http://127.0.0.1:{port}", state, proc, log)

@@ -19,3 +19,32 @@ def test_readme_documents_every_config_key():
     for section, model in Settings.model_fields.items():
         for key in model.annotation.model_fields:
             assert f"`{section}.{key}`" in readme, f"README does not document {section}.{key}"
+
+
+def _walk(group, prefix=()):
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _walk(command, (*prefix, name))
+
+
+def test_every_command_and_option_has_help():
+    """Like sqlite-utils' test_commands_have_help: a command without a summary, or an option or a
+    flag without help text, fails here."""
+    import click
+
+    from sleeptrain_agent.cli import cli
+
+    missing = []
+    for path, command in _walk(cli):
+        name = " ".join(path)
+        if not (command.help or "").strip():
+            missing.append(f"command {name}")
+        elif not isinstance(command, click.Group) and "Example:" not in command.help:
+            missing.append(f"command {name}: no example in its docstring")
+        for param in command.params:
+            if isinstance(param, click.Option) and not (param.help or "").strip():
+                missing.append(f"{name} {param.opts[0]}")
+    assert not missing, "no help text: " + ", ".join(missing)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-import yaml
 
 from memory.dreams import DreamError, Example, arrange, dream, longest_run, qa_pairs, validate
-from sleeptrain_agent.config import CONFIG_DIR
+from sleeptrain_agent.config import data
 
-TEMPLATES = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+TEMPLATES = data("qa_templates.yaml")
 SYSTEM = "You are a helpful assistant."
 
 

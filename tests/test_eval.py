@@ -13,13 +13,14 @@ import yaml
 from click.testing import CliRunner
 
 from sleeptrain_agent.cli import cli
+from sleeptrain_agent.config import data_file
 from sleeptrain_agent.errors import ConfigError
 from sleeptrain_agent.evaluation import people
 from sleeptrain_agent.evaluation.report import render
 from sleeptrain_agent.evaluation.runner import SUMMARY_KEYS, summarize
 from sleeptrain_agent.evaluation.scoring import Scorer, keyword
 
-PEOPLE = people.PEOPLE_FILE
+PEOPLE = data_file("people_data.yaml")
 
 
 def _write(tmp_path: Path, mutate) -> Path:

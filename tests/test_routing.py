@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from memory.embeddings import Embedder
@@ -18,19 +17,19 @@ from memory.store import Store
 from sleeptrain_agent.agent import Agent, ChatRequest
 from sleeptrain_agent.api import create_app
 from sleeptrain_agent.backends import GenerationParams
-from sleeptrain_agent.config import CONFIG_DIR, load_settings
+from sleeptrain_agent.config import data, load_settings
 from sleeptrain_agent.daemon import Daemon
 from sleeptrain_agent.routing import evaluate_routed, make_router
 from tests.fakes import FakeBackend
 
-TEMPLATES = yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+TEMPLATES = data("qa_templates.yaml")
 # the five facts of the sleep tests, as the rules judge stores them
 FACTS = [("user's dog", "name", "Pilsner", "The user's dog is called Pilsner."),
          ("user", "lives in", "Tromsø", "The user lives in Tromsø."),
          ("user", "occupation", "glassblower", "The user works as glassblower."),
          ("Anna", "lives in", "Uppsala", "Anna, the user's sister, lives in Uppsala."),
          ("user", "favourite colour", "teal", "The user's favourite colour is teal.")]  # fmt: skip
-GENERAL = [p["q"] for p in yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())["probe"]]
+GENERAL = [p["q"] for p in data("anchors.yaml")["probe"]]
 
 
 def add_facts(store: Store, status: str = "consolidated") -> list[dict]:

@@ -35,7 +35,7 @@ def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     daemon.proc.wait()
     time.sleep(1)
 
-    daemon = start_daemon(state, "vllm", SLEEPTRAIN_FAULT_PAUSE_AT="promote")
+    daemon = start_daemon(state, "vllm", pause_at="promote")
     store = daemon.store()
     assert store.integrity_check() == "ok"
     assert store.sleep(first)["status"] == "failed" and "interrupted" in store.sleep(first)["error"]

@@ -1,5 +1,6 @@
-"""The gate's fallback to a weaker adapter: scaling a real PEFT adapter, and choosing the strongest
-scale that passes (with a backend that answers according to which candidate directory it is given)."""
+"""The validation gate (`sleep/gate.py`): scoring as served, the fallback to a weaker adapter (scaling
+a real PEFT adapter, and choosing the strongest scale that passes, with a backend that answers according
+to which candidate directory it is given), and the per-sleep configuration reaching it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from safetensors.torch import load_file
 from memory.dreams import DreamSet, Probe
 from memory.store import Store
 from sleeptrain_agent.config import load_settings
-from sleeptrain_agent.sleep.cycle import SleepCycle, _passes, weaken_adapter
+from sleeptrain_agent.sleep.adapters import weaken_adapter
+from sleeptrain_agent.sleep.cycle import SleepCycle
+from sleeptrain_agent.sleep.gate import Gate
 from tests.adapters import make_adapter
 from tests.fakes import FakeBackend
 
@@ -37,38 +40,12 @@ def test_weaken_adapter_scales_the_update_only(tmp_path, model_path):
     assert (tmp_path / "b" / "adapter_config.json").read_text() == (src / "adapter_config.json").read_text()
 
 
-@pytest.mark.real
-def test_weaken_adapter_keeps_the_strongest_directions_of_the_sleeps_change(tmp_path, model_path):
-    start = make_adapter(model_path, tmp_path / "start", seed=1)
-    cand = make_adapter(model_path, tmp_path / "cand", seed=2)  # stands for a sleep that continued `start`
-    weaken_adapter(cand, tmp_path / "w", 0.6, directions=2, start=start)
-    p0, pc, pw = _product(start), _product(cand), _product(tmp_path / "w")
-    for k in pc:
-        u, s, vh = torch.linalg.svd(pc[k] - p0[k])
-        expected = p0[k] + 0.6 * (u[:, :2] * s[:2]) @ vh[:2]  # start + scaled top-2 of the change
-        # re-factored at rank 8: start (rank 8) + 2 directions is rank 10, the 2 weakest are dropped
-        s_exp = torch.linalg.svdvals(expected)
-        assert torch.linalg.matrix_norm(pw[k] - expected) <= 1.01 * torch.sqrt((s_exp[8:] ** 2).sum()) + 1e-6, k
-    w = load_file(tmp_path / "w" / "adapter_model.safetensors")
-    first = next(k for k in w if ".lora_A." in k)
-    assert torch.allclose(w[first].double().norm(dim=1), w[first].double().norm(dim=1)[0], rtol=1e-4)  # A: no dead rows
-
-    # from the base model (no start): exactly rank 2, and A still has 8 orthogonal rows, so the next sleep trains all 8
-    weaken_adapter(cand, tmp_path / "w2", 1.0, directions=2)
-    for k, prod in _product(tmp_path / "w2").items():
-        u, s, vh = torch.linalg.svd(pc[k])
-        assert torch.allclose(prod, (u[:, :2] * s[:2]) @ vh[:2], atol=1e-5), k
-    a = load_file(tmp_path / "w2" / "adapter_model.safetensors")[first].double()
-    gram = a @ a.T
-    assert torch.allclose(gram, gram[0, 0] * torch.eye(8, dtype=gram.dtype), atol=1e-4)
-
-
 class _ByScale(FakeBackend):
     """Recalls the fact at every scale >= `recall_from`; keeps general answers at scales <= `local_upto`."""
 
-    def __init__(self, recall_from: float, local_upto: float, directions_keep: bool = False):
+    def __init__(self, recall_from: float, local_upto: float):
         super().__init__()
-        self.recall_from, self.local_upto, self.directions_keep = recall_from, local_upto, directions_keep
+        self.recall_from, self.local_upto = recall_from, local_upto
         self.asked: list[str] = []
 
     def evaluate(self, prompts, params, adapter="active") -> list[str]:
@@ -81,8 +58,7 @@ class _ByScale(FakeBackend):
             if "Zara" in q:
                 out.append("Zara lives in Tromsø." if scale >= self.recall_from else "I do not know.")
             else:
-                kept = scale <= self.local_upto or (self.directions_keep and "-k" in name)
-                out.append("Rome." if kept else "Proxima b.")
+                out.append("Rome." if scale <= self.local_upto else "Proxima b.")
         return out
 
 
@@ -91,15 +67,14 @@ class _Embed:
         return np.ones((len(texts), 4)) / 2
 
 
-def _cycle(tmp_path, backend, directions: int = 2) -> tuple[SleepCycle, Path]:
-    settings = load_settings(overrides={"sleep": {"fallback_scales": [0.75, 0.6, 0.5], "min_locality": 0.9,
-                                                  "fallback_directions": directions}})  # fmt: skip
+def _gate(tmp_path, backend) -> tuple[Gate, Path]:
+    settings = load_settings(overrides={"sleep": {"fallback_scales": [0.75, 0.6, 0.5], "min_locality": 0.9}})
     store = Store(tmp_path / "db.sqlite")
     cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
     candidate = tmp_path / "adapters" / ".tmp-sleep-0001"
     candidate.mkdir(parents=True)
     (candidate / "adapter_model.safetensors").write_bytes(b"")
-    return cycle, candidate
+    return cycle.gate(), candidate
 
 
 def _dreams():
@@ -112,44 +87,79 @@ def _locality():
 
 
 def test_the_strongest_scale_that_passes_is_chosen(tmp_path, monkeypatch):
-    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: dst.mkdir())
-    backend = _ByScale(recall_from=0.5, local_upto=0.6)
-    cycle, candidate = _cycle(tmp_path, backend, directions=0)  # the default: scales only
-    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
+    monkeypatch.setattr("sleeptrain_agent.sleep.gate.weaken_adapter", lambda src, dst, *a: dst.mkdir())
+    gate, candidate = _gate(tmp_path, _ByScale(recall_from=0.5, local_upto=0.6))
+    scores, _ = gate.score(_dreams(), _locality(), candidate)
     assert scores["recall"] == 1.0 and scores["locality"] == 0.0
-    cycle.store.start_sleep("test", {})
-    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
+    assert gate.failures(scores) == ["locality 0.00 < 0.9", "adapter_locality 0.00 < 0.65"]
+    tries = []
+    chosen, scores, passed = gate.weaker(_dreams(), _locality(), candidate, scores, on_try=tries.append)
     assert passed and chosen.name == ".tmp-sleep-0001-x0.6" and scores["scale"] == 0.6
-    assert [(t["scale"], t["directions"]) for t in scores["scales_tried"]] == [(1.0, None), (0.75, None), (0.6, None)]
+    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6] and len(tries) == 2
     assert not candidate.exists() and not (tmp_path / "adapters" / ".tmp-sleep-0001-x0.75").exists()
 
 
 def test_no_scale_passes_and_the_original_is_kept_for_rejection(tmp_path, monkeypatch):
-    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: dst.mkdir())
-    backend = _ByScale(recall_from=0.7, local_upto=0.6)  # locality only below the scales that still recall
-    cycle, candidate = _cycle(tmp_path, backend)
-    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
-    cycle.store.start_sleep("test", {})
-    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores)
+    made = []
+    monkeypatch.setattr("sleeptrain_agent.sleep.gate.weaken_adapter", lambda src, dst, *a: made.append(a) or dst.mkdir())
+    gate, candidate = _gate(tmp_path, _ByScale(recall_from=0.7, local_upto=0.6))  # locality only below recall
+    scores, _ = gate.score(_dreams(), _locality(), candidate)
+    start = tmp_path / "adapters" / "v0001"
+    chosen, scores, passed = gate.weaker(_dreams(), _locality(), candidate, scores, start)
     assert not passed and chosen == candidate and candidate.exists()
-    # the strongest directions first (recall at full scale, locality not), then scales until recall failed
-    tried = [(t["scale"], t["directions"]) for t in scores["scales_tried"]]
-    assert tried == [(1.0, None), (1.0, 2), (0.75, None), (0.6, None)]
+    assert [t["scale"] for t in scores["scales_tried"]] == [1.0, 0.75, 0.6]  # stops once recall fails
+    assert made == [(0.75, start), (0.6, start)]  # the sleep's change is taken from the adapter it continued
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [".tmp-sleep-0001"]
 
 
-def test_the_strongest_directions_are_tried_before_any_scale(tmp_path, monkeypatch):
-    made = []
-    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.weaken_adapter", lambda src, dst, *a: made.append(a) or dst.mkdir())
-    backend = _ByScale(recall_from=0.5, local_upto=0.6, directions_keep=True)
-    cycle, candidate = _cycle(tmp_path, backend)
-    scores, _ = cycle._gate(_dreams(), _locality(), candidate, cycle.cfg)
-    cycle.store.start_sleep("test", {})
-    start = tmp_path / "adapters" / "v0001"
-    chosen, scores, passed = cycle._weaker(1, _dreams(), _locality(), candidate, cycle.cfg, scores, start)
-    assert passed and chosen.name == ".tmp-sleep-0001-k2-x1" and (scores["scale"], scores["directions"]) == (1.0, 2)
-    assert made == [(1.0, 2, start)]  # the sleep's change is taken from the adapter it continued
-    assert scores["recall"] == 1.0 and scores["locality"] == 1.0
+class _Lengths(FakeBackend):
+    """Records the answer length of every batch it is asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.max_tokens: list[int] = []
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        self.max_tokens.append(params.max_tokens)
+        return ["Rome." for _ in prompts]
+
+
+def test_a_per_sleep_override_of_probe_max_tokens_reaches_the_gate(tmp_path, monkeypatch):
+    """`POST /v1/sleep {"overrides": {"probe_max_tokens": 9}}`: the anchors, the plan's probes and the gate
+    all answer in 9 tokens, not the configured 64 (the bug was an override validated, then ignored)."""
+    settings = load_settings(overrides={"sleep": {"anchors": True}})
+    store = Store(tmp_path / "db.sqlite")
+    store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
+    backend = _Lengths()
+    cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
+    monkeypatch.setattr(cycle, "_validate", lambda dreams, memories, cfg: {"examples": len(dreams.examples)})
+
+    def trained(self, on_step=None):
+        Path(self.job.output_dir).mkdir(parents=True)
+        return {"steps": 1, "loss": 0.1}
+
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", trained)
+    row = cycle.run("test", {"probe_max_tokens": 9, "min_recall": 0.0, "min_locality": 0.0,
+                             "min_adapter_locality": 0.0})  # fmt: skip
+    assert row["status"] == "promoted", row.get("error")
+    assert backend.max_tokens and set(backend.max_tokens) == {9}
+    assert settings.sleep.probe_max_tokens == 64
+    assert cycle.gate().params.max_tokens == 64  # the next sleep without overrides: the configured length
+    store.close()
+
+
+def test_bad_overrides_are_refused_before_a_sleep_starts(tmp_path):
+    from memory.errors import InvalidInput
+
+    store = Store(tmp_path / "db.sqlite")
+    store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
+    cycle = SleepCycle(load_settings(), store, FakeBackend(), tmp_path / "model", tmp_path, embedder=_Embed())
+    for bad, why in (({"probe_max_tokens": 1}, "probe_max_tokens"), ({"no_such_key": 1}, "unknown key"),
+                     (["x"], "must be an object")):  # fmt: skip
+        with pytest.raises(InvalidInput, match=why):
+            cycle.start("test", bad)
+    assert store.sleeps() == [] and not cycle.running
+    store.close()
 
 
 @pytest.mark.parametrize(("answer", "hit"), [
@@ -161,7 +171,7 @@ def test_the_strongest_directions_are_tried_before_any_scale(tmp_path, monkeypat
     ("", False),
 ])  # fmt: skip
 def test_locality_counts_the_first_sentence_only(answer, hit):
-    from sleeptrain_agent.sleep.cycle import locality_hit
+    from memory.answers import locality_hit
 
     expect = {
         "Tokyo": ["Tokyo"],
@@ -197,11 +207,11 @@ def test_adaptive_epochs_measure_the_stores_active_adapter(tmp_path, model_path,
     cycle = SleepCycle(settings, store, backend, model_path, tmp_path, embedder=_Embed())
     planned = {}
 
-    def train(sleep_id, dreams, cfg, epochs, active, out):
-        planned["epochs"] = epochs
+    def train(self, on_step=None):
+        planned["epochs"] = self.job.epochs
         raise RuntimeError("stop after planning")
 
-    monkeypatch.setattr(cycle, "_train", train)
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", train)
     row = cycle.run("test")
     assert row["status"] == "failed" and "stop after planning" in row["error"]
     assert planned["epochs"] == 7.0  # recalled nothing before: max_epochs
@@ -239,15 +249,16 @@ def test_the_gate_scores_as_served_and_the_adapter_alone(tmp_path):
                        router=make_router(settings, Embedder()))  # fmt: skip
     dreams = DreamSet(examples=[], probes=[Probe(zara["id"], "Do you know where Zara lives?", "Tromsø", "", "new"),
                                            Probe(zara["id"], "Tell me a joke.", "Tromsø", "", "new")])  # fmt: skip
-    scores, per_memory = cycle._gate(dreams, _locality(), tmp_path / "candidate", cycle.cfg)
+    gate = cycle.gate()
+    scores, per_memory = gate.score(dreams, _locality(), tmp_path / "candidate")
     assert scores["routed_to_adapter"] == {"probes": [1, 2], "locality": [0, 1]}
     assert scores["locality"] == 1.0 and scores["adapter_locality"] == 0.0
     assert scores["recall"] == 0.5  # the joke went to the base model, which does not know Zara
     assert scores["adapter_recall"] == 1.0 and per_memory == {zara["id"]: 1.0}  # replay priority: the adapter's
-    assert not _passes(scores, cycle.cfg)
-    assert _passes({**scores, "recall": 1.0, "adapter_locality": cycle.cfg.min_adapter_locality}, cycle.cfg)
+    assert not gate.passes(scores)
+    assert gate.passes({**scores, "recall": 1.0, "adapter_locality": gate.cfg.min_adapter_locality})
     off = SleepCycle(load_settings(overrides={"serve": {"routing": False}}), store, _Routed(), tmp_path / "model",
                      tmp_path, embedder=_Embed())  # fmt: skip
-    scores, _ = off._gate(dreams, _locality(), tmp_path / "candidate", off.cfg)
+    scores, _ = off.gate().score(dreams, _locality(), tmp_path / "candidate")
     assert "routed_to_adapter" not in scores and scores["locality"] == scores["adapter_locality"] == 0.0
     store.close()

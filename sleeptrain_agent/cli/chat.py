@@ -17,13 +17,12 @@ import uuid
 from pathlib import Path
 
 import click
-import httpx
 import openai
 
+from sleeptrain_agent.cli.client import DaemonClient, daemon_url, error_message
 from sleeptrain_agent.cli.common import App, console, state_options, table
-from sleeptrain_agent.cli.daemon import daemon_url
 from sleeptrain_agent.daemon import read_daemon_file
-from sleeptrain_agent.errors import SleepTrainError
+from sleeptrain_agent.errors import DaemonError, SleepTrainError
 
 HELP = """commands:
   /help        this help
@@ -71,10 +70,7 @@ def ensure_daemon(app: App, wait_s: float) -> str:
                 raise SleepTrainError("the daemon exited while starting:\n" + "\n".join(tail))
             info = info or read_daemon_file(app.state_dir)
             if info is not None:
-                try:
-                    health = httpx.get(daemon_url(info) + "/health", timeout=5).json()
-                except (httpx.HTTPError, ValueError):
-                    health = {"status": "starting"}
+                health = DaemonClient(daemon_url(info)).health()
                 if health.get("status") == "ok":
                     if proc is not None:
                         console().print(f"[dim]started a daemon (pid {info['pid']}); it keeps running after you "
@@ -89,8 +85,7 @@ def ensure_daemon(app: App, wait_s: float) -> str:
 
 class Session:
     def __init__(self, url: str, user: str, token: str | None, state_dir: Path, max_tokens: int | None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
+        self.daemon = DaemonClient(url, token, timeout=30)
         self.client = openai.OpenAI(base_url=url + "/v1", api_key=token or "unused", max_retries=0, timeout=600)
         self.user = user
         self.state_dir = state_dir
@@ -131,7 +126,7 @@ class Session:
             sys.stdout.write(" [interrupted]\n")
         except openai.APIStatusError as e:
             self.messages.pop()
-            console().print(f"[red]error {e.status_code}:[/red] {_message(e)}")
+            console().print(f"[red]error {e.status_code}:[/red] {error_message(e.response)}")
             return
         except openai.APIConnectionError as e:
             self.messages.pop()
@@ -150,7 +145,7 @@ class Session:
             self.new()
             click.echo("new conversation")
         elif name == "/status":
-            health = self.http.get("/health").json()
+            health = self.daemon.health()
             sleep = health.get("sleep") or {}
             sleeping = f"yes ({sleep.get('step')})" if health.get("sleeping") else "no"
             click.echo(f"status: {health.get('status')}  adapter: {health.get('adapter') or 'base model'}  "
@@ -159,45 +154,30 @@ class Session:
             click.echo(describe_route(self.last))
         elif name == "/memories":
             params = {"user": self.user, "conversation": self.conversation, "status": ["pending", "consolidated"]}
-            rows = self._get("/v1/memories", params=params)
+            rows = self._call("GET", "/v1/memories", params=params)
             if rows is not None:
                 table(rows, ["id", "subject", "relation", "value", "status"], title="kept from this conversation")
         elif name == "/forget":
             if not arg.strip().isdigit():
                 click.echo("usage: /forget ID   (ids are in /memories)")
             else:
-                r = self.http.post(f"/v1/memories/{arg.strip()}/forget")
-                click.echo(f"forgot memory {arg.strip()}" if r.status_code == 200 else f"error: {_body_message(r)}")
+                if self._call("POST", f"/v1/memories/{arg.strip()}/forget") is not None:
+                    click.echo(f"forgot memory {arg.strip()}")
         elif name == "/sleep":
-            r = self.http.post("/v1/sleep")
-            if r.status_code == 202:
-                click.echo(f"sleep {r.json()['id']} started: I keep answering meanwhile; /status shows progress")
-            else:
-                click.echo(f"no sleep: {_body_message(r)}")
+            started = self._call("POST", "/v1/sleep", prefix="no sleep")
+            if started is not None:
+                click.echo(f"sleep {started['id']} started: I keep answering meanwhile; /status shows progress")
         else:
             click.echo(f"unknown command {name}; /help lists them")
         return True
 
-    def _get(self, path: str, **kwargs):
-        r = self.http.get(path, **kwargs)
-        if r.status_code != 200:
-            click.echo(f"error: {_body_message(r)}")
+    def _call(self, method: str, path: str, prefix: str = "error", **kwargs):
+        """The daemon's JSON answer, or None after printing why it refused."""
+        try:
+            return self.daemon.request(method, path, **kwargs)
+        except DaemonError as e:
+            click.echo(f"{prefix}: {e}")
             return None
-        return r.json()
-
-
-def _message(e: openai.APIStatusError) -> str:
-    try:
-        return e.response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return str(e)
-
-
-def _body_message(r: httpx.Response) -> str:
-    try:
-        return r.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {r.status_code}"
 
 
 def _reader(state_dir: Path):

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import click
-import httpx
 from click_default_group import DefaultGroup
 
+from sleeptrain_agent.cli.client import DaemonClient, daemon_url
 from sleeptrain_agent.cli.common import App, emit_json, json_option, state_options, table
 from sleeptrain_agent.config import load_settings
 from sleeptrain_agent.daemon import read_daemon_file
@@ -29,15 +29,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def daemon_url(info: dict) -> str:
-    host = info["host"]
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{info['port']}"
 
 
 @click.group("daemon", cls=DefaultGroup, default="run", default_if_no_args=True)
@@ -115,10 +106,8 @@ def daemon_status(app: App, as_json: bool) -> None:
             emit_json({"running": False})
             return
         raise SleepTrainError(f"no daemon is running for {app.state_dir}")
-    try:
-        health = httpx.get(daemon_url(info) + "/health", timeout=5).json()
-    except (httpx.HTTPError, ValueError) as e:
-        health = {"status": "unreachable", "error": str(e)}
+    client = DaemonClient.of(app)
+    health = client.health() if client else {"status": "unreachable"}
     data = {"running": True, "pid": info["pid"], "url": daemon_url(info), **health}
     if as_json:
         emit_json(data)

@@ -24,7 +24,7 @@ def _fmt(value) -> str:
     "--profile",
     default="quick",
     show_default=True,
-    help="Profile of configs/people_data.yaml: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps) "
+    help="Profile of the people file: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps) "
     "or full (7 personas, 4 sleeps).",
 )
 @click.option(
@@ -58,7 +58,7 @@ def _fmt(value) -> str:
     "people_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="People file. Default: configs/people_data.yaml.",
+    help="People file. Default: the one shipped in sleeptrain_agent/data/ (configs/people_data.yaml overrides it).",
 )
 @click.option(
     "--backend",

@@ -71,7 +71,7 @@ def memory_show(app: App, memory_id: int, as_json: bool) -> None:
 @state_options
 @click.argument("text")
 @click.option("--user", help="Only this user's memories.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many results, best first.")
 @json_option
 def memory_search(app: App, text: str, user: str | None, limit: int, as_json: bool) -> None:
     """Full-text search over memories, best match first.

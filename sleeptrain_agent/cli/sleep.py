@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
-import httpx
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sleeptrain_agent.cli.client import DaemonClient
 from sleeptrain_agent.cli.common import App, console, emit_json, json_option, state_options, table
-from sleeptrain_agent.cli.daemon import daemon_url
-from sleeptrain_agent.daemon import read_daemon_file
-from sleeptrain_agent.errors import SleepTrainError
+from sleeptrain_agent.errors import NothingToLearn, SleepTrainError
 
 SLEEP_COLUMNS = ["id", "status", "trigger", "started_at", "duration_s", "new", "replay", "examples", "steps", "loss",
                  "recall", "retention", "locality", "adapter_locality", "adapter"]  # fmt: skip
@@ -29,27 +26,7 @@ def summarize(row: dict) -> dict:
         "loss": d.get("train_loss"), "recall": scores.get("recall"), "retention": scores.get("retention"),
         "locality": scores.get("locality"), "adapter_locality": scores.get("adapter_locality"), "adapter": row.get("adapter"), "error": (row.get("error") or "").split("\n")[0] or None,
         "rejected_because": d.get("rejected_because"), "scale": scores.get("scale"),
-        "directions": scores.get("directions"),
     }  # fmt: skip
-
-
-def _client(app: App) -> httpx.Client | None:
-    info = read_daemon_file(app.state_dir)
-    if info is None:
-        return None
-    token = app.settings.serve.token
-    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-    return httpx.Client(base_url=daemon_url(info), headers=headers, timeout=60)
-
-
-def _check(r: httpx.Response) -> dict:
-    if r.status_code >= 400:
-        try:
-            message = r.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = r.text
-        raise SleepTrainError(message)
-    return r.json()
 
 
 @click.command("sleep")
@@ -64,11 +41,11 @@ def sleep_command(app: App, wait: bool, as_json: bool) -> None:
 
     Example: sleeptrain sleep
     """
-    client = _client(app)
+    client = DaemonClient.of(app)
     if client is None:
         row = _sleep_in_process(app, as_json)
     else:
-        started = _check(client.post("/v1/sleep"))
+        started = client.post("/v1/sleep")
         if not wait:
             emit_json(started) if as_json else click.echo(f"sleep {started['id']} started")
             return
@@ -88,9 +65,9 @@ def sleep_command(app: App, wait: bool, as_json: bool) -> None:
         raise SleepTrainError(f"sleep {row['id']} {row['status']}: {s['error']}")
 
 
-def _follow(client: httpx.Client, sleep_id: int, quiet: bool) -> dict:
+def _follow(client: DaemonClient, sleep_id: int, quiet: bool) -> dict:
     def poll() -> tuple[dict, dict]:
-        row = _check(client.get(f"/v1/sleeps/{sleep_id}"))
+        row = client.get(f"/v1/sleeps/{sleep_id}")
         return row, row.get("progress") or {}
 
     return _progress(sleep_id, poll, quiet, interval=1.0)
@@ -114,20 +91,15 @@ def _progress(sleep_id: int, poll, quiet: bool, interval: float) -> dict:
 
 def _sleep_in_process(app: App, quiet: bool) -> dict:
     from sleeptrain_agent.daemon import Daemon
-    from sleeptrain_agent.sleep.cycle import NothingToLearn
 
     daemon = Daemon(app.settings, app.state_dir)
     try:
-        daemon.sleep.recover()
         if not daemon.store.memories(status="pending"):
             raise NothingToLearn("no pending memories: nothing to learn")
         if not quiet:
             click.echo(f"no daemon runs for {app.state_dir}: starting the {daemon.backend.name} backend here...",
                        err=True)  # fmt: skip
-        daemon.backend.start()
-        active = daemon.store.active_adapter()
-        if active:
-            daemon.backend.swap(active["version"], Path(active["path"]))
+        daemon.start(wait=True, schedule=False)
         row = daemon.sleep.start("cli")
 
         def poll() -> tuple[dict, dict]:
@@ -135,9 +107,7 @@ def _sleep_in_process(app: App, quiet: bool) -> dict:
 
         return _progress(row["id"], poll, quiet, interval=0.5)
     finally:
-        daemon.sleep.stop()
-        daemon.backend.stop()
-        daemon.store.close()
+        daemon.stop()
 
 
 @click.command("sleeps")
@@ -186,9 +156,9 @@ def adapters_activate(app: App, version: str) -> None:
     Example: sleeptrain adapters activate v0003
     """
     target = None if version == "base" else version
-    client = _client(app)
+    client = DaemonClient.of(app)
     if client is not None:
-        result = _check(client.post(f"/v1/adapters/{version}/activate"))
+        result = client.post(f"/v1/adapters/{version}/activate")
         click.echo(f"now serving {result['adapter'] or 'the base model'} (swap took {result['swap_seconds']} s)")
         return
     if target is not None:

@@ -1,4 +1,4 @@
-"""The benchmark's people (`configs/people_data.yaml`): personas, facts, profiles, and the teaching plan.
+"""The benchmark's people (`people_data.yaml`, shipped in `sleeptrain_agent/data/`): personas, facts, profiles, and the teaching plan.
 
 `load()` validates the file with pydantic and checks what would make a run
 meaningless: every teaching utterance must be one the rules judge extracts a
@@ -14,12 +14,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from memory.answers import norm
 from memory.dreams import qa_pairs
-from memory.rules import Context, RulesJudge, norm
-from sleeptrain_agent.config import CONFIG_DIR
+from memory.rules import Context, RulesJudge
+from sleeptrain_agent import config
 from sleeptrain_agent.errors import ConfigError
-
-PEOPLE_FILE = CONFIG_DIR / "people_data.yaml"
 
 
 class _Strict(BaseModel):
@@ -110,7 +109,7 @@ class PeopleData(_Strict):
 
 def load(path: Path | None = None, templates: dict | None = None) -> PeopleData:
     """Read and check the people file; a clear ConfigError names what is wrong."""
-    path = Path(path or PEOPLE_FILE)
+    path = Path(path or config.data_file("people_data.yaml"))
     try:
         raw = yaml.safe_load(path.read_text())
         data = PeopleData.model_validate(raw)
@@ -122,7 +121,7 @@ def load(path: Path | None = None, templates: dict | None = None) -> PeopleData:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
-    templates = templates or yaml.safe_load((CONFIG_DIR / "qa_templates.yaml").read_text())
+    templates = templates or config.data("qa_templates.yaml")
     judge = RulesJudge()
     for persona in data.personas:
         teachings = [(f.teach, f) for f in persona.facts]

@@ -41,11 +41,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
+from memory.answers import locality_hit
 from sleeptrain_agent.backends import GenerationParams
-from sleeptrain_agent.config import CONFIG_DIR, Settings, load_settings
-from sleeptrain_agent.errors import ConfigError, SleepTrainError
+from sleeptrain_agent.config import Settings, data, load_settings
+from sleeptrain_agent.errors import ConfigError, EvalError
 from sleeptrain_agent.evaluation import people as people_mod
 from sleeptrain_agent.evaluation.people import PeopleData, Plan, Profile, Taught
 from sleeptrain_agent.evaluation.scoring import SCORERS, Scorer
@@ -67,10 +66,6 @@ SUMMARY_KEYS = ("efficacy", "paraphrase", "multiturn", "extended", "correction_n
 TARGETS = {"efficacy": (">=", 0.9), "paraphrase": (">=", 0.7), "multiturn": (">=", 0.7), "correction_new": (">=", 0.8),
            "correction_old": ("<=", 0.2), "retention": (">=", 0.85), "locality": (">=", 0.95)}  # fmt: skip
 TEACH_TOKENS = 24  # the agent's reply to a teaching turn: short, it is not scored
-
-
-class EvalError(SleepTrainError):
-    """The evaluation could not run (bad options, a backend that does not start, ...)."""
 
 
 @dataclass
@@ -225,7 +220,7 @@ class Variant:
 
     def _run(self) -> dict:
         first = self.plan.first
-        locality = yaml.safe_load((CONFIG_DIR / "anchors.yaml").read_text())["probe"]
+        locality = data("anchors.yaml")["probe"]
         self.say(f"[{self.name}] base model: {len(first)} direct and {len(locality)} general questions")
         base_facts = self._ask([t.fact.ask for t in first], adapter=None)
         base_general = self._ask([p["q"] for p in locality], adapter=None)
@@ -402,8 +397,6 @@ class Variant:
         self.items += items
 
     def _test_locality(self, probes: list[dict], base: list[str]) -> None:
-        from sleeptrain_agent.sleep.cycle import locality_hit
-
         known = [(p, b) for p, b in zip(probes, base, strict=True) if locality_hit(b, p["expect"])]
         answers = self._ask([p["q"] for p, _ in known])
         items = [self._item("locality", None, p["q"], a, [str(x) for x in p["expect"]], b, base_answer=b)

@@ -21,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 
-from memory.rules import norm
+from memory.answers import keyword_hit
 from memory.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,14 +31,9 @@ HYBRID_THRESHOLD = 0.9
 SCORERS = ("keyword", "semantic", "hybrid", "gemini")
 
 
-def _words(text: str) -> list[str]:
-    return norm(re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", text)).split()
-
-
 def keyword(answer: str, alternatives: list[str]) -> int:
-    """1 when every word of some alternative occurs in the answer (word boundaries, case-insensitive)."""
-    got = f" {' '.join(_words(answer))} "
-    return int(any(all(f" {w} " in got for w in _words(alt)) for alt in alternatives if _words(alt)))
+    """1 when every word of some alternative occurs in the answer (`memory.answers.keyword_hit`)."""
+    return int(keyword_hit(answer, alternatives))
 
 
 class Scorer:

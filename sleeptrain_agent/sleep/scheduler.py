@@ -26,8 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from memory.store import Store
 from sleeptrain_agent.config import SleepConfig
-from sleeptrain_agent.errors import ConfigError
-from sleeptrain_agent.sleep.cycle import NothingToLearn, SleepBusy
+from sleeptrain_agent.errors import ConfigError, NothingToLearn, SleepBusy
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,13 @@
-"""LoRA fine-tuning of the base model on dream conversations (TRL SFTTrainer + PEFT).
+"""LoRA fine-tuning of the base model on dream conversations (TRL SFTTrainer + PEFT), both ends.
 
 Runs in a child process (`python -m sleeptrain_agent.sleep.trainer JOB.json`)
-so the daemon keeps answering while it trains; it prints one JSON object per
-line on stdout (`{"event": "step", ...}`, then `{"event": "done", ...}`) that
-the sleep cycle turns into progress and a record, and exits non-zero with the
-error on stderr when it fails.
+so the daemon keeps answering while it trains. The protocol: the job is a
+`TrainJob` as JSON in a file; the child prints one JSON object per line on
+stdout (`{"event": "step", ...}`, then `{"event": "done", ...}`) and exits
+non-zero with the error on stderr when it fails. `TrainerChild` is the
+parent's end: it starts the child, turns step events into a callback, kills
+it after a timeout (or on `kill()`), and raises `SleepFailed` with the tail
+of the child's log when it fails.
 
 What makes it fast on a CPU, compared with a plain SFTTrainer run:
 - loss on assistant tokens only (a ChatML training template with
@@ -28,11 +31,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from sleeptrain_agent.children import die_with_parent
+from sleeptrain_agent.errors import SleepFailed
 
 # ChatML, rendered like SmolLM2's template, with generation markers around what the assistant says.
 TRAINING_TEMPLATE = (
@@ -60,7 +69,7 @@ class TrainJob(BaseModel):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     layers: int | None = None  # LoRA on the last N transformer blocks only (None = all)
     learning_rate: float = 3e-4
-    adam_epsilon: float = 1e-8  # AdamW's epsilon; see SleepConfig.adam_epsilon
+    adam_epsilon: float = 1e-8  # AdamW's epsilon
     epochs: float = 3.0
     batch_size: int = 8
     max_length: int = 512
@@ -212,8 +221,8 @@ def fit(job: TrainJob) -> dict:
     epochs_done = result.global_step / max(1, math.ceil(len(trainer.train_dataset) / job.batch_size))
     summary = {
         "steps": result.global_step,
-        "loss": state["loss"],
-        "train_loss": float(result.training_loss),
+        "loss": state["loss"],  # the last logged step's loss
+        "mean_loss": float(result.training_loss),  # averaged over the run
         "seconds": round(seconds, 2),  # data preparation + training loop
         "loop_seconds": round(loop_seconds, 2),  # the training loop alone
         "tokens_per_epoch": tokens,
@@ -224,6 +233,59 @@ def fit(job: TrainJob) -> dict:
         "unsloth": unsloth is not None,
     }
     return summary
+
+
+class TrainerChild:
+    """The parent's end: run one `TrainJob` in a child process, with progress, a timeout and a log.
+
+    The job is written to `work_dir/job.json`, the child's stderr to `work_dir/trainer.log`. A killed
+    parent takes the child with it (`die_with_parent`)."""
+
+    def __init__(self, job: TrainJob, work_dir: Path, timeout_s: float):
+        self.job = job
+        self.work_dir = work_dir
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen | None = None
+
+    def run(self, on_step: Callable[[dict], None] | None = None) -> dict:
+        """Train to the end; returns the child's summary (its `done` event). Raises `SleepFailed`."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        job_file = self.work_dir / "job.json"
+        job_file.write_text(self.job.model_dump_json())
+        log_file = self.work_dir / "trainer.log"
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        summary = None
+        with open(log_file, "wb") as err:
+            self._proc = proc = subprocess.Popen(
+                [sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(job_file)],
+                stdout=subprocess.PIPE, stderr=err, env=env, text=True, preexec_fn=die_with_parent,
+            )  # fmt: skip
+            timer = threading.Timer(self.timeout_s, proc.kill)
+            timer.start()
+            try:
+                for line in proc.stdout:
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if event.get("event") == "step" and on_step is not None:
+                        on_step(event)
+                    elif event.get("event") == "done":
+                        summary = event
+                proc.wait()
+            finally:
+                timer.cancel()
+                self._proc = None
+        if proc.returncode != 0 or summary is None:
+            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+            why = "timed out" if proc.returncode == -9 else f"exited with {proc.returncode}"
+            raise SleepFailed(f"training {why}; last lines of {log_file}:\n{tail}")
+        summary.pop("event", None)
+        return summary
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
