@@ -12,7 +12,7 @@ from __future__ import annotations
 from memory.embeddings import Embedder
 from memory.routing import MemoryRouter, Route
 from memory.store import Store
-from sleeptrain_agent.backends import Backend, GenerationParams
+from sleeptrain_agent.backends import EVAL_ACTIVE, Backend, GenerationParams
 from sleeptrain_agent.config import Settings, data
 
 ROUTED_STATUSES = ("consolidated",)  # the memories an adapter was trained on
@@ -37,7 +37,7 @@ def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts:
 
 
 def evaluate_routed(backend: Backend, prompts: list[list[dict]], params: GenerationParams,
-                    chosen: list[Route | None], adapter="active") -> list[str]:  # fmt: skip
+                    chosen: list[Route | None], adapter=EVAL_ACTIVE) -> list[str]:  # fmt: skip
     """Answer `prompts` as routed: `adapter` (the active one, or a candidate directory) for the prompts
     routed to it or not routed at all, the base model for the rest; each group in one batch."""
     base = {i for i, r in enumerate(chosen) if r is not None and not r.adapter}

@@ -65,6 +65,9 @@ class Reply:
                 self._on_close()
 
 
+EVAL_ACTIVE = "active"  # evaluate(): the adapter serving now; None: the base model; a Path: a candidate
+
+
 class Backend(Protocol):
     name: str
 
@@ -78,10 +81,7 @@ class Backend(Protocol):
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply: ...
     def swap(self, version: str | None, path: Path | None) -> float: ...
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams,
-                 adapter: str | Path | None = "active") -> list[str]: ...  # fmt: skip
-
-
-EVAL_ACTIVE = "active"  # evaluate(): the adapter serving now; None: the base model; a Path: a candidate
+                 adapter: str | Path | None = EVAL_ACTIVE) -> list[str]: ...  # fmt: skip
 
 
 def vllm_available() -> bool:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sleeptrain_agent.backends import GenerationParams, Reply, check_adapter
+from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.errors import AdapterError, BackendError
 
@@ -159,10 +159,10 @@ class EmbeddedBackend:
         reply.prompt_tokens = prompt_tokens
         reply.completion_tokens = result.get("tokens", len(self.tokenizer(text)["input_ids"]))
 
-    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter="active") -> list[str]:
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
         """Answer prompts one by one with the active adapter, the base model (None) or a candidate directory."""
-        if adapter in ("active", None):
-            params = params if adapter == "active" else dataclasses.replace(params, base=True)
+        if adapter in (EVAL_ACTIVE, None):
+            params = params if adapter == EVAL_ACTIVE else dataclasses.replace(params, base=True)
             return [self.generate(p, params).text() for p in prompts]
         import torch
         from peft import PeftModel

@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from sleeptrain_agent.backends import GenerationParams, Reply, check_adapter
+from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.errors import AdapterError, BackendError
@@ -327,12 +327,12 @@ class VLLMBackend:
         except httpx.HTTPError as e:  # the server may be restarting; it forgets adapters anyway
             log.warning("could not unload adapter %s: %s", name, e)
 
-    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter="active") -> list[str]:
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
         """Answer many prompts concurrently (vLLM batches them) with the active adapter, the base model
         (None) or a candidate adapter directory (loaded under a temporary name, never routed to users)."""
         self.wait_ready(self.cfg.startup_timeout_s)
         temp = None
-        if adapter == "active":
+        if adapter == EVAL_ACTIVE:
             with self._lock:
                 name = self._active_name
         elif adapter is None:

@@ -42,7 +42,7 @@ from importlib import metadata
 from pathlib import Path
 
 from memory.answers import locality_hit
-from sleeptrain_agent.backends import GenerationParams
+from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams
 from sleeptrain_agent.config import Settings, data, load_settings
 from sleeptrain_agent.errors import ConfigError, EvalError
 from sleeptrain_agent.evaluation import people as people_mod
@@ -152,11 +152,11 @@ class Variant:
     def _system(self) -> list[dict]:
         return [{"role": "system", "content": self.settings.serve.system_prompt}]
 
-    def _ask(self, questions: list[str], adapter="active") -> list[str]:
+    def _ask(self, questions: list[str], adapter=EVAL_ACTIVE) -> list[str]:
         """Answers to single questions: as served ("active": routed like the agent routes a chat), or by
         the base model (None)."""
         prompts = [self._system() + [{"role": "user", "content": q}] for q in questions]
-        if adapter == "active":
+        if adapter == EVAL_ACTIVE:
             return self._served(prompts)
         return self.daemon.backend.evaluate(prompts, self._params(), adapter=adapter) if prompts else []
 
