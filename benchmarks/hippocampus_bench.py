@@ -22,8 +22,8 @@ import httpx
 
 from benchmarks._daemon import percentile, running_daemon
 from memory.embeddings import Embedder
+from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus
-from memory.rules import RulesJudge
 from memory.store import Store
 from tests.hippo_script import script
 
@@ -33,7 +33,7 @@ def throughput(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         embedder = Embedder()
-        hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+        hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
         hippo.process(store.log_turn(store.start_conversation("warmup"), "user", "My dog is called Rex."))
         turns = []
         for r in range(rounds):

@@ -65,8 +65,8 @@ class Setup:
 
     def __init__(self, state: Path, sleep_overrides: dict):
         from memory.embeddings import Embedder
+        from memory.extractor import ExtractorJudge
         from memory.hippocampus import Hippocampus
-        from memory.rules import RulesJudge
         from sleeptrain_agent.backends.vllm import VLLMBackend
         from sleeptrain_agent.sleep.cycle import SleepCycle
 
@@ -75,7 +75,7 @@ class Setup:
         self.state = state
         self.store = Store(state / "sleeptrain.db")
         embedder = Embedder()
-        hippo = Hippocampus(self.store, RulesJudge(embed=embedder.encode), embedder)
+        hippo = Hippocampus(self.store, ExtractorJudge(embed=embedder.encode), embedder)
         conv = self.store.start_conversation("default")
         for text in FIVE_FACTS:
             hippo.process(self.store.log_turn(conv, "user", text))

@@ -25,9 +25,9 @@ from pathlib import Path
 from benchmarks.sleep_bench import FIVE_FACTS, synthetic
 from memory.dreams import qa_pairs
 from memory.embeddings import Embedder
+from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus
 from memory.routing import MemoryRouter
-from memory.rules import RulesJudge
 from memory.store import Store
 from sleeptrain_agent.config import data, load_settings
 from sleeptrain_agent.evaluation.people import load
@@ -36,7 +36,7 @@ from sleeptrain_agent.routing import routes
 
 def taught(embedder: Embedder, texts: list[str], store: Store) -> list[dict]:
     """Teach `texts` through the real hippocampus; its memories, marked consolidated."""
-    hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+    hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
     conv = store.start_conversation("default")
     for text in texts:
         hippo.process(store.log_turn(conv, "user", text))

@@ -188,8 +188,8 @@ FIVE_FACTS = ["My dog is called Pilsner.", "I live in Tromsø.", "I work as a gl
 
 def facts(args) -> None:
     from memory.embeddings import Embedder
+    from memory.extractor import ExtractorJudge
     from memory.hippocampus import Hippocampus
-    from memory.rules import RulesJudge
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
 
@@ -199,7 +199,7 @@ def facts(args) -> None:
         state = Path(tmp)
         store = Store(state / "sleeptrain.db")
         embedder = Embedder()
-        hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+        hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
         conv = store.start_conversation("default")
         for text in FIVE_FACTS:
             hippo.process(store.log_turn(conv, "user", text))

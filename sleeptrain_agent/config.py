@@ -102,7 +102,9 @@ class HippocampusConfig(_Section):
     """What the daemon remembers of each user turn, and who judges it."""
 
     enabled: bool = True  # off: user turns stay pending in the store, unjudged
-    judge: Literal["auto", "rules", "llm", "gemini"] = "auto"  # auto: gemini when an API key is set, else rules
+    # auto: gemini when an API key is set, else the offline extractor; the GPU profile sets llm. "rules" is the
+    # extractor's old name.
+    judge: Literal["auto", "extractor", "rules", "llm", "gemini"] = "auto"
     verify: bool = True  # off (an ablation): every fact the judge finds is stored as new; no threshold, no repeats or corrections
     min_importance: float = Field(0.3, ge=0.0, le=1.0)  # facts judged less important are rejected
     duplicate_similarity: float = Field(0.9, gt=0.0, le=1.0)  # cosine above which a same-valued fact is a repeat

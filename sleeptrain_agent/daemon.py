@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from memory.embeddings import Embedder
+from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus, HippocampusSettings, HippocampusWorker
 from memory.judges import GeminiJudge, LLMJudge
-from memory.rules import RulesJudge
 from memory.store import Store
 from sleeptrain_agent import models
 from sleeptrain_agent.agent import Agent
@@ -41,16 +41,16 @@ DAEMON_FILE = "daemon.json"
 
 
 def make_hippocampus(settings: Settings, store: Store, backend: Backend) -> Hippocampus:
-    """The hippocampus with the configured judge (`auto`: Gemini when a key is set, else rules)."""
+    """The hippocampus with the configured judge (`auto`: Gemini when a key is set, else the extractor)."""
     cfg = settings.hippocampus
     embedder = Embedder()
-    rules = RulesJudge(embed=embedder.encode)
+    extractor = ExtractorJudge(embed=embedder.encode)
     key = gemini_api_key(settings)
-    kind = cfg.judge if cfg.judge != "auto" else ("gemini" if key else "rules")
+    kind = cfg.judge if cfg.judge != "auto" else ("gemini" if key else "extractor")
     if kind == "gemini":
         if not key:
             raise ConfigError("hippocampus.judge is gemini but no API key is set (GEMINI_API_KEY)")
-        judge = GeminiJudge(store, key, model=cfg.gemini_model, fallback=rules, base_url=cfg.gemini_base_url)
+        judge = GeminiJudge(store, key, model=cfg.gemini_model, fallback=extractor, base_url=cfg.gemini_base_url)
     elif kind == "llm":
 
         def generate_json(prompt: str, schema: dict) -> str:
@@ -58,8 +58,8 @@ def make_hippocampus(settings: Settings, store: Store, backend: Backend) -> Hipp
             return backend.generate([{"role": "user", "content": prompt}], params).text()
 
         judge = LLMJudge(generate_json)
-    else:
-        judge = rules
+    else:  # extractor (its old name: rules)
+        judge = extractor
     hs = HippocampusSettings(
         verify=cfg.verify, min_importance=cfg.min_importance, duplicate_similarity=cfg.duplicate_similarity, related_k=cfg.related_k,
         max_attempts=cfg.max_attempts, retry_delay_s=cfg.retry_delay_s,

@@ -1,4 +1,5 @@
-"""The hippocampus on a real store with the real embedder and the rules judge."""
+"""The hippocampus on a real store with the real embedder, spaCy pipeline and the offline extractor; both
+labelled scripts in process and through a real daemon."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import pytest
 
 from memory.embeddings import Embedder
+from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus, HippocampusSettings, HippocampusWorker
-from memory.rules import RulesJudge
-from tests.hippo_script import score, script
+from tests.hippo_script import NATURAL, feed, score, script
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def embedder():
 
 @pytest.fixture
 def hippo(store, embedder):
-    return Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+    return Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
 
 
 def say(store, hippo, text, user="alice"):
@@ -30,7 +31,7 @@ def say(store, hippo, text, user="alice"):
 
 def test_store_then_repeat_reinforces_without_duplicate(store, hippo):
     [first] = say(store, hippo, "My dog is called Pilsner.")
-    assert first["decision"] == "STORE" and first["judge"] == "rules" and first["reasons"]
+    assert first["decision"] == "STORE" and first["judge"] == "extractor" and first["reasons"]
     [again] = say(store, hippo, "Remember, my dog is called Pilsner!")
     assert again["decision"] == "REINFORCE" and again["memory_id"] == first["memory_id"]
     memories = store.memories(user="alice")
@@ -50,7 +51,7 @@ def test_correction_supersedes_and_links(store, hippo):
 
 def test_verification_off_stores_every_fact_unchecked(store, embedder):
     """The eval's `hippocampus` ablation: repeats duplicate, corrections do not supersede."""
-    hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder, HippocampusSettings(verify=False))
+    hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder, HippocampusSettings(verify=False))
     say(store, hippo, "My sister Anna lives in Oslo.")
     [again] = say(store, hippo, "My sister Anna lives in Oslo.")
     [moved] = say(store, hippo, "Actually, she moved to Uppsala.")
@@ -85,29 +86,96 @@ def test_every_turn_gets_an_explained_decision_and_is_marked_done(store, hippo):
     assert store.pending_turns(max_attempts=5) == []
 
 
-def test_labelled_script_in_process(store, hippo):
-    ids = []
-    for item in script():
-        conv = store.start_conversation(item["user"], conversation_id=f"script-{item['user']}")
-        turn = store.log_turn(conv, "user", item["text"])
-        hippo.process(turn)
-        ids.append(turn["id"])
-    result = score(store, ids)
-    assert result["accuracy"] >= 0.9, result["wrong"]
+def _no_duplicates(store):
     active = store.memories(status=["pending", "consolidated"])
-    keys = [(m["user"], m["subject"].lower(), m["relation"], m["value"].lower()) for m in active]
+    keys = [(m["user"], m["text"].lower()) for m in active]
     assert len(keys) == len(set(keys)), "duplicate memories"
 
 
+def test_labelled_script_in_process(store, hippo):
+    result = score(store, feed(store, hippo, script()))
+    assert result["accuracy"] >= 0.95, result["wrong"]
+    _no_duplicates(store)
+
+
+def test_natural_script_in_process(store, hippo):
+    """The script written from natural sources: >= 95% right on the whole, and on the held-out part alone
+    (never tuned on) at least 90%; no injection, secret or false claim stored."""
+    items = script(NATURAL)
+    ids = feed(store, hippo, items)
+    result = score(store, ids, items)
+    assert result["accuracy"] >= 0.95, result["wrong"]
+    assert result["splits"]["heldout"] >= 0.9, result["wrong"]
+    _no_refused_memories(store, items, ids)
+
+
+def _no_refused_memories(store, items, ids):
+    for item, tid in zip(items, ids, strict=True):
+        if item["expect"] != "REJECT":
+            continue
+        kinds = {d["scores"].get("kind") for d in store.decisions(turn_id=tid)}
+        made = [d for d in store.decisions(turn_id=tid) if d["memory_id"] is not None]
+        if kinds & {"injection", "secret"} or any("well-known fact" in r for d in store.decisions(turn_id=tid)
+                                                   for r in d["reasons"]):  # fmt: skip
+            assert not made, (item["text"], made)
+
+
+@pytest.mark.parametrize(("before", "after", "old", "new"), [
+    (["My sister Anna lives in Oslo."], "Actually, she moved to Uppsala.", "Oslo", "Uppsala"),
+    (["My cat Pip sleeps all day."], "Not Pip, sorry, her name is Pepper.", "Pip", "Pepper"),
+    (["I work as a carpenter."], "I'm not a carpenter anymore, I work as a teacher now.", "carpenter", "teacher"),
+    (["My nephew Ole is eleven."], "Ole turned twelve on Sunday.", "eleven", "twelve"),
+    (["I'm flying to Madrid in June."], "Scratch that, I'm flying to Lisbon, not Madrid.", "Madrid", "Lisbon"),
+    (["My favourite tea is oolong."], "My favourite tea is rooibos these days.", "oolong", "rooibos"),
+])  # fmt: skip
+def test_corrections_in_several_phrasings_supersede_the_memory_they_change(store, hippo, before, after, old, new):
+    for text in before:
+        say(store, hippo, text)
+    rows = say(store, hippo, after)
+    [corrected] = [d for d in rows if d["decision"] == "CORRECT"]
+    superseded = store.memory(corrected["supersedes"])
+    assert old in superseded["text"] and superseded["status"] == "superseded"
+    assert new in store.memory(corrected["memory_id"])["text"]
+    assert superseded["superseded_by"] == corrected["memory_id"]
+
+
+def test_a_repeat_in_other_words_reinforces(store, hippo):
+    [first] = say(store, hippo, "I grew up on a sheep farm near Dunedin.")
+    rows = say(store, hippo, "As I said, I grew up on a sheep farm near Dunedin.")
+    assert [d["decision"] for d in rows] == ["REINFORCE"] and rows[0]["memory_id"] == first["memory_id"]
+    assert len(store.memories()) == 1
+
+
+def test_pronouns_across_turns_and_the_stored_statement(store, hippo):
+    say(store, hippo, "My uncle Rolf restores old motorbikes.")
+    say(store, hippo, "My dog Bamse is scared of thunder.")
+    [d] = say(store, hippo, "He rides one to work every day.")
+    memory = store.memory(d["memory_id"])
+    assert "Rolf" in memory["text"] and "Bamse" not in memory["text"]
+    assert memory["kind"] == "third_party" and memory["meta"]["you"].startswith("Your uncle Rolf")
+
+
+def test_taught_world_facts_are_stored_and_false_ones_rejected(store, hippo):
+    facts = ["The painter Lena Voss was born in Hamburg in 1952.", "Her first exhibition was held in Vienna.",
+             "Voss later taught at the Rietveld Academy for twenty years.", "The Orla river flows through her home town."]
+    for text in facts:
+        [d] = say(store, hippo, text)
+        assert d["decision"] == "STORE", (text, d["reasons"])
+    [d] = say(store, hippo, "The capital of Canada is Toronto.")
+    assert d["decision"] == "REJECT" and "Ottawa" in d["reasons"][0]
+    kinds = {m["kind"] for m in store.memories()}
+    assert kinds <= {"third_party", "world"}
+
+
 class FlakyJudge:
-    """Raises for its first `failures` calls, then judges like the rules judge."""
+    """Raises for its first `failures` calls, then judges like the extractor."""
 
     name = "flaky"
 
     def __init__(self, failures: int, embedder):
         self.failures = failures
         self.calls = 0
-        self.rules = RulesJudge(embed=embedder.encode)
+        self.rules = ExtractorJudge(embed=embedder.encode)
 
     def judge(self, text, context):
         self.calls += 1
@@ -146,7 +214,7 @@ def test_unprocessed_turns_are_picked_up_after_a_restart(store, embedder):
     conv = store.start_conversation("alice")
     store.log_turn(conv, "user", "My cat is named Miso.")  # logged, then the daemon "crashed"
     store.log_turn(conv, "assistant", "Cute!")
-    hippo = Hippocampus(store, RulesJudge(embed=embedder.encode), embedder)
+    hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
     worker = HippocampusWorker(hippo)
     worker.start()
     assert worker.wait_idle(30)
@@ -162,25 +230,29 @@ def test_labelled_script_through_the_real_daemon(tmp_path, model_path):
     from sleeptrain_agent.cli import cli
     from tests.daemons import start_daemon
 
-    daemon = start_daemon(tmp_path / "state", "embedded", SLEEPTRAIN_HIPPOCAMPUS__JUDGE="rules")
+    daemon = start_daemon(tmp_path / "state", "embedded")
+    old, natural = script(), script(NATURAL)
     try:
         client = daemon.client()
-        for item in script():
+        for item in old + natural:
             client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": item["text"]}],
                                            max_tokens=1, user=item["user"],
-                                           extra_headers={"X-Conversation-Id": f"script-{item['user']}"})  # fmt: skip
-        daemon.wait_hippocampus()
-        assert daemon.health()["hippocampus_judge"] == "rules"
+                                           extra_headers={"X-Conversation-Id": item["conversation"]})  # fmt: skip
+        daemon.wait_hippocampus(300)
+        assert daemon.health()["hippocampus_judge"] == "extractor"
     finally:
         daemon.stop()
     store = daemon.store()
     ids = [t["id"] for t in store.turns() if t["role"] == "user"]
-    result = score(store, ids)
-    assert result["accuracy"] >= 0.9, result["wrong"]
+    result = score(store, ids[: len(old)], old)
+    assert result["accuracy"] >= 0.95, result["wrong"]
+    result = score(store, ids[len(old):], natural)
+    assert result["accuracy"] >= 0.95 and result["splits"]["heldout"] >= 0.9, result["wrong"]
+    _no_refused_memories(store, natural, ids[len(old):])
     decisions = store.decisions()
     assert all(d["reasons"] and d["judge"] for d in decisions)  # every decision explained
     active = store.memories(status=["pending", "consolidated"])
-    keys = [(m["user"], m["subject"].lower(), m["relation"], m["value"].lower()) for m in active]
+    keys = [(m["user"], m["text"].lower()) for m in active]
     assert len(keys) == len(set(keys)), "duplicate memories"
     for d in decisions:  # every correction linked to what it supersedes
         if d["decision"] == "CORRECT":

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
+from memory.extractor import ExtractorJudge
 from memory.judges import GeminiJudge, JudgeError, LLMJudge, parse
-from memory.rules import Context, RulesJudge
-from memory.verdicts import TurnAnalysis
+from memory.verdicts import Context, TurnAnalysis
 from tests.gemini_replay import Replay
 
 DOG = {"verdicts": [{"decision": "STORE", "importance": 0.8, "kind": "personal", "reasons": ["the dog's name"],
@@ -56,18 +56,18 @@ def test_gemini_retries_with_backoff(store, replay):
     assert len(server.requests) == 3 and judge.last_name == "gemini"
 
 
-def test_gemini_unreachable_falls_back_to_rules(store, caplog):
-    judge = GeminiJudge(store, KEY, base_url="http://127.0.0.1:9", attempts=1, timeout_s=2, fallback=RulesJudge())
+def test_gemini_unreachable_falls_back_to_the_extractor(store, caplog):
+    judge = GeminiJudge(store, KEY, base_url="http://127.0.0.1:9", attempts=1, timeout_s=2, fallback=ExtractorJudge())
     [verdict] = judge.judge("My dog is called Pilsner.", Context())
-    assert verdict.fact.value == "Pilsner" and judge.last_name == "rules (gemini fallback)"
-    assert "falling back to the rules judge" in caplog.text and KEY not in caplog.text
+    assert verdict.fact.value == "Pilsner" and judge.last_name == "extractor (gemini fallback)"
+    assert "falling back to the offline extractor" in caplog.text and KEY not in caplog.text
 
 
 def test_gemini_nonsense_answer_falls_back(store, replay):
     server = replay([{"verdicts": [{"decision": "MAYBE"}]}])
-    judge = GeminiJudge(store, KEY, base_url=server.url, attempts=1, fallback=RulesJudge())
+    judge = GeminiJudge(store, KEY, base_url=server.url, attempts=1, fallback=ExtractorJudge())
     assert judge.judge("I live in Oslo.", Context())[0].fact.value == "Oslo"
-    assert judge.last_name.startswith("rules")
+    assert judge.last_name.startswith("extractor")
     assert store.cached("anything") is None
 
 

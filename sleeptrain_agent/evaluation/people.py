@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from memory.answers import norm
 from memory.dreams import qa_pairs
-from memory.rules import Context, RulesJudge
+from memory.extractor import ExtractorJudge
+from memory.verdicts import Context
 from sleeptrain_agent import config
 from sleeptrain_agent.errors import ConfigError
 
@@ -122,7 +123,7 @@ def load(path: Path | None = None, templates: dict | None = None) -> PeopleData:
         where = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
     templates = templates or config.data("qa_templates.yaml")
-    judge = RulesJudge()
+    judge = ExtractorJudge()
     for persona in data.personas:
         teachings = [(f.teach, f) for f in persona.facts]
         if persona.correction:

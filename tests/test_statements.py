@@ -1,0 +1,119 @@
+"""Reading turns into statements with the real spaCy pipeline (`memory/statements.py`, `memory/mentions.py`,
+`memory/times.py`). The sentences are of the forms people use, not the labelled scripts' own."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from memory.mentions import Resolver
+from memory.statements import Reader
+from memory.times import resolve
+
+WHEN = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader()
+
+
+def read(reader, *turns):
+    """Statements of the last turn, after reading the earlier ones in the same conversation."""
+    resolver = Resolver()
+    out = None
+    for text in turns:
+        out = reader.read(text, WHEN, resolver)
+    return out
+
+
+def texts(reading):
+    return [s.text for s in reading.statements]
+
+
+def test_first_person_becomes_the_user_with_verbs_agreeing(reader):
+    r = read(reader, "I commute on a battered red bicycle that I call Rocket.")
+    [s] = r.statements
+    assert s.text == "The user commutes on a battered red bicycle that they call Rocket."
+    assert s.you == "You commute on a battered red bicycle that you call Rocket."
+    assert s.subject == "user" and s.about_user and "rocket" in s.entities
+
+
+def test_a_name_inside_a_greeting(reader):
+    [s] = read(reader, "Hi all, I'm Ingrid Solberg, lovely to meet you!").statements
+    assert (s.text, s.relation, s.value) == ("The user's name is Ingrid Solberg.", "name", "Ingrid Solberg")
+
+
+def test_two_facts_in_one_turn_share_their_subject(reader):
+    r = read(reader, "My neighbour Tor plays the cello and runs a bakery in Molde.")
+    assert texts(r) == ["The user's neighbour Tor plays the cello.", "The user's neighbour Tor runs a bakery in Molde."]
+    assert all(s.subject == "user's neighbour Tor" for s in r.statements)
+    r = read(reader, "My niece Sara is nine and crazy about horses.")
+    assert [(s.relation, s.value) for s in r.statements][0] == ("age", "nine")
+    assert texts(r)[1] == "The user's niece Sara is crazy about horses."
+
+
+@pytest.mark.parametrize(("turns", "expected", "wrong"), [
+    # "he" after a man and an animal of unknown sex: the man
+    (["My grandfather Olav used to repair old clocks.", "And my parrot Kiwi says hello to everyone.",
+      "He learned the trade in Oslo."],
+     "Olav", "Kiwi"),
+    # the same sentence's subject beats a man named turns ago
+    (["My brother Anders lives in Kiruna.", "Actually my friend Jon moved, he lives in Luleå now."], "Jon", "Anders"),
+    # "she" resolves to the animal named just before, not to a person of unknown gender further back
+    (["My colleague Robin works with me.", "We rescued a little terrier in May, her name is Nala."], "terrier's name",
+     "Robin"),
+    # a resolved pronoun teaches gender: the terrier is "she" from then on
+    (["We rescued a little terrier in May, her name is Nala.", "She sleeps under the sofa."], "Nala", None),
+    # "they" for two people named together
+    (["My cousin Eva just got engaged to her boyfriend Karl."] * 1 + ["They are moving to Umeå next year."], "Eva", None),
+])  # fmt: skip
+def test_pronouns_resolve_to_the_right_antecedent(reader, turns, expected, wrong):
+    r = read(reader, *turns)
+    last = r.statements[-1].text
+    assert expected in last, texts(r)
+    assert wrong is None or wrong not in last
+
+
+def test_relative_times_become_dates(reader):
+    [s] = read(reader, "Last weekend I ran my first trail race near Åre.").statements
+    assert "on the weekend of 28 november 2026" in s.text.lower() and s.time["iso"] == "2026-11-28"
+    [s] = read(reader, "My sister Maja starts her new job next month.").statements
+    assert "in January 2027" in s.text and s.time["granularity"] == "month"
+    [s] = read(reader, "I'm taking guitar lessons on Tuesday evenings.").statements
+    assert "Tuesday evenings" in s.text and s.time is None  # a recurring day is not a date
+
+
+def test_times_resolve_against_the_turn(reader):
+    when = dt.datetime(2023, 5, 8, 13, 56)
+    assert resolve("yesterday", when, past_tense=True).phrase == "on 7 May 2023"
+    assert resolve("last year", when).iso == "2022"
+    assert resolve("next spring", when).phrase == "in spring 2024"
+    assert resolve("two weeks ago", when, past_tense=True).iso == "2023-04-24"
+    assert resolve("14 February", when) is None  # absolute: kept as said
+
+
+def test_the_negated_value_is_noted_and_dropped(reader):
+    r = read(reader, "My rabbit is a lop named Pip.", "Oops, the rabbit is called Pepper, not Pip.")
+    [s] = r.statements
+    assert s.text == "The rabbit is called Pepper." and s.negated == ["Pip"] and "correction" in r.cues
+    assert (s.relation, s.value) == ("name", "Pepper")
+
+
+@pytest.mark.parametrize("text", ["What time does the pharmacy open?", "Can you tell me a joke?", "thanks a lot!!",
+                                  "haha yes", "That's so cool!", "I'm so proud of you", "Wow, sounds amazing.",
+                                  "Write a limerick about my cat.", "Good night, talk soon"])  # fmt: skip
+def test_questions_reactions_and_instructions_are_not_statements(reader, text):
+    r = read(reader, text)
+    assert r.statements == [], texts(r)
+    assert r.rejected
+
+
+def test_possessive_relative_clause_and_structure(reader):
+    [s] = read(reader, "The guy who coaches my son's football team is called Mats Berg.").statements
+    assert s.relation == "name" and s.value == "Mats Berg" and "mats berg" in s.entities
+    [s] = read(reader, "My favourite film is Paris, Texas.").statements
+    assert s.relation == "favourite film" and s.kind == "preference"
+    [s] = read(reader, "I'm severely allergic to wasp stings.").statements
+    assert (s.relation, s.value) == ("allergic to", "wasp stings")
