@@ -10,9 +10,10 @@ Importance is scored from content, not phrasing: what kind of thing the
 statement is about (the user, their people and animals, their plans and
 tastes, a fact they teach), how specific it is (names, numbers, dates,
 things: its anchors), whether the user asked to remember it, and hedges.
-Statements about the world are kept when they are about something named
-(people, places, books, organisations, events) and do not contradict
-`data/reality.yaml`; generic claims ("water is wet") are not memories.
+Statements about other people and the world are kept as told unless they
+contradict `data/reality.yaml`; a generic claim with no one in it ("water is
+wet", "dogs are loyal": a bare plural or mass-noun subject, nothing named, no
+first or second person in the sentence) is not a memory.
 Comparing with existing memories (repeat, correction) is the hippocampus' job.
 """
 
@@ -49,6 +50,7 @@ class ExtractorJudge:
     """Reads turns into statement verdicts; `embed` (texts -> unit vectors) powers the reality check."""
 
     name = "extractor"
+    uses_related = False  # it reads the turn itself; the hippocampus compares with memories afterwards
 
     def __init__(self, embed: Callable | None = None, false_claim_similarity: float = 0.75):
         self.reader = Reader()
@@ -63,12 +65,14 @@ class ExtractorJudge:
         verdicts: list[Verdict] = []
         world_rejects: list[Verdict] = []
         statements = _without_context_clauses(reading.statements)
+        claims = [s for s in statements if not s.about_user]
+        truths = dict(zip(map(id, claims), self.reality.contradictions([s.source for s in claims]), strict=True))
         for s in statements:
-            if not s.about_user and (truth := self.reality.contradiction(s.text) or self.reality.contradiction(s.source)):
+            if truth := truths.get(id(s)):
                 world_rejects.append(Verdict(decision="REJECT", importance=0.0, kind="world",
                                              reasons=[f"contradicts a well-known fact: {truth}"]))  # fmt: skip
                 continue
-            if s.kind == "world" and not _named(s):
+            if s.generic and not s.names:
                 world_rejects.append(Verdict(decision="REJECT", importance=0.15, kind="world",
                                              reasons=["general knowledge, not a memory about the user or anyone named"]))  # fmt: skip
                 continue
@@ -132,11 +136,6 @@ def importance_of(s: Statement, explicit: bool) -> tuple[float, list[str]]:
         score -= 0.1
         reasons.append("hedged")
     return round(max(0.0, min(1.0, score)), 3), reasons[:4]
-
-
-def _named(s: Statement) -> bool:
-    """About something named (a person, place, title, organisation) or with a number: worth keeping as told."""
-    return bool(s.names)
 
 
 def _without_context_clauses(statements: list[Statement]) -> list[Statement]:

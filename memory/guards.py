@@ -103,7 +103,16 @@ class Reality:
 
     def contradiction(self, sentence: str) -> str | None:
         """The well-known fact `sentence` contradicts, or None."""
-        return self._capital(sentence) or self._false_claim(sentence)
+        return self.contradictions([sentence])[0]
+
+    def contradictions(self, sentences: list[str]) -> list[str | None]:
+        """`contradiction` of each sentence, the false claims matched in one embedder call."""
+        out: list[str | None] = [self._capital(s) for s in sentences]
+        todo = [i for i, t in enumerate(out) if t is None]
+        if todo and self.embed is not None:
+            for i, truth in zip(todo, self._false_claims([sentences[i] for i in todo]), strict=True):
+                out[i] = truth
+        return out
 
     def _capital(self, s: str) -> str | None:
         capitals = reality()["capitals"]
@@ -120,16 +129,14 @@ class Reality:
             return f"the capital of {pair[0].strip()} is {truth}"
         return None
 
-    def _false_claim(self, s: str) -> str | None:
-        if self.embed is None:
-            return None
+    def _false_claims(self, sentences: list[str]) -> list[str | None]:
         if self._false is None:
             claims = reality()["false_claims"]
             self._false = (claims, self.embed([c["claim"] for c in claims]))
         claims, vectors = self._false
-        scores = vectors @ self.embed([s])[0]
-        best = int(scores.argmax())
-        return claims[best]["truth"] if scores[best] >= self.similarity else None
+        scores = self.embed(sentences) @ vectors.T
+        best = scores.argmax(axis=1)
+        return [claims[b]["truth"] if row[b] >= self.similarity else None for b, row in zip(best, scores, strict=True)]
 
     def world_subject(self, subject: str) -> bool:
         """A country or capital named as a subject: a claim about the world, not about someone."""

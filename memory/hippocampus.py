@@ -146,7 +146,7 @@ class Hippocampus:
         return resolver
 
     def _context(self, turn: dict) -> Context:
-        memories = self._active(turn["user"])
+        memories = self._active(turn["user"]) if getattr(self.judge, "uses_related", True) else []
         related: list[dict] = []
         if memories:
             sims = self.embedder.similarity(self.embedder.encode_one(turn["content"][:2000]), self._vectors(memories))

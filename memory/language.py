@@ -41,8 +41,21 @@ def nlp():
 
 
 def parse(texts: list[str]):
-    """spaCy docs of several texts, in one batch."""
-    return list(nlp().pipe(texts))
+    """spaCy docs of several texts, in one batch; the last few are cached (the guards and the reader parse
+    the same turn)."""
+    model = nlp()
+    with _cache_lock:
+        missing = [t for t in dict.fromkeys(texts) if t not in _recent]
+        for text, doc in zip(missing, model.pipe(missing), strict=True):
+            _recent[text] = doc
+        docs = [_recent[t] for t in texts]
+        while len(_recent) > 64:
+            _recent.pop(next(iter(_recent)))
+    return docs
+
+
+_recent: dict = {}
+_cache_lock = threading.Lock()
 
 
 def inflect(lemma: str, tag: str, fallback: str) -> str:

@@ -88,6 +88,12 @@ FAREWELL = re.compile(r"^\W*(?:bye|goodbye|good\s*night|night|see\s+you|see\s+ya
                       r"catch\s+you|ttyl|cya|take\s+care|later|good\s+(?:morning|afternoon|evening)|hello|hi|hey|hiya|"
                       r"howdy|namaste|cheers)\b", re.I)  # fmt: skip
 RELATIVE_PRONOUNS = {"that", "which", "who", "whom", "whose", "where", "when", "what"}
+THIRD_OBJECTS = {"him", "her", "them", "his", "their", "hers", "theirs"}
+# nouns that carry no fact on their own: "going for my dreams", "that's the spirit", "appreciate your support"
+ABSTRACT = {"dream", "support", "luck", "spirit", "side", "memory", "word", "kindness", "help", "advice", "vibe",
+            "energy", "hug", "wish", "best", "success", "journey", "thought", "feeling", "joy", "love", "fun",
+            "pleasure", "honor", "honour", "inspiration", "motivation", "encouragement", "congrats", "congratulation",
+            "news", "story", "update", "chat", "talk", "conversation", "reminder", "heart", "soul", "moment"}  # fmt: skip
 
 
 @dataclass
@@ -105,6 +111,7 @@ class Statement:
     negated: list[str] = field(default_factory=list)  # values it says are wrong ("not Tilda")
     anchors: list[str] = field(default_factory=list)  # its content words: names, numbers, dates, nouns
     names: list[str] = field(default_factory=list)  # the proper names and numbers among them
+    generic: bool = False  # a general claim: a bare plural or mass-noun subject, no one in particular
     source: str = ""  # the clause as said
     change: bool = False  # a change verb ("moved", "switched", "turned")
     said_negated: bool = False  # "I'm not a carpenter anymore": a change of a known fact, not a fact
@@ -293,13 +300,29 @@ class Reader:
         if head.lemma_ in EXPLICIT and not subject:
             reading.cues.add("explicit")
             return
-        if not subject and head.tag_ == "VB" and first and head == first[0]:
+        if not subject and head.lemma_ in REACTION_VERBS | {"wait", "let"} and first and head == first[0]:
+            reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
+            return  # "Sounds great", "Love that colour!", "Let's keep going!": the subject dropped
+        if head.pos_ not in ("VERB", "AUX") and not any(t.pos_ in ("VERB", "AUX") for t in tokens):
+            names = [t for t in tokens if (t.pos_ == "PROPN" or t.like_num) and t.ent_type_ not in ("DATE", "TIME")]
+            if not names or head.lemma_.lower() in FEELINGS | ABSTRACT:
+                reading.rejected.append(Rejected(_span(tokens), "smalltalk", "a fragment with nothing to keep"))
+                return  # "Good luck with your store!", "Glad that you're on my side."
+        if not subject and head.tag_ in ("VB", "VBP") and first and head == first[0]:
+            if head.lemma_ in REACTION_VERBS:  # "Love that colour!", "Hope you're well": the subject dropped
+                reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
+                return
             reading.rejected.append(Rejected(_span(tokens), "instruction", "an instruction to the agent, not a fact"))
             return
         if subj_words <= {"i"} and head.lemma_ in ("be", "get", "mean", "misspeak") and _is_remark(head):
             reading.cues.add("correction")
             return
-        if subj_words & {"you", "u", "ya", "yourself"} and not subj_words & {"i", "we", "my", "our"}:
+        subject_tokens = [t for s in subject for t in s.subtree]
+        if any(t.ent_type_ in ("DATE", "TIME") for t in subject_tokens) and all(
+                t.ent_type_ in ("DATE", "TIME") or t.is_stop for t in subject_tokens):  # fmt: skip
+            reading.rejected.append(Rejected(_span(tokens), "smalltalk", "about a time, with nothing else to keep"))
+            return  # "Next Friday works."
+        if subj_words & {"you", "u", "ya", "yourself", "your", "yours"} and not subj_words & {"i", "we", "my", "our"}:
             modal = any(c.dep_ == "aux" and c.lower_ in ("must", "should", "will", "shall", "need", "have") for c in head.children)
             kind = "instruction" if modal or "now" in {t.lower_ for t in tokens} else "reaction"
             why = "an instruction to the agent, not a fact" if kind == "instruction" else "about the listener, not the user"
@@ -309,6 +332,13 @@ class Reader:
             reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction or small talk: nothing to remember"))
             return
         anchors = _anchors(tokens, subject)
+        subject_only = {t.i for s in subject for t in s.subtree}
+        predicate = [a for a, t in zip(anchors, _anchor_tokens(tokens, subject), strict=True) if t.i not in subject_only]
+        if anchors and not predicate and head.lemma_ in {"be", "have", "get", "go"} | REACTION_VERBS:
+            anchors = []  # "Success is almost here", "That's the spirit": nothing is said of the subject
+        content = _anchor_tokens(tokens, subject)
+        if anchors and all(t.pos_ == "NOUN" and t.lemma_.lower() in ABSTRACT for t in content):
+            anchors = []  # "I'm going for my dreams!", "Looking forward to more memories"
         if not anchors:
             reading.rejected.append(Rejected(_span(tokens), "smalltalk", "no names, things, numbers or dates: nothing to keep"))
             return
@@ -320,6 +350,10 @@ class Reader:
         statement.names = [t.text for t in tokens if (t.pos_ == "PROPN" or t.like_num or t.ent_type_ in (
             "PERSON", "GPE", "ORG", "LOC", "FAC", "WORK_OF_ART", "EVENT", "PRODUCT", "CARDINAL", "NORP"))
             and t.ent_type_ not in ("DATE", "TIME") and t.tag_ not in ("PRP", "PRP$")]  # fmt: skip
+        sentence_words = {t.lower_ for t in sent}
+        statement.generic = bool(subject) and all(
+            s.pos_ in ("NOUN", "PROPN") and s.tag_ in ("NNS", "NN") and not any(c.dep_ in ("det", "poss") for c in s.children)
+            for s in subject) and not sentence_words & {"i", "me", "my", "we", "our", "us", "you", "your"}  # fmt: skip
         if clause["explicit"]:
             reading.cues.add("explicit")
         reading.statements.append(statement)
@@ -543,6 +577,7 @@ def _strip(tokens) -> list:
                    and out[0].dep_ in ("advmod", "intj", "cc", "ROOT", "discourse", "npadvmod") and len(out) > 1
                    and out[0].lower_ != "just"):  # fmt: skip
         out.pop(0)
+    out = [t for t in out if not _vocative(t)]
     aside = {t.i for t in out for a in t.subtree if a.lower_ in ("you", "ya") and a.head.lemma_ in ("meet", "see", "hear", "talk")
              for t in [a.head.head] if t.dep_ in ("amod", "advcl", "npadvmod", "xcomp", "acomp", "conj") and t.head.pos_ in ("PROPN", "NOUN", "AUX", "VERB")}  # fmt: skip
     drop = {x.i for t in out if t.i in aside for x in t.subtree}
@@ -550,6 +585,18 @@ def _strip(tokens) -> list:
     while out and (out[-1].is_punct or out[-1].dep_ == "cc" or out[-1].lower_ in DISCOURSE and out[-1].dep_ in ("intj", "advmod")):
         out.pop()
     return out
+
+
+def _vocative(t) -> bool:
+    """A name the speaker addresses ("Thanks, Jon!", "Gina, good luck"), at the edge of its sentence or clause."""
+    if t.pos_ != "PROPN" or t.ent_type_ not in ("PERSON", "ORG", "GPE", "") or any(c.dep_ in ("poss", "case") for c in t.children):
+        return False
+    doc = t.doc
+    before = doc[t.i - 1] if t.i > t.sent.start else None
+    after = doc[t.i + 1] if t.i + 1 < t.sent.end else None
+    edge_before = before is None or before.is_punct or before.dep_ == "intj" or before.lower_ in DISCOURSE
+    edge_after = after is None or after.is_punct
+    return edge_before and edge_after and t.dep_ in ("npadvmod", "intj", "appos", "dobj", "attr", "nsubj", "ROOT", "conj", "dep")
 
 
 def _is_remark(head) -> bool:
@@ -575,25 +622,34 @@ def _reaction(head, tokens, subject) -> bool:
         return True
     feelings = [c for c in head.children if c.dep_ in ("acomp", "attr") and c.lemma_.lower() in FEELINGS]
     if feelings and head.lemma_ == "be":
-        extra = [t for t in tokens if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT and t.lower_ not in vague]
+        extra = [t for t in tokens if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT and t.lower_ not in vague
+                 or t.lower_ in THIRD_OBJECTS]  # fmt: skip
         if not extra:
-            return True  # "I'm so happy for you", "I'm glad"
+            return True  # "I'm so happy for you", "I'm glad" (but "I'm so thankful to have them" is about someone)
     return False
 
 
 def _anchors(tokens, subject) -> list[str]:
+    return [t.text for t in _anchor_tokens(tokens, subject)]
+
+
+def _anchor_tokens(tokens, subject) -> list:
+    """The content words of a clause: names, numbers, dates, nouns, and adjectives or verbs with content."""
     subj = {t.i for s in subject for t in s.subtree if t.tag_ in ("PRP", "PRP$")}
     out = []
     for t in tokens:
+        if t.lower_ in THIRD_OBJECTS and t.tag_ in ("PRP", "PRP$") and t.i not in subj:
+            out.append(t)  # someone just mentioned ("thankful to have them")
+            continue
         if t.i in subj or t.is_stop and t.pos_ not in ("NUM",):
             continue
         if t.pos_ in ("PROPN", "NUM") or t.ent_type_ in ("DATE", "TIME", "CARDINAL", "PERSON", "GPE", "ORG", "LOC"):
-            out.append(t.text)
+            out.append(t)
         elif t.pos_ == "NOUN" and t.lemma_.lower() not in LIGHT:
-            out.append(t.text)
+            out.append(t)
         elif t.pos_ in ("ADJ", "VERB") and t.lemma_.lower() not in FEELINGS and t.dep_ in ("acomp", "attr", "xcomp", "dobj", "ROOT", "conj"):
             if t.pos_ == "ADJ" or any(c.dep_ in ("dobj", "prep", "xcomp") for c in t.children):
-                out.append(t.text)
+                out.append(t)
     return out
 
 
@@ -788,7 +844,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     if relation in ("lives in", "born in", "grew up in", "comes from") and places:  # "a new apartment in Uppsala"
         value_tokens = places
     dates = [t for t in value_tokens if t.ent_type_ in ("DATE", "TIME")]
-    others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME") and t.pos_ in ("PROPN", "NOUN")]
+    others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME", "ORDINAL") and t.pos_ in ("PROPN", "NOUN")
+              and not t.like_num and not re.fullmatch(r"\d+(st|nd|rd|th)", t.lower_)]  # "Thursday the 10th" is a date
     if dates and others and relation not in ("age",):  # "Kyoto in 1961": the place is the value
         value_tokens = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME") and not (
             t.dep_ == "prep" and all(c.ent_type_ in ("DATE", "TIME") for c in t.children))]  # fmt: skip
