@@ -16,6 +16,8 @@ dated with its session's time. Reported per conversation and overall:
 - capture: of the single-hop items (category 4) with one evidence turn, the
   share whose answer has at least half of its content words in one live
   memory of the speaker of that turn (the gated figure: target >= 0.8);
+  words are compared as spaCy lemmas ("hoodies" = "hoodie"), stop words
+  left out, numbers as digits;
 - chatter: of the short turns (<= 8 words) that are evidence for nothing, the
   share that got a memory stored (target <= 0.1);
 - memories per turn, and the hippocampus' latency per turn (p50, p95; target
@@ -73,16 +75,23 @@ def _stop_words() -> set[str]:
     return set(STOP_WORDS)
 
 
+def lemmas(text: str) -> list[str]:
+    """The text's words as lemmas ("hoodies" -> "hoodie", "expressing" -> "express"), numbers as digits."""
+    from memory.language import nlp
+
+    return words(" ".join(t.lemma_ for t in nlp()(str(text))))
+
+
 def content_words(text: str, stop: set[str]) -> list[str]:
-    return [w for w in words(text) if w not in stop and len(w) > 1 or w.isdigit()]
+    return [w for w in lemmas(text) if w not in stop and len(w) > 1 or w.isdigit()]
 
 
-def captured(answer: str, memories: list[str], stop: set[str]) -> bool:
-    """At least half of the answer's content words in one memory."""
+def captured(answer: str, memories: list[set[str]], stop: set[str]) -> bool:
+    """At least half of the answer's content words (lemmas) in one memory (a set of lemmas)."""
     want = set(content_words(str(answer), stop))
     if not want:
         return False
-    return any(len(want & set(words(m))) * 2 >= len(want) for m in memories)
+    return any(len(want & m) * 2 >= len(want) for m in memories)
 
 
 def run_conversation(conv: dict, index: int, embedder: Embedder, judge) -> dict:
@@ -108,7 +117,7 @@ def run_conversation(conv: dict, index: int, embedder: Embedder, judge) -> dict:
                 if len(text.split()) <= 8 and t["dia_id"] not in evidence:
                     short_idle += 1
                     short_idle_stored += any(r["decision"] in ("STORE", "CORRECT") for r in rows)
-        live = {s: [m["text"] for m in store.memories(status=ACTIVE, user=s)] for s in set(speaker_of.values())}
+        live = {s: [set(lemmas(m["text"])) for m in store.memories(status=ACTIVE, user=s)] for s in set(speaker_of.values())}
         memories = sum(len(v) for v in live.values())
         store.close()
     stop = _stop_words()

@@ -251,7 +251,12 @@ class Reader:
             for c in head.children:
                 own_subject = any(g.dep_ in SUBJECTS for g in c.children)
                 marked = any(g.dep_ == "mark" for g in c.children) or c.left_edge.lower_ in RELATIVE_PRONOUNS
-                if c.dep_ == "conj" and c.pos_ in ("VERB", "AUX") and _has_content(c):
+                verbal = c.pos_ in ("VERB", "AUX") or c.pos_ == "NOUN" and head.pos_ in ("VERB", "AUX") and not any(
+                    g.dep_ in ("det", "poss", "amod", "nummod") for g in c.children)  # "and sings in a choir" tagged a noun
+                if c.dep_ == "conj" and verbal and _has_content(c) and (
+                        own_subject or _indexed(head) or _indexed(c)):  # fmt: skip
+                    # "lives in Narvik and plays the tuba": two facts, one of them a relation that can change
+                    # on its own; "sets goals and tracks my achievements" stays one description
                     split.append((c, subject or inherited, False))
                 elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and head.lemma_ not in REPORT:
                     split.append((c, None, False))
@@ -296,14 +301,20 @@ class Reader:
             return
         subject = clause["inherited"] or [c for c in head.children if c.dep_ in SUBJECTS]
         subj_words = {t.lower_ for s in subject for t in s.subtree}
-        first = [t for t in tokens if not t.is_punct]
+        first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg"))]
+        lemma = head.lemma_.lower()
         if head.lemma_ in EXPLICIT and not subject:
             reading.cues.add("explicit")
             return
-        if not subject and head.lemma_ in REACTION_VERBS | {"wait", "let"} and first and head == first[0]:
+        if not subject and lemma in REACTION_VERBS | {"wait", "let"} and first and head == first[0] or lemma == "let" \
+                or head.head.lemma_.lower() == "let" and head.dep_ in ("conj", "ccomp", "xcomp"):  # fmt: skip
             reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
             return  # "Sounds great", "Love that colour!", "Let's keep going!": the subject dropped
-        if head.pos_ not in ("VERB", "AUX") and not any(t.pos_ in ("VERB", "AUX") for t in tokens):
+        if head.pos_ == "ADJ" and lemma in FEELINGS and not subject:
+            reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
+            return  # "Glad it helped!", "So happy for you"
+        if head.dep_ == "ROOT" and head.pos_ not in ("VERB", "AUX") and not any(t.pos_ in ("VERB", "AUX") for t in tokens) \
+                and not any(c.dep_ in SUBJECTS for c in head.children):  # fmt: skip
             names = [t for t in tokens if (t.pos_ == "PROPN" or t.like_num) and t.ent_type_ not in ("DATE", "TIME")]
             if not names or head.lemma_.lower() in FEELINGS | ABSTRACT:
                 reading.rejected.append(Rejected(_span(tokens), "smalltalk", "a fragment with nothing to keep"))
@@ -334,10 +345,11 @@ class Reader:
         anchors = _anchors(tokens, subject)
         subject_only = {t.i for s in subject for t in s.subtree}
         predicate = [a for a, t in zip(anchors, _anchor_tokens(tokens, subject), strict=True) if t.i not in subject_only]
-        if anchors and not predicate and head.lemma_ in {"be", "have", "get", "go"} | REACTION_VERBS:
+        presentational = any(c.lower_ in ("here", "there") and c.dep_ in ("advmod", "expl") for c in head.children)
+        if anchors and not predicate and not presentational and head.lemma_ in {"be", "have", "get", "go"} | REACTION_VERBS:
             anchors = []  # "Success is almost here", "That's the spirit": nothing is said of the subject
-        content = _anchor_tokens(tokens, subject)
-        if anchors and all(t.pos_ == "NOUN" and t.lemma_.lower() in ABSTRACT for t in content):
+        content = [t for t in _anchor_tokens(tokens, subject) if t.pos_ in ("NOUN", "PROPN", "NUM")]
+        if anchors and content and all(t.pos_ == "NOUN" and t.lemma_.lower() in ABSTRACT for t in content):
             anchors = []  # "I'm going for my dreams!", "Looking forward to more memories"
         if not anchors:
             reading.rejected.append(Rejected(_span(tokens), "smalltalk", "no names, things, numbers or dates: nothing to keep"))
@@ -553,6 +565,30 @@ def _describe(token, owner, role, name) -> str:
     return f"the {words}" if token.pos_ != "PROPN" else words
 
 
+def _lemma(token) -> str:
+    """A predicate's lemma; a verb the tagger took for a noun ("Tor lives in Molde": "lives", not "life")."""
+    if token.pos_ in ("NOUN", "PROPN") and any(c.dep_ in SUBJECTS for c in token.children):
+        from lemminflect import getLemma
+
+        forms = getLemma(token.lower_, upos="VERB")
+        if forms:
+            return forms[0]
+    return token.lemma_.lower()
+
+
+def _indexed(verb) -> bool:
+    """A predicate with an indexed relation (where someone lives, works, studies; a name, an age, a taste)."""
+    lemma = _lemma(verb)
+    preps = {c.lower_ for c in verb.children if c.dep_ == "prep"}
+    if lemma in PREFERENCE or lemma in ("study", "marry", "bear", "name", "call", "turn"):
+        return True
+    if any((lemma, p) in RELATIONS for p in preps) or (lemma, None) in RELATIONS and lemma not in ("play", "drive", "ride", "teach"):
+        return True
+    comps = [c for c in verb.children if c.dep_ in ("attr", "acomp")]
+    return lemma == "be" and any(c.like_num or c.pos_ == "NOUN" and (kind_of(c.lemma_) == "person" or AGENTIVE.search(
+        c.lemma_.lower())) for c in comps)  # fmt: skip
+
+
 def _has_content(verb) -> bool:
     return any(c.dep_ in ("dobj", "attr", "acomp", "prep", "xcomp", "ccomp", "oprd", "npadvmod", "advmod", "dative")
                for c in verb.children)  # fmt: skip
@@ -609,6 +645,13 @@ def _is_remark(head) -> bool:
 def _reaction(head, tokens, subject) -> bool:
     """A reaction or small talk: a feeling or verdict about "it", "that", "you" or nothing in particular."""
     subj = {t.lower_ for s in subject for t in s.subtree}
+    predicate = [t for t in tokens if t.i not in {x.i for s in subject for x in s.subtree}]
+    nominal = [t for t in predicate if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lemma_.lower() not in LIGHT | ABSTRACT]
+    if head.lemma_.lower() in REACTION_VERBS | {"wait"} and not nominal:
+        return True  # "I just wanted to say hi", "can't wait to see you", "I appreciate it"
+    if head.lemma_ == "be" and subj <= {"they", "it", "that", "this", "those", "these"} and subj and not nominal and all(
+            t.pos_ in ("ADJ", "ADV", "AUX", "PART", "PUNCT", "DET") or t.i == head.i for t in predicate):  # fmt: skip
+        return True  # "They're priceless", "It's so pretty"
     objects = [c for c in head.children if c.dep_ in ("dobj", "attr", "acomp", "ccomp", "xcomp", "prep", "oprd")]
     object_words = {t.lower_ for o in objects for t in o.subtree}
     vague = {"it", "that", "this", "you", "them", "everything", "all", "so", "much", "too", "one"}
@@ -764,7 +807,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     comp = clause.get("complement") or next((c for c in head.children if c.dep_ in ("attr", "acomp", "oprd")), None)
     dobj = next((c for c in head.children if c.dep_ == "dobj"), None)
     preps = [c for c in head.children if c.dep_ in ("prep", "agent", "dative")]
-    lemma = head.lemma_.lower()
+    lemma = _lemma(head)
     if subj_tok is not None and subj_tok.lemma_.lower() == "name" and comp is not None:  # "her name is Tilda"
         owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None)
         if owner is not None:

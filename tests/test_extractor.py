@@ -81,6 +81,7 @@ def test_statements_carry_kind_structure_and_importance_from_content(judge):
 
 
 def test_a_multi_fact_turn_gives_one_verdict_per_statement(judge):
-    out = verdicts(judge, "My cousin Lars teaches maths in Aarhus and coaches a handball team. He's 34.")
+    out = verdicts(judge, "My cousin Lars lives in Aarhus and coaches a handball team. He's 34.")
     assert [v.decision for v in out] == ["STORE"] * 3
     assert all("Lars" in v.fact.text for v in out)
+    assert [(v.fact.relation, v.fact.value) for v in out][::2] == [("lives in", "Aarhus"), ("age", "34")]

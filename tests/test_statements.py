@@ -46,9 +46,13 @@ def test_a_name_inside_a_greeting(reader):
 
 
 def test_two_facts_in_one_turn_share_their_subject(reader):
-    r = read(reader, "My neighbour Tor plays the cello and runs a bakery in Molde.")
-    assert texts(r) == ["The user's neighbour Tor plays the cello.", "The user's neighbour Tor runs a bakery in Molde."]
-    assert all(s.subject == "user's neighbour Tor" for s in r.statements)
+    r = read(reader, "My friend Petra lives in Molde and sings in a gospel choir.")
+    assert texts(r) == ["The user's friend Petra lives in Molde.", "The user's friend Petra sings in a gospel choir."]
+    assert all(s.subject == "user's friend Petra" for s in r.statements)
+    assert r.statements[0].relation == "lives in" and r.statements[0].value == "Molde"
+    # a list of actions with no relation of its own is one description, not three memories
+    r = read(reader, "On weekends I sand old chairs, repaint them and sell them at the flea market.")
+    assert len(r.statements) == 1 and "flea market" in r.statements[0].text
     r = read(reader, "My niece Sara is nine and crazy about horses.")
     assert [(s.relation, s.value) for s in r.statements][0] == ("age", "nine")
     assert texts(r)[1] == "The user's niece Sara is crazy about horses."
