@@ -42,7 +42,8 @@ PLURAL_PERSONS = {"parents", "kids", "children", "folks", "family", "siblings", 
                   "colleagues", "guys", "boys", "girls", "in-laws", "cousins"}  # fmt: skip
 LIGHT = {"thing", "stuff", "lot", "bit", "time", "way", "day", "week", "moment", "one", "idea", "something", "anything",
          "everything", "nothing", "kind", "sort", "lots", "bunch", "couple", "part", "name", "year", "month", "while",
-         "fun", "sense", "point", "fact", "reason", "question", "answer", "chance", "look", "place", "today"}  # fmt: skip
+         "fun", "sense", "point", "fact", "reason", "question", "answer", "chance", "look", "place", "today",
+         "thanks", "thank", "pic", "photo", "picture"}  # fmt: skip
 PRONOUNS = {
     "he": ("m", False, "person"), "him": ("m", False, "person"), "his": ("m", False, "person"),
     "himself": ("m", False, "person"), "she": ("f", False, "person"), "her": ("f", False, "person"),

@@ -88,6 +88,8 @@ FAREWELL = re.compile(r"^\W*(?:bye|goodbye|good\s*night|night|see\s+you|see\s+ya
                       r"catch\s+you|ttyl|cya|take\s+care|later|good\s+(?:morning|afternoon|evening)|hello|hi|hey|hiya|"
                       r"howdy|namaste|cheers)\b", re.I)  # fmt: skip
 RELATIVE_PRONOUNS = {"that", "which", "who", "whom", "whose", "where", "when", "what"}
+CAUSATIVE = {"make", "let", "have", "help", "see", "watch", "hear", "feel", "get", "want", "need", "like", "love", "hate",
+             "keep", "leave", "find", "consider"}  # their clause complement belongs to them ("make me feel calm")
 THIRD_OBJECTS = {"him", "her", "them", "his", "their", "hers", "theirs"}
 # nouns that carry no fact on their own: "going for my dreams", "that's the spirit", "appreciate your support"
 ABSTRACT = {"dream", "support", "luck", "spirit", "side", "memory", "word", "kindness", "help", "advice", "vibe",
@@ -215,7 +217,7 @@ class Reader:
                 name = name or _span_text(token)
             phrase = _describe(token, owner, role, name)
             m = Mention(phrase, kind, name=name, role=role, owner=owner, gender=gender_of(lemma) if role else None,
-                        plural=token.tag_ in ("NNS", "NNPS") and kind != "person" or lemma in PLURAL_PERSONS,
+                        plural=token.tag_ in ("NNS", "NNPS") and token.pos_ != "PROPN" or lemma in PLURAL_PERSONS,
                         subject=token.dep_ in SUBJECTS, sentence=number, position=token.i)  # fmt: skip
             conj = [c for c in token.children if c.dep_ == "conj" and c.pos_ in ("PROPN", "NOUN")]
             head = token.head
@@ -258,7 +260,7 @@ class Reader:
                     # "lives in Narvik and plays the tuba": two facts, one of them a relation that can change
                     # on its own; "sets goals and tracks my achievements" stays one description
                     split.append((c, subject or inherited, False))
-                elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and head.lemma_ not in REPORT:
+                elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and head.lemma_ not in REPORT | CAUSATIVE:
                     split.append((c, None, False))
                 elif c.dep_ == "ccomp" and head.lemma_ in EXPLICIT and not subject:
                     split.append((c, None, True))  # "remember that I'm allergic to shellfish"
@@ -364,8 +366,10 @@ class Reader:
             and t.ent_type_ not in ("DATE", "TIME") and t.tag_ not in ("PRP", "PRP$")]  # fmt: skip
         sentence_words = {t.lower_ for t in sent}
         statement.generic = bool(subject) and all(
-            s.pos_ in ("NOUN", "PROPN") and s.tag_ in ("NNS", "NN") and not any(c.dep_ in ("det", "poss") for c in s.children)
-            for s in subject) and not sentence_words & {"i", "me", "my", "we", "our", "us", "you", "your"}  # fmt: skip
+            s.pos_ == "NOUN" and s.tag_ in ("NNS", "NN") and not any(c.dep_ in ("det", "poss", "amod", "nummod", "compound")
+                                                                   for c in s.children)
+            for s in subject) and head.tag_ in ("VBZ", "VBP") and not sentence_words & {
+            "i", "me", "my", "we", "our", "us", "you", "your"}  # fmt: skip  "Flowers bring joy", not "many people wanted"
         if clause["explicit"]:
             reading.cues.add("explicit")
         reading.statements.append(statement)
@@ -467,7 +471,7 @@ class Reader:
                     continue  # "Liv is in her second year": already named, the pronoun reads well
                 introduced.add(id(m))
                 possessive = t.tag_ == "PRP$" or low in ("his", "its", "their", "hers", "theirs")
-                ref = f"{m.short()}'s" if possessive else (m.phrase if t.dep_ in SUBJECTS else m.short())
+                ref = _possessive(m.short()) if possessive else (m.phrase if t.dep_ in SUBJECTS else m.short())
                 replace3[i] = ref
                 replace2[i] = ref.replace("the user's", "your")
                 if t.dep_ in SUBJECTS and m.plural:
@@ -486,7 +490,9 @@ class Reader:
                     replace3[c.i] = _third(c)
         for t in tokens:  # contractions spelt out: "she's" -> "she is", "we're" -> "we are"
             if t.text.startswith("'") and t.pos_ in ("AUX", "VERB"):
-                full = {"'s": "is" if t.lemma_ == "be" else "has", "'re": "are", "'m": "am", "'ve": "have",
+                nxt = doc[t.i + 1] if t.i + 1 < len(doc) else None
+                perfect = nxt is not None and nxt.tag_ in ("VBN",) and nxt.lemma_ != "be" or nxt is not None and nxt.lower_ == "got"
+                full = {"'s": "has" if perfect or t.lemma_ == "have" else "is", "'re": "are", "'m": "am", "'ve": "have",
                         "'ll": "will", "'d": "would"}.get(t.lower_)  # fmt: skip
                 if full:
                     replace3.setdefault(t.i, full)
@@ -565,6 +571,10 @@ def _describe(token, owner, role, name) -> str:
     return f"the {words}" if token.pos_ != "PROPN" else words
 
 
+def _possessive(phrase: str) -> str:
+    return phrase + ("'" if phrase.endswith("s") and not phrase[:1].isupper() else "'s")
+
+
 def _lemma(token) -> str:
     """A predicate's lemma; a verb the tagger took for a noun ("Tor lives in Molde": "lives", not "life")."""
     if token.pos_ in ("NOUN", "PROPN") and any(c.dep_ in SUBJECTS for c in token.children):
@@ -625,7 +635,12 @@ def _strip(tokens) -> list:
 
 def _vocative(t) -> bool:
     """A name the speaker addresses ("Thanks, Jon!", "Gina, good luck"), at the edge of its sentence or clause."""
-    if t.pos_ != "PROPN" or t.ent_type_ not in ("PERSON", "ORG", "GPE", "") or any(c.dep_ in ("poss", "case") for c in t.children):
+    name_like = t.pos_ == "PROPN" or t.text[:1].isupper() and t.dep_ in ("npadvmod", "intj") and t.i > 0 or (
+        t.text[:1].isupper() and t.dep_ == "npadvmod")  # "Caroline, it's got to be tough": tagged a noun
+    if not name_like or t.ent_type_ not in ("PERSON", "ORG", "") or any(
+            c.dep_ in ("poss", "case", "appos", "compound") for c in t.children):  # fmt: skip
+        return False  # "my home country, Sweden", "Oscar, my guinea pig" are not addresses
+    if t.dep_ == "appos" and t.head.pos_ in ("NOUN", "PROPN"):
         return False
     doc = t.doc
     before = doc[t.i - 1] if t.i > t.sent.start else None
