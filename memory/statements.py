@@ -303,8 +303,12 @@ class Reader:
             return
         subject = clause["inherited"] or [c for c in head.children if c.dep_ in SUBJECTS]
         subj_words = {t.lower_ for s in subject for t in s.subtree}
-        first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg"))]
+        first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg", "advmod", "intj"))
+                 and t.lower_ not in DISCOURSE | {"maybe", "perhaps", "please", "definitely", "really"}]  # fmt: skip
         lemma = head.lemma_.lower()
+        if any(t.lower_ == "let" and t.i + 1 < len(doc) and doc[t.i + 1].lower_ in ("'s", "us") for t in tokens):
+            reading.rejected.append(Rejected(_span(tokens), "smalltalk", "a suggestion to the listener, not a fact"))
+            return  # "let's keep in touch"
         if head.lemma_ in EXPLICIT and not subject:
             reading.cues.add("explicit")
             return
@@ -315,7 +319,9 @@ class Reader:
         if head.pos_ == "ADJ" and lemma in FEELINGS and not subject:
             reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
             return  # "Glad it helped!", "So happy for you"
-        if head.dep_ == "ROOT" and head.pos_ not in ("VERB", "AUX") and not any(t.pos_ in ("VERB", "AUX") for t in tokens) \
+        relative = {x.i for t in tokens if t.dep_ in ("relcl", "acl") for x in t.subtree}
+        if head.dep_ == "ROOT" and head.pos_ not in ("VERB", "AUX") and not any(
+                t.pos_ in ("VERB", "AUX") and t.i not in relative for t in tokens) \
                 and not any(c.dep_ in SUBJECTS for c in head.children):  # fmt: skip
             names = [t for t in tokens if (t.pos_ == "PROPN" or t.like_num) and t.ent_type_ not in ("DATE", "TIME")]
             if not names or head.lemma_.lower() in FEELINGS | ABSTRACT:
@@ -341,6 +347,14 @@ class Reader:
             why = "an instruction to the agent, not a fact" if kind == "instruction" else "about the listener, not the user"
             reading.rejected.append(Rejected(_span(tokens), kind, why))
             return
+        listener = [t for t in tokens if t.lower_ in ("you", "your", "yours", "ya") and t.dep_ in (
+            "dobj", "dative", "pobj", "poss", "nsubj") and t.i not in {x.i for s in subject for x in s.subtree}]
+        if listener and not any(t.pos_ in ("PROPN", "NUM") and t.ent_type_ not in ("DATE", "TIME") for t in tokens):
+            reading.rejected.append(Rejected(_span(tokens), "reaction", "about the listener, not something to remember"))
+            return  # "It should give you strength", "I love your commitment", "I'll update you"
+        if lemma in ("sound", "look", "seem") and not subj_words & {"i"}:
+            reading.rejected.append(Rejected(_span(tokens), "reaction", "an impression of something, not a fact"))
+            return  # "Tokyo sounds like an incredible experience"
         if _reaction(head, tokens, subject):
             reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction or small talk: nothing to remember"))
             return
@@ -706,7 +720,9 @@ def _anchor_tokens(tokens, subject) -> list:
         elif t.pos_ == "NOUN" and t.lemma_.lower() not in LIGHT:
             out.append(t)
         elif t.pos_ in ("ADJ", "VERB") and t.lemma_.lower() not in FEELINGS and t.dep_ in ("acomp", "attr", "xcomp", "dobj", "ROOT", "conj"):
-            if t.pos_ == "ADJ" or any(c.dep_ in ("dobj", "prep", "xcomp") for c in t.children):
+            if t.pos_ == "ADJ" or any(c.dep_ in ("dobj", "prep", "xcomp") and any(
+                    g.pos_ in ("NOUN", "PROPN", "NUM") and g.lemma_.lower() not in LIGHT for g in c.subtree)
+                    for c in t.children):  # fmt: skip
                 out.append(t)
     return out
 
