@@ -67,11 +67,40 @@ def _article(value: str) -> tuple[str, str]:
     return ("an" if value[:1].lower() in "aeiou" else "a"), value
 
 
+def expected_value(memory: dict) -> str:
+    """What an answer about the memory must contain: its value, else the most specific words of its
+    statement (a name, a number, else its last content word)."""
+    if memory.get("value"):
+        return memory["value"]
+    text = re.sub(r"^The user('s)?\s+", "", memory["text"]).rstrip(".!")
+    names = re.findall(r"(?<!^)\b(?:[A-Z][\w'-]+|\d[\w.,-]*)(?:\s+(?:[A-Z][\w'-]+|\d[\w.,-]*))*", text)
+    if names:
+        return max(names, key=len)
+    return text.split()[-1] if text.split() else memory["text"]
+
+
+def _topic(memory: dict, mode: str, names: dict) -> str:
+    if mode == "owned":
+        return f"my {names['thing']}"
+    if mode == "other":
+        return names["subject"]
+    return f"my {memory['value']}" if memory.get("value") and len(memory["value"].split()) <= 4 else "me"
+
+
 def qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
-    """All (question, answer) phrasings for a memory, in template order."""
+    """All (question, answer) phrasings for a memory, in template order. A memory whose relation has
+    templates uses them; a statement with no relation (or a verb's own frame) is asked about by topic and
+    answered with its own words in the second person (`meta.you`)."""
     mode, names = _mode(memory["subject"])
-    relation = memory["relation"]
-    spec = templates.get("relations", {}).get(relation, {}).get(mode) or templates["generic"][mode]
+    relation = memory.get("relation")
+    spec = templates.get("relations", {}).get(relation, {}).get(mode) if relation else None
+    if spec is None and relation and memory.get("value") and relation.lower().startswith(("favourite", "favorite")):
+        spec = templates["generic"][mode]
+    if spec is None:
+        statement = templates["statement"]
+        answer = (memory.get("meta") or {}).get("you") or memory["text"]
+        topic = _topic(memory, mode, names)
+        return [(q.format(topic=topic), answer) for q in statement["questions"]]
     article, value = _article(memory["value"]) if relation == "occupation" else ("", memory["value"])
     fields = {**names, "relation": relation, "value": value, "article": article}
     answer = spec["answer"].format(**fields).replace("  ", " ")
@@ -116,7 +145,7 @@ def dream(
             pairs_of[m["id"]] = train
             old = corrections.get(m["id"])
             for q, a in held:
-                out_probes.append(Probe(m["id"], q, m["value"], a, kind, forbidden=old))
+                out_probes.append(Probe(m["id"], q, expected_value(m), a, kind, forbidden=old))
             for q, a in train:
                 examples.append(Example(system + [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                                         "qa", entity(m), [m["id"]]))  # fmt: skip

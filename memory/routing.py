@@ -72,15 +72,15 @@ class MemoryRouter:
     def _index(self, memories: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """All key vectors of `memories` stacked, and the memory id of each row."""
         with self._lock:
-            missing = [m for m in memories if (m["id"], m["value"]) not in self._keys]
+            missing = [m for m in memories if (m["id"], m.get("value") or m["text"]) not in self._keys]
             if missing:
                 texts = [self.keys(m) for m in missing]
                 vectors = self.embedder.encode([t for ts in texts for t in ts])
                 start = 0
                 for m, ts in zip(missing, texts, strict=True):
-                    self._keys[(m["id"], m["value"])] = vectors[start : start + len(ts)]
+                    self._keys[(m["id"], m.get("value") or m["text"])] = vectors[start : start + len(ts)]
                     start += len(ts)
-            blocks = [self._keys[(m["id"], m["value"])] for m in memories]
+            blocks = [self._keys[(m["id"], m.get("value") or m["text"])] for m in memories]
         if not blocks:
             return np.zeros((0, self.embedder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
         ids = np.concatenate([np.full(len(b), m["id"]) for m, b in zip(memories, blocks, strict=True)])

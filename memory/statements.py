@@ -200,9 +200,12 @@ class Reader:
                               and kind_of(c.lemma_)), None) if token.pos_ == "PROPN" else None  # fmt: skip
             if role_word is not None:  # "my aunt Berit", "my dog Rufus": the role is a compound of the name
                 kind, lemma = kind_of(role_word.lemma_), role_word.lemma_.lower()
-            if kind is None and (token.ent_type_ == "PERSON" or token.pos_ == "PROPN" and any(
-                    m.animate == "person" and m.name and m.name.split()[-1] == token.text for m in resolver.mentions)):
-                kind = "person"  # a name, or the surname of someone already named ("Brandt" after "Aiko Brandt")
+            known = token.text[:1].isupper() and any(
+                m.animate == "person" and m.name and token.text in m.name.split() for m in resolver.mentions)
+            if known:  # the first or last name of someone already named ("Brandt" after "Aiko Brandt"), whatever its tag
+                kind, role, lemma = "person", None, token.lower_
+            if kind is None and token.ent_type_ == "PERSON":
+                kind = "person"
             if kind is None and token.pos_ == "NOUN" and lemma not in LIGHT:
                 kind = "thing"
             if kind is None and token.pos_ == "PROPN" and token.ent_type_ != "PERSON":
@@ -210,7 +213,9 @@ class Reader:
             if kind is None:
                 continue
             owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in token.children) else None
-            role = lemma if token.pos_ != "PROPN" or role_word is not None else None
+            role = lemma if (token.pos_ != "PROPN" or role_word is not None) and not known else None
+            if known:
+                name = token.text
             if role_word is not None:
                 name = _span_text(token)
             if kind == "person" and token.pos_ == "PROPN" and role is None:
@@ -449,12 +454,14 @@ class Reader:
                 times = {"text": ent.text, "iso": w.iso, "granularity": w.granularity}
         pieces_order = sorted((in_clause - drop) | ({t.i for t in subj_tokens} if inherited else set()))
         introduced: set[int] = set()  # mentions already named in this statement (later pronouns stay pronouns)
+        named_here: list[Mention] = []
         user_named = False
         for i in pieces_order:
             t = doc[i]
             low = t.lower_
             if i in mentions:
                 introduced.add(id(mentions[i]))
+                named_here.append(mentions[i])
             if low in FIRST and t.tag_ in ("PRP", "PRP$"):
                 if user_named:  # "the user takes their coffee", "the Vespa that they named Basil"
                     subordinate = low == "i" and t.head != head and t.head.dep_ in ("relcl", "advcl", "ccomp", "acl")
@@ -481,7 +488,7 @@ class Reader:
                 if m is None:
                     continue
                 resolved.append(m)
-                if id(m) in introduced:
+                if id(m) in introduced or any(x.same_as(m) for x in named_here):
                     continue  # "Liv is in her second year": already named, the pronoun reads well
                 introduced.add(id(m))
                 possessive = t.tag_ == "PRP$" or low in ("his", "its", "their", "hers", "theirs")

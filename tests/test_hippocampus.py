@@ -288,3 +288,27 @@ def test_llm_judge_through_vllm(tmp_path, model_path):
     assert decisions and all(d["judge"] == "llm" for d in decisions)
     assert all(d["decision"] in ("STORE", "REJECT", "CORRECT", "REINFORCE") for d in decisions)
     store.close()
+
+
+AUTHORS = [  # two fictional authors, taught the way a user tells a biography (not from any script)
+    "I've been reading about the poet Ines Morvan lately.", "Ines Morvan grew up in a lighthouse on the coast of Brittany.",
+    "Her father was a fisherman and her mother ran a small bookshop.", "Morvan published her first collection at nineteen.",
+    "The collection was called Salt and Wire.", "She won the Prix Lumen for it in 1984.",
+    "Later she moved to Lyon and taught literature at the university.", "Her second husband, the painter Olek Brandl, illustrated her late books.",
+    "Morvan translated three Polish novels into French.", "She died in 2011 at the age of seventy-two.",
+    "The novelist Tomas Reyna was born in Valparaíso in 1970.", "Reyna studied marine engineering before he turned to fiction.",
+    "His debut novel, The Drowned Orchard, sold half a million copies.", "The book is set in a fishing town in southern Chile.",
+    "Reyna lives in Madrid with his wife and two daughters.", "His brother Mateo is a well-known jazz drummer.",
+    "Reyna writes every morning in a café near the Retiro park.", "He received the Cervantes Youth Award in 2004.",
+    "His latest novel follows three sisters during a long drought.", "Reyna's books have been translated into twenty languages.",
+]  # fmt: skip
+
+
+def test_taught_biographies_are_stored(store, hippo):
+    stored = 0
+    for text in AUTHORS:
+        rows = say(store, hippo, text, user="reader")
+        stored += any(d["decision"] in ("STORE", "CORRECT", "REINFORCE") for d in rows)
+    assert stored >= 19, [m["text"] for m in store.memories(user="reader")]
+    texts = " ".join(m["text"] for m in store.memories(user="reader"))
+    assert "Ines Morvan" in texts and "Olek Brandl" in texts and "Tomas Reyna" in texts or "Reyna" in texts
