@@ -193,7 +193,8 @@ class Reader:
                     found[owner_noun.i].name_it(_span_text(token))
                     found[token.i] = found[owner_noun.i]
                     continue
-            lemma = token.lemma_.lower() if token.pos_ == "NOUN" else token.lower_
+            proper = _is_name(token) and kind_of(token.lower_) is None
+            lemma = token.lemma_.lower() if token.pos_ == "NOUN" and not proper else token.lower_
             kind = kind_of(lemma)
             name = _name_of(token)
             role_word = next((c for c in token.children if c.dep_ == "compound" and c.pos_ == "NOUN"
@@ -213,12 +214,12 @@ class Reader:
             if kind is None:
                 continue
             owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in token.children) else None
-            role = lemma if (token.pos_ != "PROPN" or role_word is not None) and not known else None
+            role = lemma if (not proper or role_word is not None) and not known else None
             if known:
                 name = token.text
             if role_word is not None:
                 name = _span_text(token)
-            if kind == "person" and token.pos_ == "PROPN" and role is None:
+            if kind == "person" and proper and role is None:
                 name = name or _span_text(token)
             phrase = _describe(token, owner, role, name)
             m = Mention(phrase, kind, name=name, role=role, owner=owner, gender=gender_of(lemma) if role else None,
@@ -559,23 +560,29 @@ def _span(tokens) -> str:
 
 def _span_text(token) -> str:
     """A proper noun with its compounds: "Aiko Brandt", "Leeds United"."""
-    parts = [t for t in token.subtree if t.dep_ in ("compound", "flat") and t.head == token and t.pos_ == "PROPN"] + [token]
+    parts = [t for t in token.subtree if t.dep_ in ("compound", "flat") and t.head == token and _is_name(t)] + [token]
     parts.sort(key=lambda t: t.i)
     return " ".join(t.text for t in parts)
+
+
+def _is_name(t) -> bool:
+    """A proper name, also where the tagger said "noun" ("My cousin Leif": Leif/NOUN/PERSON)."""
+    return t.pos_ == "PROPN" or t.ent_type_ == "PERSON" or (
+        t.pos_ == "NOUN" and t.text[:1].isupper() and t.i > t.sent.start and t.lemma_.lower() not in ANIMALS)
 
 
 def _name_of(token) -> str | None:
     """The name a noun carries: "my uncle Gunnar", "my cat, Pixel,", "a corgi named Waffles"."""
     for c in token.children:
-        if c.dep_ in ("appos", "npadvmod") and c.pos_ == "PROPN":
+        if c.dep_ in ("appos", "npadvmod") and _is_name(c):
             return _span_text(c)
         if c.dep_ == "acl" and c.lemma_ in ("name", "call"):
             for g in c.children:
-                if g.dep_ in ("oprd", "attr", "dobj") and g.pos_ == "PROPN":
+                if g.dep_ in ("oprd", "attr", "dobj") and _is_name(g):
                     return _span_text(g)
     if token.pos_ == "NOUN":
         after = token.doc[token.i + 1] if token.i + 1 < len(token.doc) else None
-        if after is not None and after.pos_ == "PROPN" and after.head in (token, token.head) and after.dep_ in (
+        if after is not None and _is_name(after) and after.head in (token, token.head) and after.dep_ in (
             "appos", "compound", "nsubj", "npadvmod", "dobj", "attr"
         ):
             return _span_text(after)
@@ -950,9 +957,9 @@ def _kind(head, tokens, relation, about_user, entities, mentions, resolved, time
                                                                "be", "consider", "dream", "wish") or future
                        or any(t.lower_ in ("will", "'ll", "gonna") and t.head == head for t in tokens)):  # fmt: skip
         return "plan"
-    if about_user or any(e.startswith("user ") for e in entities[:1]):
-        return "personal"
     people = [m for m in list(mentions.values()) + resolved if m.animate in ("person", "animal")]
+    if about_user or any(e.startswith("user ") for e in entities[:1]) and not any(m.owner == "user" for m in people):
+        return "personal"
     if any(m.owner == "user" for m in people) or any(m.role in ANIMALS for m in people if m.role):
         return "third_party"
     if any(m.animate == "person" for m in people):

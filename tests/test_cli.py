@@ -164,3 +164,27 @@ def test_sleeps_and_adapters_commands(state, tmp_path):
     assert result.output == "v0001 is active; the daemon loads it when it starts\n"
     assert Store(state / "sleeptrain.db").active_adapter()["version"] == "v0001"
     assert run("adapters", "activate", "v0042", "--state-dir", state, ok=False).output == "Error: no adapter 'v0042'\n"
+
+
+def test_memory_show_and_decisions_show_the_statement_its_structure_and_why(tmp_path):
+    """A memory made by the real hippocampus: `memory show` prints the statement, its structure (subject,
+    relation, value, what it is about, the second-person form) and the decision's reasons."""
+    from memory.embeddings import Embedder
+    from memory.extractor import ExtractorJudge
+    from memory.hippocampus import Hippocampus
+
+    path = tmp_path / "st"
+    store = Store(path / "sleeptrain.db")
+    embedder = Embedder()
+    hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
+    conv = store.start_conversation("alice", conversation_id="c1")
+    hippo.process(store.log_turn(conv, "user", "My cousin Leif lives in Narvik."))
+    store.close()
+    out = run("memory", "show", "1", "--state-dir", path).output
+    assert "The user's cousin Leif lives in Narvik." in out and "third_party" in out
+    assert "lives in" in out and "Narvik" in out and "Your cousin Leif lives in Narvik." in out
+    assert "a fact about someone or something in the user's life" in out  # why it was stored
+    rows = json.loads(run("memory", "decisions", "--state-dir", path, "--json").output)
+    assert rows[0]["statement"] == "The user's cousin Leif lives in Narvik." and rows[0]["judge"] == "extractor"
+    listed = run("memory", "list", "--state-dir", path).output
+    assert "The user's cousin Leif lives in" in listed

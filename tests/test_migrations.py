@@ -47,3 +47,27 @@ def test_upgrade_from_first_schema_keeps_data(tmp_path):
     store.log_turn("c1", "assistant", "Miso is a sweet name")
     assert [t["content"] for t in store.search_turns("sweet")] == ["Miso is a sweet name"]
     assert store.integrity_check() == "ok"
+
+
+def test_upgrade_to_statements_keeps_triples_and_history(tmp_path):
+    """m005_statements: memories written before it keep their subject/relation/value and decisions, get a
+    kind from their subject, and new statement memories may have no relation or value."""
+    path = tmp_path / "m004.db"
+    db = sqlite_utils.Database(path)
+    migrate(db, until="m004_hippocampus")
+    db["users"].insert({"id": "bob", "created_at": "x"})
+    for subject, relation, value in [("user", "lives in", "Oslo"), ("user's dog", "name", "Rex"), ("user", "likes", "jazz")]:
+        db["memories"].insert({"user": "bob", "subject": subject, "relation": relation, "value": value,
+                               "text": f"{subject} {relation} {value}", "status": "consolidated", "importance": 0.5,
+                               "source_turns": "[]", "created_at": "x", "updated_at": "x"})  # fmt: skip
+    db["decisions"].insert({"turn_id": None, "memory_id": 1, "decision": "STORE", "reasons": '["old"]', "scores": "{}",
+                            "judge": "rules", "created_at": "x"})  # fmt: skip
+    db.close()
+    store = Store(path)
+    kinds = [(m["subject"], m["relation"], m["value"], m["kind"]) for m in store.memories()]
+    assert kinds == [("user", "lives in", "Oslo", "personal"), ("user's dog", "name", "Rex", "third_party"),
+                     ("user", "likes", "jazz", "preference")]  # fmt: skip
+    assert store.decisions(memory_id=1)[0]["judge"] == "rules"
+    m = store.add_memory(user="bob", text="The user's uncle Rolf restores old motorbikes.", subject="user's uncle Rolf")
+    assert (m["relation"], m["value"], m["kind"]) == (None, None, "third_party")
+    assert store.search_memories("motorbikes")[0]["id"] == m["id"]

@@ -8,7 +8,7 @@ from rich.markup import escape
 from memory.store import MEMORY_STATUSES
 from sleeptrain_agent.cli.common import App, console, emit_json, json_option, state_options, table
 
-MEMORY_COLUMNS = ["id", "user", "subject", "relation", "value", "status", "importance", "created_at"]
+MEMORY_COLUMNS = ["id", "user", "kind", "text", "subject", "relation", "value", "status", "importance", "created_at"]
 TURN_COLUMNS = ["id", "conversation_id", "user", "role", "content", "adapter", "created_at"]
 
 
@@ -57,11 +57,17 @@ def memory_show(app: App, memory_id: int, as_json: bool) -> None:
         emit_json({**mem, "decisions": decisions, "source_turns": sources})
         return
     out = console()
-    out.print(f"[bold]memory {mem['id']}[/bold]  {mem['status']}  user={escape(mem['user'])}")
-    for key in ("subject", "relation", "value", "text", "importance", "superseded_by", "consolidated_in",
-                "times_replayed", "last_recall", "created_at", "updated_at"):  # fmt: skip
-        if mem.get(key) is not None:
-            out.print(f"  {key:>15}: {escape(str(mem[key]))}")
+    out.print(f"[bold]memory {mem['id']}[/bold]  {mem['status']}  {mem.get('kind') or ''}  user={escape(mem['user'])}")
+    out.print(f"  {escape(mem['text'])}")
+    meta = mem.get("meta") or {}
+    structure = {"subject": mem["subject"], "relation": mem.get("relation"), "value": mem.get("value"),
+                 "value type": meta.get("value_type"), "time": meta.get("time"), "about": ", ".join(meta.get("entities") or []),
+                 "said to the user as": meta.get("you")}  # fmt: skip
+    for key in ("importance", "superseded_by", "consolidated_in", "times_replayed", "last_recall", "created_at", "updated_at"):
+        structure[key] = mem.get(key)
+    for key, value in structure.items():
+        if value not in (None, ""):
+            out.print(f"  {key:>19}: {escape(str(value))}")
     table(decisions, ["id", "turn_id", "decision", "memory_id", "supersedes", "importance", "judge", "reasons"],
           title="decisions")  # fmt: skip
     table(sources, ["id", "conversation_id", "role", "content", "created_at"], title="source turns")
@@ -134,10 +140,12 @@ def memory_decisions(app: App, turn_id: int | None, memory_id: int | None, limit
     rows = app.store.decisions(turn_id=turn_id, memory_id=memory_id)
     if limit:
         rows = rows[-limit:]
+    texts = {m["id"]: m["text"] for m in app.store.memories()} if rows else {}
+    rows = [{**r, "statement": texts.get(r["memory_id"])} for r in rows]  # what was stored, corrected or reinforced
     if as_json:
         emit_json(rows)
     else:
-        table(rows, ["id", "turn_id", "decision", "memory_id", "supersedes", "importance", "judge", "reasons"],
+        table(rows, ["id", "turn_id", "decision", "memory_id", "statement", "supersedes", "importance", "judge", "reasons"],
               title="decisions")  # fmt: skip
 
 
