@@ -2,8 +2,9 @@
 
     python -m benchmarks.hippocampus_bench [--rounds 5] [--requests 16] [--backend vllm]
 
-1. turns/s through the `rules` judge, in process (real store, real embedder):
-   the labelled script of tests/data/ replayed `--rounds` times by fresh users.
+1. turns/s through the offline `extractor` judge, in process (real store, real
+   embedder, spaCy): the natural labelled script of tests/data/ replayed
+   `--rounds` times by fresh users, each in its own conversations.
 2. chat latency through a real daemon with the hippocampus on vs off: the
    same fact-bearing turns, greedy, `--requests` each; p50/p95 and the p50
    ratio (target <= 1.05). The hippocampus runs on a worker thread, so the
@@ -25,11 +26,11 @@ from memory.embeddings import Embedder
 from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus
 from memory.store import Store
-from tests.hippo_script import script
+from tests.hippo_script import NATURAL, script
 
 
 def throughput(rounds: int) -> None:
-    items = script()
+    items = script(NATURAL)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         embedder = Embedder()
@@ -37,26 +38,28 @@ def throughput(rounds: int) -> None:
         hippo.process(store.log_turn(store.start_conversation("warmup"), "user", "My dog is called Rex."))
         turns = []
         for r in range(rounds):
-            convs = {}
             for item in items:
-                user = f"{item['user']}-{r}"
-                conv = convs.setdefault(user, store.start_conversation(user))
+                conv = store.start_conversation(f"{item['user']}-{r}", conversation_id=f"{item['conversation']}-{r}")
                 turns.append(store.log_turn(conv, "user", item["text"]))
         t0 = time.perf_counter()
+        each = []
         for turn in turns:
+            start = time.perf_counter()
             hippo.process(turn)
+            each.append(time.perf_counter() - start)
         elapsed = time.perf_counter() - t0
-        print(f"rules judge: {len(turns)} turns in {elapsed:.2f} s = {len(turns) / elapsed:.1f} turns/s "
+        print(f"extractor: {len(turns)} turns in {elapsed:.2f} s = {len(turns) / elapsed:.1f} turns/s, p50 "
+              f"{statistics.median(each) * 1000:.0f} ms, p95 {percentile(each, 0.95) * 1000:.0f} ms per turn "
               f"({store.stats()['memories']} memories, {len(store.decisions())} decisions)")  # fmt: skip
         store.close()
 
 
 def latency(backend: str, requests: int, max_tokens: int) -> None:
-    texts = [i["text"] for i in script() if i["expect"] != "REJECT"][:requests]
+    texts = [i["text"] for i in script(NATURAL) if i["expect"] != "REJECT"][:requests]
     medians = {}
     for enabled in ("true", "false"):
         with tempfile.TemporaryDirectory() as tmp, running_daemon(
-            Path(tmp) / "state", backend, SLEEPTRAIN_HIPPOCAMPUS__ENABLED=enabled, SLEEPTRAIN_HIPPOCAMPUS__JUDGE="rules"
+            Path(tmp) / "state", backend, SLEEPTRAIN_HIPPOCAMPUS__ENABLED=enabled, SLEEPTRAIN_HIPPOCAMPUS__JUDGE="extractor"
         ) as (url, _):
             http = httpx.Client(timeout=600)
             body = {"model": "sleeptrain", "max_tokens": max_tokens, "temperature": 0}

@@ -26,6 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from memory.errors import DreamError
+from memory.mentions import FEMALE, KIN, MALE
+
+# relations that are nouns ("X's wife is Y", "X's birthday is Y"): the generic templates read well for them
+RELATIONAL_NOUNS = MALE | FEMALE | KIN | {"birthday", "hobby", "job", "goal", "email", "address", "nickname",
+                                          "profession", "pet", "car", "team", "school", "hometown", "surname"}  # fmt: skip
 
 
 @dataclass
@@ -90,11 +95,24 @@ def _topic(memory: dict, mode: str, names: dict) -> str:
 def qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
     """All (question, answer) phrasings for a memory, in template order. A memory whose relation has
     templates uses them; a statement with no relation (or a verb's own frame) is asked about by topic and
-    answered with its own words in the second person (`meta.you`)."""
+    answered with its own words in the second person (`meta.you`). Someone of the user's with a name
+    ("user's sister Anna") is asked about both ways, "my sister" and "Anna", alternately."""
+    m = re.match(r"^user's (\w[\w -]*?) ([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)$", memory["subject"])
+    if m:
+        as_owned = _qa_pairs({**memory, "subject": f"user's {m[1]}"}, templates)
+        as_named = _qa_pairs({**memory, "subject": m[2]}, templates)
+        answer = as_owned[0][1].replace(f"Your {m[1]} ", f"Your {m[1]} {m[2]} ", 1)
+        mixed = [q for pair in zip(as_owned, as_named, strict=False) for q, _ in pair]
+        return [(q, answer) for q in dict.fromkeys(mixed)]
+    return _qa_pairs(memory, templates)
+
+
+def _qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
     mode, names = _mode(memory["subject"])
     relation = memory.get("relation")
     spec = templates.get("relations", {}).get(relation, {}).get(mode) if relation else None
-    if spec is None and relation and memory.get("value") and relation.lower().startswith(("favourite", "favorite")):
+    if spec is None and relation and memory.get("value") and (relation.lower().startswith(("favourite", "favorite"))
+                                                              or relation.lower().split()[-1] in RELATIONAL_NOUNS):
         spec = templates["generic"][mode]
     if spec is None:
         statement = templates["statement"]

@@ -891,9 +891,20 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
             relation = relation.strip()
         elif subj_tok is not None and any(c.lemma_.lower() in ("favourite", "favorite") for c in subj_tok.children):
             relation = f"favourite {subj_tok.lemma_.lower()}"
-            owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None)
-            if owner is not None and owner.lower_ == "my":
+        owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None) if subj_tok is not None else None
+        role_noun = kind_of(subj_tok.lemma_) is not None if subj_tok is not None else False
+        names_someone = comp.pos_ == "PROPN" or comp.ent_type_ == "PERSON"
+        if owner is not None and subj_tok.pos_ == "NOUN" and relation not in ("name",) and (not role_noun or names_someone):
+            # "Barack Obama's birthday is August 4, 1961", "my favourite colour is teal", "her husband is Tomas":
+            # the possessor is the subject, the possessed noun the relation
+            if relation in ("is", "occupation", "age"):
+                mods = [c.text.lower() for c in subj_tok.children if c.dep_ in ("amod", "compound")]
+                relation = " ".join(mods + [subj_tok.lemma_.lower()])
+            if owner.lower_ == "my":
                 subj_name = "user"
+            else:
+                m = mentions.get(owner.i) or (resolved[0] if owner.lower_ in PRONOUNS and resolved else None)
+                subj_name = m.phrase.replace("the user's", "user's") if m else _span_text(owner)
     elif lemma == "turn" and (dobj is not None and dobj.like_num or comp is not None and comp.like_num):
         relation, value_tokens = "age", [dobj if dobj is not None and dobj.like_num else comp]
     elif lemma in PREFERENCE and (dobj is not None or comp is not None or head.children):
