@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from memory.answers import norm
 from memory.errors import DreamError
 from memory.mentions import FEMALE, KIN, MALE
 
@@ -98,6 +99,8 @@ def qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
     answered with its own words in the second person (`meta.you`). Someone of the user's with a name
     ("user's sister Anna") is asked about both ways, "my sister" and "Anna", alternately."""
     m = re.match(r"^user's (\w[\w -]*?) ([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)$", memory["subject"])
+    if m and (memory.get("relation") == "name" or m[2] == memory.get("value")):
+        return _qa_pairs({**memory, "subject": f"user's {m[1]}"}, templates)  # its name is what is asked
     if m:
         as_owned = _qa_pairs({**memory, "subject": f"user's {m[1]}"}, templates)
         as_named = _qa_pairs({**memory, "subject": m[2]}, templates)
@@ -158,8 +161,11 @@ def dream(
     for kind, memories in (("new", new), ("replay", replay)):
         for m in memories:
             pairs = qa_pairs(m, templates)
-            held = pairs[-probes:] if probes else []
-            train = pairs[: max(1, len(pairs) - probes)][:questions]
+            value = norm(expected_value(m))
+            # a probe that names its own answer ("What do you remember about Pilsner?") measures nothing
+            fair = [pq for pq in pairs if not value or f" {value} " not in f" {norm(pq[0])} "]
+            held = fair[-probes:] if probes else []
+            train = [pq for pq in pairs if pq not in held][:questions]
             pairs_of[m["id"]] = train
             old = corrections.get(m["id"])
             for q, a in held:

@@ -954,6 +954,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     value = " ".join(t.text for t in sorted(value_tokens, key=lambda t: t.i)).strip(" ,.") or None
     if value:
         value = re.sub(r"\s+'s\b", "'s", value)
+    if relation == "name" and value and subj_name.endswith(" " + value):  # "the user's dog" is called Pilsner
+        subj_name = subj_name[: -len(value) - 1]
     return {"subject": subj_name, "relation": relation, "value": value,
             "value_type": _value_type(value_tokens) if value_tokens else None}  # fmt: skip
 

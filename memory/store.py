@@ -193,8 +193,9 @@ class Store:
     def start_conversation(
         self, user: str = DEFAULT_USER, conversation_id: str | None = None, title: str | None = None
     ) -> str:
-        """Create a conversation (a new id unless one is given); an existing id must belong to `user`."""
-        user = self.ensure_user(user)
+        """Create a conversation (a new id unless one is given); an existing id must belong to `user`.
+        A refused request writes nothing (not even the user)."""
+        user = self._ident("user", user)
         cid = self._ident("conversation id", conversation_id) if conversation_id else uuid.uuid4().hex
         title = self.check_text("title", title, max_bytes=1000) if title else None
         with self._write() as db:
@@ -203,6 +204,7 @@ class Store:
                 if existing["user"] != user:
                     raise InvalidInput(f"conversation {cid!r} belongs to another user")
                 return cid
+            db["users"].insert({"id": user, "created_at": now()}, ignore=True)
             db["conversations"].insert({"id": cid, "user": user, "title": title, "created_at": now()})
         return cid
 
@@ -276,6 +278,31 @@ class Store:
         with self._write() as db:
             db["turns"].insert_all(records, batch_size=batch_size)
         return len(records)
+
+    def remove_turn(self, turn_id: int) -> None:
+        """Delete a user turn that was never answered (the backend refused or failed before replying), with
+        its conversation if nothing else is in it: a failed request leaves no orphan behind."""
+        with self._write() as db:
+            row = self._get("turns", turn_id)
+            if row is None:
+                return
+            db["turns"].delete(turn_id)
+            left = db.execute("select count(*) from turns where conversation_id = ?", [row["conversation_id"]]).fetchone()[0]
+            if not left:
+                db["conversations"].delete(row["conversation_id"])
+
+    def repeated_turn(self, user: str, content: str, within_s: float, conversation_id: str | None = None) -> dict | None:
+        """The user's last turn if it said exactly `content` less than `within_s` ago (in `conversation_id`
+        when given): a client's retry of a request, not a new turn."""
+        clauses, params = ["user = ?", "role = 'user'"], [user]
+        if conversation_id is not None:
+            clauses.append("conversation_id = ?")
+            params.append(conversation_id)
+        rows = list(self.db["turns"].rows_where(" and ".join(clauses), params, order_by="id desc", limit=1))
+        if not rows or rows[0]["content"] != content:
+            return None
+        age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(rows[0]["created_at"])).total_seconds()
+        return self._row("turns", rows[0]) if age <= within_s else None
 
     def turn(self, turn_id: int) -> dict:
         row = self._row("turns", self._get("turns", turn_id))

@@ -3,8 +3,12 @@
 Order of work for a turn (the data flow's step 1):
 1. validate everything (roles, text, sizes, and that the new message fits the
    model's context) -- a refused request writes nothing;
-2. write the user turn to the store *before* generating;
-3. hand the turn to the hippocampus queue (off the reply's critical path);
+2. write the user turn to the store *before* generating (a client's retry of
+   the same message within `RETRY_WINDOW_S` reuses the turn instead); if the
+   backend refuses or fails before it answers, the turn is removed again, so
+   a failed request leaves nothing behind;
+3. hand the turn to the hippocampus queue (off the reply's critical path),
+   once the backend has accepted the request;
 4. build the prompt: the configured system prompt (unless the client sent its
    own) plus as many of the most recent messages as fit in
    `model.context_length` minus the reply budget (oldest dropped first);
@@ -34,6 +38,7 @@ from sleeptrain_agent.routing import routes
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
+RETRY_WINDOW_S = 60.0  # the same message again this soon is a client's retry, not a new turn
 
 
 @dataclass
@@ -113,8 +118,15 @@ class Agent:
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise InvalidInput(f"messages[{i}].role must be one of {', '.join(ROLES)}")
             content = m.get("content")
-            if isinstance(content, list):  # OpenAI content parts: keep the text ones
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            if isinstance(content, list):  # OpenAI content parts: text only
+                parts = []
+                for j, part in enumerate(content):
+                    if not isinstance(part, dict) or part.get("type") != "text":
+                        raise InvalidInput(f"messages[{i}].content[{j}]: only text parts are supported")
+                    if not isinstance(part.get("text"), str):
+                        raise InvalidInput(f"messages[{i}].content[{j}].text must be text")
+                    parts.append(part["text"])
+                content = "".join(parts)
             if not isinstance(content, str):
                 raise InvalidInput(f"messages[{i}].content must be text")
             clean.append({"role": m["role"], "content": self.store.check_text(f"messages[{i}].content", content)})
@@ -171,13 +183,22 @@ class Agent:
         max_tokens = min(request.params.max_tokens, self.settings.model.context_length // 2)
         request.params.max_tokens = max_tokens
         prompt = self.prompt(messages, max_tokens)
-        cid = self.store.start_conversation(request.user, request.conversation_id)
-        user_turn = self.store.log_turn(cid, "user", messages[-1]["content"])
-        self.on_user_turn(user_turn)
+        content = messages[-1]["content"]
+        repeat = self.store.repeated_turn(request.user, content, RETRY_WINDOW_S, request.conversation_id)
+        if repeat is not None:  # the client retried (after a timeout or a 5xx): answer it, do not store it twice
+            cid, user_turn = repeat["conversation_id"], repeat
+        else:
+            cid = self.store.start_conversation(request.user, request.conversation_id)
+            user_turn = self.store.log_turn(cid, "user", content)
         route = self.route(prompt) if request.route == "auto" else Route(request.route == "adapter")
         request.params.base = route is not None and not route.adapter
         try:
-            return ChatTurn(self, cid, user_turn, prompt, request.params, route)
-        except BackendError:
-            log.warning("turn %s stored, but the backend could not answer it", user_turn["id"])
+            turn = ChatTurn(self, cid, user_turn, prompt, request.params, route)
+        except (BackendError, InvalidInput) as e:
+            if repeat is None:
+                self.store.remove_turn(user_turn["id"])
+            log.warning("the backend did not answer (%s); the user turn was not kept", e)
             raise
+        if repeat is None:
+            self.on_user_turn(user_turn)
+        return turn

@@ -6,7 +6,17 @@ OpenAI's shape: `{"error": {"message", "type", "code"}}`.
 
 Security: when `serve.token` is set (it must be whenever the daemon binds to a
 non-loopback address) every `/v1/*` request needs `Authorization: Bearer
-<token>`; `/health` stays open. The token is never logged.
+<token>`; `/health` stays open. The token is never logged. No web page may
+drive or read the daemon (`_Guard`): a `/v1/*` request whose `Host` is not the
+daemon's own address (loopback names, the bound host) gets 403, so does one
+whose `Origin` is present and foreign, unless it carries the token; a body
+that is not `application/json` gets 415 (an HTML form cannot send JSON
+without a CORS preflight, which is never granted). Bodies over
+`serve.max_request_bytes` get 413 as they arrive, chunked or not.
+
+Every error, the framework's own included (404, 405, 413, 415, 422, an
+unexpected 500), has OpenAI's shape, and an unexpected exception is logged
+with its traceback and answered without it.
 
 Endpoints
 - `POST /v1/chat/completions` (stream and not; `model: "sleeptrain"` = the
@@ -28,14 +38,15 @@ import json
 import logging
 import secrets
 import time
+import urllib.parse
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.base import BaseHTTPMiddleware
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memory.store import DEFAULT_USER, MEMORY_STATUSES
 from sleeptrain_agent.agent import ChatRequest
@@ -54,6 +65,8 @@ from sleeptrain_agent.errors import (
 )
 
 log = logging.getLogger(__name__)
+MAX_ID = 2**63 - 1  # SQLite's largest integer: ids and limits beyond it are a client's mistake (400)
+MAX_STOP = 16  # stop strings per request
 MODEL_ID = "sleeptrain"
 BASE_MODEL_ID = "base"
 STATUS: dict[type[Exception], tuple[int, str]] = {
@@ -85,20 +98,49 @@ class Message(BaseModel):
     role: str
     content: str | list[dict] | None = None
 
+    @field_validator("role")
+    @classmethod
+    def _developer_is_system(cls, role: str) -> str:
+        return "system" if role == "developer" else role  # what current OpenAI clients send instead of system
+
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # other OpenAI parameters are accepted and ignored
     model: str = MODEL_ID
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_ID)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_ID)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=MAX_ID)
+    n: int | None = Field(None, ge=1)
     user: str | None = None
     stream_options: dict | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop):
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop strings, not {len(stops)}")
+        for s in stops:
+            if not s:
+                raise ValueError("a stop string must not be empty")
+            if len(s) > 256:
+                raise ValueError("a stop string is at most 256 characters")
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a stop string is not valid Unicode (lone surrogate)") from None
+        return stops
+
+    @model_validator(mode="after")
+    def _one_choice(self):
+        if self.n is not None and self.n > 1:
+            raise ValueError("n > 1 is not supported: one choice per request")
+        return self
 
 
 class SleepRequest(BaseModel):
@@ -106,20 +148,92 @@ class SleepRequest(BaseModel):
     overrides: dict = Field(default_factory=dict, description="sleep.* settings for this sleep only")
 
 
-class _BodyLimit(BaseHTTPMiddleware):
-    def __init__(self, app, max_bytes: int):
-        super().__init__(app)
-        self.max_bytes = max_bytes
+class _TooBig(Exception):
+    pass
 
-    async def dispatch(self, request: Request, call_next):
-        length = request.headers.get("content-length")
-        too_big = length is not None and length.isdigit() and int(length) > self.max_bytes
-        if not too_big and request.method in ("POST", "PUT", "PATCH") and length is None:
-            too_big = len(await request.body()) > self.max_bytes
-        if too_big:
-            msg = f"request body is over the limit of {self.max_bytes:,} bytes (serve.max_request_bytes)"
-            return JSONResponse(error_body(msg, "request_too_large", 413), status_code=413)
-        return await call_next(request)
+
+class _Guard:
+    """ASGI middleware, before any endpoint: the body-size limit, applied as the body arrives (a chunked
+    body is counted, not read whole first), and the checks that keep web pages out (see the module
+    docstring): Host, Origin, JSON bodies."""
+
+    def __init__(self, app, max_bytes: int, hosts: set[str], token: str | None):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.hosts = hosts
+        self.token = token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refused = self._refuse(scope, headers)
+        if refused is not None:
+            return await refused(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._too_big()(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooBig
+            return message
+
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except _TooBig:
+            if not started:
+                await self._too_big()(scope, receive, send)
+
+    def _too_big(self) -> JSONResponse:
+        msg = f"request body is over the limit of {self.max_bytes:,} bytes (serve.max_request_bytes)"
+        return JSONResponse(error_body(msg, "request_too_large", 413), status_code=413)
+
+    def _refuse(self, scope, headers: dict) -> JSONResponse | None:
+        if not scope["path"].startswith("/v1/"):
+            return None
+        if self.token is not None and secrets.compare_digest(headers.get("authorization", "").encode(),
+                                                              f"Bearer {self.token}".encode()):  # fmt: skip
+            return None  # a client that holds the token is not a web page
+        host = _hostname("//" + headers.get("host", ""))
+        if host not in self.hosts:
+            return JSONResponse(error_body(f"host {headers.get('host')!r} is not this daemon's address",
+                                           "permission_error", 403), status_code=403)  # fmt: skip
+        origin = headers.get("origin")
+        if origin is not None and _hostname(origin) not in self.hosts:  # "null" (an opaque origin) included
+            return JSONResponse(error_body(f"requests from {origin} are not allowed", "permission_error", 403),
+                                status_code=403)  # fmt: skip
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            has_body = headers.get("content-length", "0") not in ("0", "") or "chunked" in headers.get("transfer-encoding", "")
+            if kind not in ("application/json", "") or (has_body and kind != "application/json"):
+                return JSONResponse(error_body("request bodies must be application/json", "unsupported_media_type", 415),
+                                    status_code=415)  # fmt: skip
+        return None
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def allowed_hosts(host: str) -> set[str]:
+    """The names a request to this daemon may use in Host and Origin: loopback, and the bound address."""
+    return {"127.0.0.1", "localhost", "::1", host.strip("[]").lower()} - {"0.0.0.0", "::", ""}
 
 
 def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
@@ -135,7 +249,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
             daemon.stop()
 
     app = FastAPI(title="SleepTrain", version="0.1.0", lifespan=lifespan)
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(_Guard, max_bytes=settings.max_request_bytes, hosts=allowed_hosts(settings.host), token=token)
 
     @app.exception_handler(SleepTrainError)
     async def _known(request: Request, exc: SleepTrainError):
@@ -143,6 +257,24 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         if code >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
         return JSONResponse(error_body(str(exc), kind, code), status_code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        kind = {404: "not_found_error", 405: "method_not_allowed", 413: "request_too_large",
+                415: "unsupported_media_type"}.get(exc.status_code, "invalid_request_error")  # fmt: skip
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse(error_body(message, kind, exc.status_code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body("internal error (the daemon log has the details)", "server_error", 500),
+                            status_code=500)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -166,15 +298,26 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         body = daemon.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    @app.get("/v1/models", dependencies=v1)
-    def list_models() -> dict:
+    def models() -> list[dict]:
         active = daemon.backend.active
-        data = [{"id": MODEL_ID, "object": "model", "owned_by": "sleeptrain", "adapter": active,
+        created = int(daemon.started_at)
+        data = [{"id": MODEL_ID, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": active,
                  "base_model": daemon.settings.model.name}]  # fmt: skip
         if active:
-            data.append({"id": active, "object": "model", "owned_by": "sleeptrain", "adapter": active})
-        data.append({"id": BASE_MODEL_ID, "object": "model", "owned_by": "sleeptrain", "adapter": None})
-        return {"object": "list", "data": data}
+            data.append({"id": active, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": active})
+        data.append({"id": BASE_MODEL_ID, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": None})
+        return data
+
+    @app.get("/v1/models", dependencies=v1)
+    def list_models() -> dict:
+        return {"object": "list", "data": models()}
+
+    @app.get("/v1/models/{model_id}", dependencies=v1)
+    def get_model(model_id: str) -> dict:
+        for m in models():
+            if m["id"] == model_id:
+                return m
+        raise NotFound(f"model {model_id!r} does not exist")
 
     @app.post("/v1/chat/completions", dependencies=v1)
     def chat_completions(body: ChatCompletionRequest, x_conversation_id: str | None = Header(None)):
@@ -182,7 +325,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
             raise NotFound(f"model {body.model!r} does not exist; use {MODEL_ID!r} (the active adapter, routed), "
                            f"{BASE_MODEL_ID!r} or the active adapter's version")  # fmt: skip
         route = {MODEL_ID: "auto", BASE_MODEL_ID: "base"}.get(body.model, "adapter")
-        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        stop = list(body.stop or [])
         params = GenerationParams(
             max_tokens=body.max_completion_tokens or body.max_tokens or settings.max_tokens,
             temperature=settings.temperature if body.temperature is None else body.temperature,
@@ -233,7 +376,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         user: str | None = None,
         status: list[str] | None = Query(None),
         conversation: str | None = None,
-        limit: int | None = Query(None, ge=1),
+        limit: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> list[dict]:
         for s in status or []:
             if s not in MEMORY_STATUSES:
@@ -241,7 +384,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return daemon.store.memories(status=status or None, user=user, limit=limit, conversation_id=conversation)
 
     @app.post("/v1/memories/{memory_id}/forget", dependencies=v1)
-    def forget(memory_id: int) -> dict:
+    def forget(memory_id: int = Path(ge=1, le=MAX_ID)) -> dict:
         return daemon.store.forget(memory_id)
 
     @app.get("/v1/adapters", dependencies=v1)
@@ -255,11 +398,11 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return {"id": row["id"], "status": row["status"]}
 
     @app.get("/v1/sleeps", dependencies=v1)
-    def sleeps(limit: int | None = Query(None, ge=1)) -> list[dict]:
+    def sleeps(limit: int | None = Query(None, ge=1, le=MAX_ID)) -> list[dict]:
         return daemon.store.sleeps(limit=limit)
 
     @app.get("/v1/sleeps/{sleep_id}", dependencies=v1)
-    def sleep_status(sleep_id: int) -> dict:
+    def sleep_status(sleep_id: int = Path(ge=1, le=MAX_ID)) -> dict:
         row = daemon.store.sleep(sleep_id)
         if row["status"] == "running" and daemon.sleep.current == sleep_id:
             row["progress"] = daemon.sleep.progress

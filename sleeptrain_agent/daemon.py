@@ -192,13 +192,30 @@ def write_daemon_file(state_dir: Path, host: str, port: int) -> Path:
     return path
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal test is all there is
+    return state not in ("Z", "X")
+
+
 def read_daemon_file(state_dir: Path) -> dict | None:
-    """The running daemon's pid/host/port, or None if none is recorded or its process is gone."""
+    """The running daemon's pid/host/port, or None if none is recorded or its process is gone (a stale
+    file left by a crash is removed)."""
     path = state_dir / DAEMON_FILE
     try:
         info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
+        pid = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not pid_alive(pid):
+        path.unlink(missing_ok=True)
         return None
     return info
 

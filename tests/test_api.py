@@ -21,7 +21,7 @@ CHAT = "/v1/chat/completions"
 def make(tmp_path, **serve):
     settings = load_settings(overrides={"serve": serve} if serve else None)
     daemon = Daemon(settings, tmp_path / "state", backend=FakeBackend())
-    client = TestClient(create_app(daemon))
+    client = TestClient(create_app(daemon), base_url="http://127.0.0.1")
     return daemon, client
 
 

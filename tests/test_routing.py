@@ -185,7 +185,7 @@ def test_the_api_names_the_route_and_lets_a_client_choose(tmp_path):
     daemon = Daemon(load_settings(), tmp_path / "state", backend=FakeBackend())
     add_facts(daemon.store)
     daemon.backend.swap("v0002", None)
-    with TestClient(create_app(daemon)) as client:
+    with TestClient(create_app(daemon), base_url="http://127.0.0.1") as client:
         def post(model, question):
             r = client.post("/v1/chat/completions", json={"model": model, "messages": ask(question)})
             assert r.status_code == 200, r.text

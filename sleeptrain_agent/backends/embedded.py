@@ -104,8 +104,8 @@ class EmbeddedBackend:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        # stop strings are applied to the text as it streams (`_deltas`), as vLLM applies them; transformers'
+        # own stop_strings would stop before the text is seen and miss strings split across tokens
 
         self._lock.acquire()
         version = None if params.base else self._active_version
@@ -129,35 +129,42 @@ class EmbeddedBackend:
             finally:
                 self._lock.release()
 
-        threading.Thread(target=run, name="embedded-generate", daemon=True).start()
-        reply._deltas = self._deltas(streamer, reply, result, params, inputs["input_ids"].shape[1])
+        worker = threading.Thread(target=run, name="embedded-generate", daemon=True)
+        worker.start()
+        reply._deltas = self._deltas(streamer, reply, worker, cancelled, result, params, inputs["input_ids"].shape[1])
         return reply
 
-    def _deltas(self, streamer, reply: Reply, result: dict, params: GenerationParams, prompt_tokens: int) -> Iterator[str]:
-        # Hold back a stop string's length of text so a stop string is never emitted.
-        hold = max((len(s) for s in params.stop), default=0)
-        text, sent = "", 0
+    def _deltas(self, streamer, reply: Reply, worker: threading.Thread, cancelled: threading.Event, result: dict,
+                params: GenerationParams, prompt_tokens: int) -> Iterator[str]:  # fmt: skip
+        """The reply's text as it streams, as vLLM does it: a stop string ends the reply and is never
+        emitted (a stop string's length of text is held back until it cannot start one), and the finish
+        reason is known only once generation has ended ("length" when it used the whole budget)."""
+        stops = [s for s in params.stop if s]
+        hold = max((len(s) for s in stops), default=0)
+        text, sent, stopped = "", 0, False
         for piece in streamer:
             text += piece
-            cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+            cut = min((text.find(s) for s in stops if s in text), default=-1)
             if cut >= 0:
                 if cut > sent:
                     yield text[sent:cut]
-                reply.finish_reason = "stop"
-                reply.close()
+                text, stopped = text[:cut], True
+                cancelled.set()  # the generation stops at its next token; the streamer is drained below
                 break
             if len(text) - hold > sent:
                 yield text[sent : len(text) - hold]
                 sent = len(text) - hold
-        else:
-            if "error" in result:
-                raise BackendError(f"generation failed: {result['error']}") from result["error"]
-            if len(text) > sent:
-                yield text[sent:]
-            tokens = result.get("tokens", 0)
-            reply.finish_reason = "length" if tokens >= params.max_tokens else "stop"
+        for _ in streamer if stopped else ():
+            pass
+        worker.join()
+        if "error" in result:
+            raise BackendError(f"generation failed: {result['error']}") from result["error"]
+        if not stopped and len(text) > sent:
+            yield text[sent:]
+        tokens = result.get("tokens", 0)
+        reply.finish_reason = "stop" if stopped or tokens < params.max_tokens else "length"
         reply.prompt_tokens = prompt_tokens
-        reply.completion_tokens = result.get("tokens", len(self.tokenizer(text)["input_ids"]))
+        reply.completion_tokens = tokens or len(self.tokenizer(text)["input_ids"])
 
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
         """Answer prompts one by one with the active adapter, the base model (None) or a candidate directory."""

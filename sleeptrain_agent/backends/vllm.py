@@ -41,7 +41,7 @@ import openai
 from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import Settings
-from sleeptrain_agent.errors import AdapterError, BackendError
+from sleeptrain_agent.errors import AdapterError, BackendError, InvalidInput
 
 log = logging.getLogger(__name__)
 BASE_NAME = "base"
@@ -281,14 +281,21 @@ class VLLMBackend:
                 max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                 stop=params.stop or None, seed=params.seed, **extra,
             )  # fmt: skip
+        except openai.BadRequestError as e:  # vLLM refused the request itself: the client's mistake
+            release()
+            raise InvalidInput(f"the model server refused the request: {_message(e)}") from e
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             release()
             raise BackendError(f"vLLM request failed: {e}") from e
+        except BaseException:  # anything else (a string that cannot be encoded...): never leave a request counted
+            release()
+            raise
         reply = Reply(iter(()), version, on_close=release)
         reply._deltas = self._deltas(stream, reply)
         return reply
 
     def _deltas(self, stream, reply: Reply) -> Iterator[str]:
+        """The reply's text; the in-flight count is released by `Reply.close`, which runs on every exit."""
         try:
             for chunk in stream:
                 if chunk.usage:
@@ -388,3 +395,11 @@ def _cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
+
+
+def _message(error: openai.APIStatusError) -> str:
+    try:
+        body = error.response.json()
+        return str((body.get("error") or {}).get("message") or body.get("message") or body)[:500]
+    except (ValueError, AttributeError):
+        return str(error)[:500]

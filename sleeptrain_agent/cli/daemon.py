@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ipaddress
 import logging
 import os
@@ -16,7 +18,7 @@ from click_default_group import DefaultGroup
 from sleeptrain_agent.cli.client import DaemonClient, daemon_url
 from sleeptrain_agent.cli.common import App, emit_json, json_option, state_options, table
 from sleeptrain_agent.config import load_settings
-from sleeptrain_agent.daemon import read_daemon_file
+from sleeptrain_agent.daemon import pid_alive, read_daemon_file
 from sleeptrain_agent.errors import ConfigError, SleepTrainError
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def daemon_run(app: App, host: str | None, port: int | None, backend: str | None
             "stop it with `sleeptrain daemon stop`"
         )
     with socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a crash's TIME-WAIT is no obstacle
         try:
             s.bind((cfg.host, cfg.port))
         except OSError as e:
@@ -86,6 +89,7 @@ def daemon_run(app: App, host: str | None, port: int | None, backend: str | None
     daemon = Daemon(settings, app.state_dir)
     click.echo(f"sleeptrain daemon: http://{cfg.host}:{cfg.port}  state: {app.state_dir}  backend: {daemon.backend.name}")
     write_daemon_file(app.state_dir, cfg.host, cfg.port)
+    atexit.register(remove_daemon_file, app.state_dir)  # also when the server's shutdown does not return
     try:
         uvicorn.run(create_app(daemon), host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
     finally:
@@ -132,25 +136,15 @@ def daemon_stop(app: App, timeout: float) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):  # gone, or a zombie: stopped either way
+            (Path(app.state_dir) / "daemon.json").unlink(missing_ok=True)
             click.echo(f"stopped daemon {pid}")
             return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
     (Path(app.state_dir) / "daemon.json").unlink(missing_ok=True)
     click.echo(f"daemon {pid} did not stop within {timeout:.0f} s; killed it")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie child of ours counts as gone
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 COMMANDS = [daemon_group]
