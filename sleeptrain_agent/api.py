@@ -148,10 +148,6 @@ class SleepRequest(BaseModel):
     overrides: dict = Field(default_factory=dict, description="sleep.* settings for this sleep only")
 
 
-class _TooBig(Exception):
-    pass
-
-
 class _Guard:
     """ASGI middleware, before any endpoint: the body-size limit, applied as the body arrives (a chunked
     body is counted, not read whole first), and the checks that keep web pages out (see the module
@@ -173,29 +169,23 @@ class _Guard:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._too_big()(scope, receive, send)
-        received = 0
-
-        async def counted():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):  # chunked: count it as it arrives
+            messages, received = [], 0
+            while True:
+                message = await receive()
+                messages.append(message)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooBig
-            return message
+                    return await self._too_big()(scope, receive, send)  # the rest is never read
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+            buffered = iter(messages)
 
-        started = False
+            async def replay():
+                return next(buffered, None) or await receive()
 
-        async def sending(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, sending)
-        except _TooBig:
-            if not started:
-                await self._too_big()(scope, receive, send)
+            return await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
     def _too_big(self) -> JSONResponse:
         msg = f"request body is over the limit of {self.max_bytes:,} bytes (serve.max_request_bytes)"

@@ -64,10 +64,11 @@ class Running:
             self.proc.kill()
 
 
-def start_daemon(state: Path, backend: str, pause_at: str | None = None, **env_overrides: str) -> Running:
+def start_daemon(state: Path, backend: str, pause_at: str | None = None, port: int | None = None,
+                 **env_overrides: str) -> Running:
     """Start `sleeptrain daemon run` as a child process and wait until /health is ok. `pause_at`: its
     sleeps pause at that step (`tests/paused_daemon.py`), so a test can kill it there."""
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
     env.update(env_overrides)
     state.mkdir(parents=True, exist_ok=True)

@@ -165,3 +165,164 @@ def test_sleep_endpoints_refuse_clearly(api):
     assert client.get("/v1/sleeps/999").status_code == 404
     assert client.get("/v1/sleeps").json() == []
     assert daemon.store.sleeps() == []
+
+
+def _counts(store: Store) -> dict:
+    db = store.db
+    return {t: db[t].count for t in ("users", "conversations", "turns", "memories", "decisions", "sleeps")}
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"messages": HI, "seed": 18446744073709551616}, 400, "seed"),
+    ({"messages": HI, "seed": 2**63}, 400, "seed"),
+    ({"messages": HI, "stop": [""]}, 400, "stop"),
+    ({"messages": HI, "stop": ["x"] * 100}, 400, "stop"),
+    ({"messages": HI, "n": 2}, 400, "n > 1"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 123}]}]}, 400, "content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, 400, "content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, "text parts"),
+    ({"messages": HI, "max_tokens": 99999999999999999999}, 400, "max_tokens"),
+], ids=["seed-2**64", "seed-2**63", "empty-stop", "100-stops", "n-2", "text-int", "text-null",
+        "image-part", "max-tokens-huge"])  # fmt: skip
+def test_client_mistakes_are_4xx_before_anything_is_stored(api, body, status, message):
+    daemon, client = api
+    before = _counts(daemon.store)
+    r = client.post(CHAT, json=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"] and set(r.json()["error"]) == {"message", "type", "code"}
+    assert _counts(daemon.store) == before
+
+
+def test_a_lone_surrogate_stop_string_is_a_400(api):
+    daemon, client = api
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud800"]}'
+    r = client.post(CHAT, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "stop" in r.json()["error"]["message"]
+    assert daemon.store.stats()["turns"] == 0
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/sleeps/99999999999999999999", 400), ("GET", "/v1/sleeps?limit=99999999999999999999", 400),
+    ("POST", "/v1/memories/99999999999999999999/forget", 400), ("GET", "/v1/no/such/route", 404),
+    ("DELETE", CHAT, 405), ("GET", "/v1/models/gpt-9", 404),
+])  # fmt: skip
+def test_every_error_has_openais_shape(api, method, path, status):
+    daemon, client = api
+    r = client.request(method, path)
+    assert r.status_code == status, r.text
+    assert set(r.json()["error"]) == {"message", "type", "code"} and r.json()["error"]["code"] == status
+
+
+@pytest.mark.parametrize("overrides", ["x", [1], {"nope": 1}, {"probe_max_tokens": 1}])
+def test_sleep_overrides_must_be_an_object_of_sleep_settings(api, overrides):
+    daemon, client = api
+    daemon.store.add_memory(user="alice", text="The user likes tea.", relation="likes", value="tea")
+    r = client.post("/v1/sleep", json={"overrides": overrides})
+    assert r.status_code == 400, r.text
+    assert daemon.store.sleeps() == []
+
+
+def test_an_unexpected_exception_is_a_logged_500_in_openais_shape(api, caplog):
+    daemon, client = api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    daemon.store.sleeps = broken
+    r = TestClient(client.app, base_url="http://127.0.0.1", raise_server_exceptions=False).get("/v1/sleeps")
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "a bug" not in r.text and "Traceback" not in r.text and "a bug" in caplog.text
+
+
+def test_models_retrieve_created_and_the_developer_role(api):
+    daemon, client = api
+    m = client.get("/v1/models/sleeptrain").json()
+    assert m["id"] == "sleeptrain" and isinstance(m["created"], int) and m["created"] > 0
+    assert all(isinstance(x["created"], int) for x in client.get("/v1/models").json()["data"])
+    daemon.backend.enqueue("ok")
+    r = client.post(CHAT, json={"messages": [{"role": "developer", "content": "Be brief."}, *HI]})
+    assert r.status_code == 200, r.text
+    assert daemon.backend.history[-1][0][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_a_failed_backend_leaves_no_turn_and_a_retry_one(api):
+    from sleeptrain_agent.errors import BackendError
+
+    daemon, client = api
+    real = daemon.backend.generate
+    calls = []
+
+    def flaky(messages, params):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise BackendError("vLLM is restarting")
+        return real(messages, params)
+
+    daemon.backend.generate = flaky
+    body = {"messages": [{"role": "user", "content": "My cat is called Miso."}], "user": "alice"}
+    for _ in range(2):  # what the openai SDK does after a 503: the same request again
+        assert client.post(CHAT, json=body).status_code == 503
+    assert daemon.store.stats()["turns"] == 0
+    assert client.post(CHAT, json=body).status_code == 200
+    assert [t["role"] for t in daemon.store.turns()] == ["user", "assistant"]
+    # a retry of a request that did succeed (the client timed out) answers again but stores no new user turn
+    assert client.post(CHAT, json=body).status_code == 200
+    assert [t["role"] for t in daemon.store.turns()] == ["user", "assistant", "assistant"]
+
+
+def test_a_refused_conversation_id_writes_no_user(api):
+    daemon, client = api
+    daemon.backend.enqueue("hi")
+    client.post(CHAT, json={"messages": HI, "user": "alice"}, headers={"X-Conversation-Id": "c1"})
+    before = _counts(daemon.store)
+    r = client.post(CHAT, json={"messages": HI, "user": "mallory"}, headers={"X-Conversation-Id": "c1"})
+    assert r.status_code == 400 and "another user" in r.json()["error"]["message"]
+    assert _counts(daemon.store) == before
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/v1/memories/1/forget"), ("POST", "/v1/adapters/base/activate"), ("POST", "/v1/sleep"), ("POST", CHAT),
+])  # fmt: skip
+def test_no_web_page_can_drive_the_daemon(api, method, path):
+    """A form on any page can POST form-encoded bodies with its own Origin; a DNS-rebinding page sends its
+    own Host. Each is refused before anything runs, and nothing changes."""
+    daemon, client = api
+    m = daemon.store.add_memory(user="default", text="The user likes tea.", relation="likes", value="tea")
+    before = _counts(daemon.store)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = client.request(method, path, content=b"a=1", headers={**form, "origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    assert client.request(method, path, content=b"a=1", headers=form).status_code == 415
+    assert client.request(method, path, content=b"", headers={"origin": "null"}).status_code == 403
+    assert client.request(method, path, json={}, headers={"host": "evil.example"}).status_code == 403
+    assert _counts(daemon.store) == before and daemon.store.memory(m["id"])["status"] == "pending"
+
+
+def test_a_foreign_host_cannot_read_and_loopback_origins_can(api):
+    daemon, client = api
+    for path in ("/v1/memories", "/v1/models", "/v1/sleeps", "/v1/adapters"):
+        assert client.get(path, headers={"host": "evil.example:8765"}).status_code == 403
+        assert client.get(path, headers={"host": "localhost:8765", "origin": "http://127.0.0.1:8765"}).status_code == 200
+
+
+def test_the_token_lets_a_client_through_the_web_checks(tmp_path):
+    daemon, client = make(tmp_path, token="s3cret", host="0.0.0.0")
+    with client:
+        r = client.get("/v1/memories", headers={"host": "my-server.lan", "Authorization": "Bearer s3cret"})
+        assert r.status_code == 200
+        assert client.get("/v1/memories", headers={"host": "my-server.lan"}).status_code == 403
+
+
+def test_a_chunked_body_is_refused_as_it_arrives(tmp_path):
+    daemon, client = make(tmp_path, max_request_bytes=10_000)
+
+    def chunks():
+        for _ in range(1000):
+            yield b"x" * 1000
+
+    with client:
+        r = client.post(CHAT, content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and daemon.store.stats()["turns"] == 0  # (that it stops reading: test_api_hostile)
