@@ -189,7 +189,8 @@ class _Guard:
 
     def _too_big(self) -> JSONResponse:
         msg = f"request body is over the limit of {self.max_bytes:,} bytes (serve.max_request_bytes)"
-        return JSONResponse(error_body(msg, "request_too_large", 413), status_code=413)
+        # and close the connection: the rest of the body is never read, not even to be thrown away
+        return JSONResponse(error_body(msg, "request_too_large", 413), status_code=413, headers={"connection": "close"})
 
     def _refuse(self, scope, headers: dict) -> JSONResponse | None:
         if not scope["path"].startswith("/v1/"):

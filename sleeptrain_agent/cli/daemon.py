@@ -89,7 +89,14 @@ def daemon_run(app: App, host: str | None, port: int | None, backend: str | None
     daemon = Daemon(settings, app.state_dir)
     click.echo(f"sleeptrain daemon: http://{cfg.host}:{cfg.port}  state: {app.state_dir}  backend: {daemon.backend.name}")
     write_daemon_file(app.state_dir, cfg.host, cfg.port)
-    atexit.register(remove_daemon_file, app.state_dir)  # also when the server's shutdown does not return
+    atexit.register(remove_daemon_file, app.state_dir)
+
+    def exit_cleanly(signum, frame):  # uvicorn shuts down, then re-raises the signal to this handler
+        remove_daemon_file(app.state_dir)
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, exit_cleanly)
     try:
         uvicorn.run(create_app(daemon), host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
     finally:
