@@ -31,8 +31,8 @@ PROMPTS = [
     "Can you help me plan my Saturday?", "What is 12 times 7?", "Bye, talk later!",
 ]  # fmt: skip
 DEFAULT_VARIANTS = {
-    "before (max_tokens 256, no penalty)": {"max_tokens": 256, "repetition_penalty": 1.0},
-    "after (the defaults)": {},
+    "before (max_tokens 256, no penalty)": {"max_tokens": 256, "frequency_penalty": 0.0},
+    "after (the defaults: max_tokens 160, frequency_penalty 0.5)": {},
 }
 
 

@@ -116,6 +116,7 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=MAX_ID)
     n: int | None = Field(None, ge=1)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)  # default serve.frequency_penalty
     user: str | None = None
     stream_options: dict | None = None
 
@@ -323,6 +324,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
             top_p=body.top_p or 1.0,
             stop=stop,
             seed=body.seed,
+            frequency_penalty=settings.frequency_penalty if body.frequency_penalty is None else body.frequency_penalty,
         )
         request = ChatRequest(
             user=body.user or DEFAULT_USER,

@@ -72,7 +72,8 @@ class ServeConfig(_Section):
     token: SecretStr | None = None  # bearer token; set it with SLEEPTRAIN_SERVE__TOKEN, never in YAML you commit
     backend: Literal["auto", "vllm", "embedded"] = "auto"  # auto: vllm where it is installed, else embedded
     system_prompt: str = "You are a helpful assistant."  # prepended unless the client sends its own system message
-    max_tokens: int = Field(256, ge=1)  # reply length when the request does not say
+    max_tokens: int = Field(160, ge=1)  # reply length when the request does not say (chat replies, not the gate's)
+    frequency_penalty: float = Field(0.5, ge=0.0, le=2.0)  # chat replies (OpenAI's): no loops (chat_bench); the gate keeps 0
     temperature: float = Field(0.7, ge=0.0, le=2.0)  # sampling temperature when the request does not say
     max_request_bytes: int = Field(4_194_304, gt=0)  # larger HTTP bodies are refused with 413
     request_timeout_s: float = Field(300.0, gt=0)  # longest wait for the backend on one request

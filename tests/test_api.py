@@ -326,3 +326,14 @@ def test_a_chunked_body_is_refused_as_it_arrives(tmp_path):
     with client:
         r = client.post(CHAT, content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and daemon.store.stats()["turns"] == 0  # (that it stops reading: test_api_hostile)
+
+
+def test_chat_defaults_apply_to_chat_replies_and_a_request_may_override(tmp_path):
+    daemon, client = make(tmp_path, frequency_penalty=0.4, max_tokens=64)
+    with client:
+        daemon.backend.enqueue("a", "b")
+        client.post(CHAT, json={"messages": HI})
+        client.post(CHAT, json={"messages": HI, "frequency_penalty": 0.0, "max_tokens": 8})
+    (_, first), (_, second) = daemon.backend.history
+    assert (first.frequency_penalty, first.max_tokens) == (0.4, 64)
+    assert (second.frequency_penalty, second.max_tokens) == (0.0, 8)

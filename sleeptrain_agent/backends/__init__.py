@@ -31,6 +31,7 @@ class GenerationParams:
     seed: int | None = None
     json_schema: dict | None = None  # constrain the reply to this JSON schema (vLLM structured outputs)
     base: bool = False  # answer with the base model, not the active adapter (the agent's routing)
+    frequency_penalty: float = 0.0  # OpenAI's: each generated token's logit lowered by this times its count so far
 
 
 class Reply:

@@ -78,7 +78,7 @@ class EmbeddedBackend:
 
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self.wait_ready(self.settings.serve.request_timeout_s)
         if params.json_schema is not None:
@@ -100,6 +100,9 @@ class EmbeddedBackend:
             stopping_criteria=StoppingCriteriaList([_Cancel()]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
+        if params.frequency_penalty:
+            kwargs["logits_processor"] = LogitsProcessorList([_FrequencyPenalty(params.frequency_penalty,
+                                                                                inputs["input_ids"].shape[1])])  # fmt: skip
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
@@ -220,3 +223,23 @@ class EmbeddedBackend:
             elapsed = time.perf_counter() - t0
         log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
         return elapsed
+
+
+class _FrequencyPenalty:
+    """OpenAI's frequency penalty, as vLLM applies it: each token's logit is lowered by `penalty` times the
+    number of times it was generated so far (the prompt does not count, so the end-of-turn token the chat
+    template repeats is not penalised). transformers has no such processor; its repetition penalty also
+    counts the prompt."""
+
+    def __init__(self, penalty: float, prompt_length: int):
+        self.penalty = penalty
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1]:
+            counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            scores = scores - self.penalty * counts
+        return scores

@@ -273,6 +273,8 @@ class VLLMBackend:
                 self._lock.notify_all()
 
         extra = {}
+        if params.frequency_penalty:
+            extra["frequency_penalty"] = params.frequency_penalty
         if params.json_schema is not None:
             extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
         try:
