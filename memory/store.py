@@ -631,9 +631,14 @@ class Store:
             return None
 
     def _search(self, table: str, query: str, user: str | None, limit: int) -> list[dict]:
+        """Every word of `query` as a literal FTS5 phrase (quotes, brackets, operators are text, never syntax)."""
         query = self.check_text("query", query, allow_empty=False, max_bytes=10_000)
+        terms = [w.replace('"', '""') for w in query.replace("\x00", " ").split() if w.strip('"')]
+        if not terms:
+            return []
         where, params = ("user = :user", {"user": user}) if user else (None, None)
-        rows = self.db[table].search(query.replace("\x00", " "), where=where, where_args=params, limit=limit, quote=True)
+        match = " ".join(f'"{t}"' for t in terms)
+        rows = self.db[table].search(match, where=where, where_args=params, limit=limit, quote=False)
         return [self._row(table, r) for r in rows]
 
 

@@ -188,3 +188,8 @@ def test_memory_show_and_decisions_show_the_statement_its_structure_and_why(tmp_
     assert rows[0]["statement"] == "The user's cousin Leif lives in Narvik." and rows[0]["judge"] == "extractor"
     listed = run("memory", "list", "--state-dir", path).output
     assert "The user's cousin Leif lives in" in listed
+
+
+def test_memory_search_with_a_stray_quote_is_no_traceback(state):
+    result = run("memory", "search", '"', "--state-dir", state)
+    assert result.exit_code == 0 and "no memories" in result.output

@@ -202,3 +202,10 @@ def test_sleeps_and_adapters(store, tmp_path):
     assert store.sleep(s["id"])["details"] == {"steps": 10}
     with pytest.raises(InvalidInput):
         store.finish_sleep(s["id"], "weird")
+
+
+@pytest.mark.parametrize("query", ['"', '("', "tea OR", "NEAR(", "*", "tea AND NOT", "'"])
+def test_search_treats_quotes_and_operators_as_text(store, query):
+    store.add_memory(text="The user likes green tea.", relation="likes", value="tea")
+    assert isinstance(store.search_memories(query), list)  # never an FTS syntax error
+    assert [m["value"] for m in store.search_memories("green tea")] == ["tea"]
