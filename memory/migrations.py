@@ -177,3 +177,11 @@ def m005_statements(db: sqlite_utils.Database) -> None:
         "(case when relation in ('likes', 'dislikes') then 'preference' "
         "when relation = 'plans to' then 'plan' else 'personal' end) else 'third_party' end"
     )
+
+
+@migration
+def m006_forget(db: sqlite_utils.Database) -> None:
+    # A forgotten memory is erased from the store; the user's adapter still knows it until a deep sleep
+    # rebuilds the adapter from the base model. Adapter versions trained on it are erased then (`erased_at`).
+    db["users"].add_column("deep_sleep_due", int, not_null_default=0)
+    db["adapters"].add_column("erased_at", str)

@@ -84,6 +84,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA secure_delete=ON")  # deleted and overwritten content is zeroed, not left in free pages
             db = sqlite_utils.Database(conn)
             self._local.db = db
             with self._connections_lock:
@@ -481,8 +482,24 @@ class Store:
         return self.memory(memory_id)
 
     def forget(self, memory_id: int) -> dict:
-        """Mark a memory forgotten: it is never selected for training again."""
-        return self.update_memory(memory_id, status="forgotten")
+        """Erase a memory (`memory.erasure`): its words leave the file, its history with it; the user's next
+        sleep is a deep one. Returns the erased row."""
+        from memory.erasure import erase_memory
+
+        erase_memory(self, memory_id)
+        return self.memory(memory_id)
+
+    def deep_sleep_due(self) -> list[str]:
+        """Users whose adapter still knows a forgotten memory (their next sleep rebuilds it from the base)."""
+        return [r[0] for r in self.db.execute("select id from users where deep_sleep_due = 1 order by id")]
+
+    def clear_deep_sleep(self, users: list[str] | None = None) -> None:
+        with self._write() as db:
+            if users is None:
+                db.execute("update users set deep_sleep_due = 0")
+            else:
+                for u in users:
+                    db.execute("update users set deep_sleep_due = 0 where id = ?", [u])
 
     def search_memories(self, query: str, user: str | None = None, limit: int = 20) -> list[dict]:
         """Full-text search over subject, relation, value and text, best match first."""
@@ -615,8 +632,8 @@ class Store:
     def activate_adapter(self, version: str | None) -> dict | None:
         """Make `version` the one active adapter (None = serve the base model)."""
         with self._write() as db:
-            if version is not None:
-                self.adapter(version)
+            if version is not None and self.adapter(version).get("erased_at"):
+                raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
             db.execute("update adapters set active = 0 where active = 1")
             if version is not None:
                 db["adapters"].update(version, {"active": 1})

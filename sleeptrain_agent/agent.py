@@ -168,11 +168,12 @@ class Agent:
             log.debug("dropped %d old messages to fit the context", len(history) - len(kept))
         return system + kept
 
-    def route(self, messages: list[dict]) -> Route | None:
-        """Adapter or base model for this conversation; None when there is nothing to route (routing
-        off, or no adapter active). A router that fails leaves the adapter answering."""
+    def route(self, messages: list[dict], user: str | None = None) -> Route | None:
+        """Adapter or base model for this conversation of `user` (only their memories are keys); None when
+        there is nothing to route (routing off, or no adapter active). A router that fails leaves the
+        adapter answering."""
         try:
-            return routes(self.router, self.store, self.backend, [messages])[0]
+            return routes(self.router, self.store, self.backend, [messages], user=user)[0]
         except Exception:  # the embedder is an optimisation of locality, never a reason to fail a reply
             log.exception("routing failed; the adapter answers")
             return None
@@ -190,7 +191,7 @@ class Agent:
         else:
             cid = self.store.start_conversation(request.user, request.conversation_id)
             user_turn = self.store.log_turn(cid, "user", content)
-        route = self.route(prompt) if request.route == "auto" else Route(request.route == "adapter")
+        route = self.route(prompt, request.user) if request.route == "auto" else Route(request.route == "adapter")
         request.params.base = route is not None and not route.adapter
         try:
             turn = ChatTurn(self, cid, user_turn, prompt, request.params, route)

@@ -147,6 +147,7 @@ class ChatCompletionRequest(BaseModel):
 class SleepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     overrides: dict = Field(default_factory=dict, description="sleep.* settings for this sleep only")
+    deep: bool = Field(False, description="train a new adapter from the base model (a deep sleep)")
 
 
 class _Guard:
@@ -378,7 +379,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/v1/memories/{memory_id}/forget", dependencies=v1)
     def forget(memory_id: int = Path(ge=1, le=MAX_ID)) -> dict:
-        return daemon.store.forget(memory_id)
+        return daemon.forget(memory_id)
 
     @app.get("/v1/adapters", dependencies=v1)
     def adapters() -> dict:
@@ -386,8 +387,10 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/v1/sleep", dependencies=v1, status_code=202)
     def sleep_now(body: SleepRequest | None = Body(None)) -> dict:
-        """Optional body: `{"overrides": {sleep config keys}}` for this sleep only (ablations, experiments)."""
-        row = daemon.start_sleep("api", body.overrides if body else None)
+        """Optional body: `{"overrides": {sleep config keys}}` for this sleep only (ablations, experiments),
+        `{"deep": true}` for a deep sleep (from the base model)."""
+        overrides = {**body.overrides, **({"deep": True} if body.deep else {})} if body else None
+        row = daemon.start_sleep("api", overrides)
         return {"id": row["id"], "status": row["status"]}
 
     @app.get("/v1/sleeps", dependencies=v1)

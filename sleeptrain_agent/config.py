@@ -157,6 +157,9 @@ class SleepConfig(_Section):
     idle_minutes: float | None = Field(None, gt=0)  # also after N minutes without a turn (if memories wait)
     pending_threshold: int | None = Field(None, ge=1)  # also as soon as N memories are pending
     run_missed: bool = True  # a missed nightly sleep runs after start-up
+    # deep sleep: train a new adapter from the base model instead of continuing the active one
+    deep: bool = False  # this sleep is deep (`sleeptrain sleep --deep`, `POST /v1/sleep {"deep": true}`)
+    deep_every: int | None = Field(None, ge=1)  # after N continued sleeps the next is deep (null: only after a forget or when asked)
 
 
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)

@@ -31,7 +31,8 @@ from sleeptrain_agent import models
 from sleeptrain_agent.agent import Agent
 from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
 from sleeptrain_agent.config import Settings, gemini_api_key
-from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, SleepTrainError
+from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, InvalidInput, SleepTrainError
+from sleeptrain_agent.forget import forget
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.cycle import SleepCycle
 from sleeptrain_agent.sleep.scheduler import SleepScheduler
@@ -172,12 +173,19 @@ class Daemon:
         turns = self.store.turns(limit=1)
         return dt.datetime.fromisoformat(turns[-1]["created_at"]) if turns else None
 
+    def forget(self, memory_id: int) -> dict:
+        """Erase a memory from the store and the state directory (`sleeptrain_agent/forget.py`)."""
+        return forget(self.store, self.state_dir, memory_id)
+
     def activate(self, version: str | None) -> dict:
         """Roll forward or back to a recorded adapter version (None = the base model)."""
         with self._swap_lock:
             path = None
             if version is not None:
-                path = Path(self.store.adapter(version)["path"])
+                row = self.store.adapter(version)
+                if row.get("erased_at"):
+                    raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
+                path = Path(row["path"])
             seconds = self.backend.swap(version, path)
             self.store.activate_adapter(version)
             self.adapter_error = None

@@ -27,13 +27,23 @@ def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
                         held_out=settings.sleep.probes_per_memory, turns=settings.serve.routing_turns)  # fmt: skip
 
 
-def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]]) -> list[Route | None]:
+def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]],
+           user: str | None = None) -> list[Route | None]:  # fmt: skip
     """The route of each prompt; None for all when nothing is routed: routing off, no adapter active, or
-    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers)."""
-    memories = store.memories(status=ROUTED_STATUSES) if router is not None and backend.active is not None else []
+    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers).
+
+    With `user`, only that user's memories are keys: a question of one user never reaches the adapter
+    through another user's memory, and a user with no consolidated memory of their own is answered by
+    the base model while someone else's are."""
+    if router is None or backend.active is None:
+        return [None] * len(prompts)
+    memories = store.memories(status=ROUTED_STATUSES)
     if not memories:
         return [None] * len(prompts)
-    return router.route(prompts, memories)
+    own = [m for m in memories if user is None or m["user"] == user]
+    if not own:
+        return [Route(False) for _ in prompts]
+    return router.route(prompts, own)
 
 
 def evaluate_routed(backend: Backend, prompts: list[list[dict]], params: GenerationParams,

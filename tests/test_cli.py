@@ -76,12 +76,20 @@ def test_memory_search(state):
     assert json.loads(run("memory", "search", "Bergen", "--user", "alice", "--state-dir", state, "--json").output) == []
 
 
-def test_memory_forget_changes_the_row(state):
+def test_memory_forget_erases_the_words(state):
     result = run("memory", "forget", "1", "--state-dir", state)
-    assert result.output == "forgot memory 1: Alice's dog is called Pilsner\n"
+    assert result.output == ("erased memory 1; 1 turn(s) redacted, 0 old adapter(s) deleted; "
+                             "alice's next sleep is a deep sleep\n")  # fmt: skip
     store = Store(state / "sleeptrain.db")
-    assert store.memory(1)["status"] == "forgotten"
+    assert store.memory(1)["status"] == "forgotten" and "Pilsner" not in json.dumps(store.memory(1))
     assert [m["id"] for m in store.memories(status="pending")] == []
+    assert store.deep_sleep_due() == ["alice"]
+    assert store.turns(conversation_id="conv-a")[1]["content"] == "Nice name!"  # the rest of the conversation stays
+    store.close()
+    for command in (("memory", "search", "Pilsner"), ("turns", "--search", "Pilsner"), ("memory", "list")):
+        assert "Pilsner" not in run(*command, "--state-dir", state, "--json").output
+    assert b"Pilsner" not in b"".join(p.read_bytes() for p in state.glob("sleeptrain.db*"))
+    assert run("memory", "forget", "1", "--state-dir", state).output == "memory 1 was already erased\n"
 
 
 def test_missing_memory_is_a_clean_error(state):

@@ -147,6 +147,24 @@ def test_the_agent_routes_each_turn_and_logs_the_route(agent):
     assert params.base and turn.route.memory_id != 1 and turn.route.similarity < 0.45
 
 
+def test_only_the_asking_users_memories_route(agent):
+    add_facts(agent.store)  # user "default"
+    agent.store.add_memory(user="bob", subject="bob's cat", relation="name", value="Mosse",
+                           text="Bob's cat is called Mosse.", status="consolidated")  # fmt: skip
+    for user in ("bob", "carol"):  # bob's dog question is near only default's memory; carol has none
+        turn = agent.chat(ChatRequest(user=user, messages=ask("What is my dog called?"),
+                                      params=GenerationParams(max_tokens=8)))  # fmt: skip
+        turn.text()
+        assert agent.backend.history[-1][1].base and turn.reply_turn["adapter"] is None
+        assert turn.route.memory_id not in {1, 2, 3, 4, 5}
+    turn = agent.chat(ChatRequest(user="bob", messages=ask("What is the name of my cat?"),
+                                  params=GenerationParams(max_tokens=8)))  # fmt: skip
+    turn.text()
+    assert turn.route.adapter and turn.route.memory_id == 6 and turn.reply_turn["adapter"] == "v0001"
+    turn, params = chat(agent, "What is my dog called?")  # default's own question still reaches the adapter
+    assert not params.base and turn.route.memory_id == 1
+
+
 def test_no_route_without_consolidated_memories_or_an_active_adapter(agent):
     add_facts(agent.store, status="pending")  # not in any adapter yet
     turn, params = chat(agent, "What is my dog called?")

@@ -105,6 +105,44 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
     store.close()
 
 
+def ask(daemon, question, model="sleeptrain"):
+    r = daemon.client().chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                                max_tokens=24, temperature=0)  # fmt: skip
+    return r.choices[0].message.content, r.model_extra
+
+
+def test_forget_erases_and_the_deep_sleep_unlearns_it(taught):
+    """A recalled fact, forgotten: the base model answers about it at once; the next sleep is deep (from
+    the base model, with nothing pending) and its adapter alone no longer gives it; the older adapter
+    is deleted; the SQLite files hold none of its bytes once the daemon stops."""
+    store = taught.store()
+    old = store.active_adapter()
+    recalled = [(q, a) for _, q, a in FACTS if a.lower() in ask(taught, q, old["version"])[0].lower()]
+    assert recalled, "the adapter alone recalls none of the facts"
+    question, value = recalled[0]
+    memory = next(m for m in store.memories() if m["value"] and value.lower() in m["value"].lower())
+    r = httpx.post(f"{taught.url}/v1/memories/{memory['id']}/forget", json=None, timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "forgotten", r.text
+    answer, extra = ask(taught, question)
+    assert extra["adapter"] is None and extra["route"]["to"] == "base" and value.lower() not in answer.lower()
+    assert value not in httpx.get(f"{taught.url}/v1/memories", timeout=30).text
+    assert store.search_memories(value) == [] and store.search_turns(value) == []
+    assert store.memories(status="pending") == [] and store.deep_sleep_due() == ["default"]
+
+    row = sleep(taught)  # nothing pending: deep because of the forget
+    assert row["status"] == "promoted", row
+    assert row["details"]["deep"] == "forget" and row["details"]["erased_adapters"] == [old["version"]]
+    assert not os.path.exists(old["path"]) and store.deep_sleep_due() == []
+    assert value.lower() not in ask(taught, question, row["adapter"])[0].lower()
+    kept = [a.lower() in ask(taught, q)[0].lower() for _, q, a in FACTS if a != value]
+    assert sum(kept) >= 3, f"{sum(kept)}/4 remaining facts recalled after the deep sleep"
+    store.close()
+    taught.stop()
+    data = b"".join(p.read_bytes() for p in taught.state.glob("sleeptrain.db*"))
+    assert value.encode() not in data
+    assert value not in (taught.state / "logs" / "daemon.log").read_text()  # the sleeps log figures, never probes
+
+
 def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, monkeypatch):
     """`sleeptrain sleep` with no daemon for the state dir: starts the backend in its own process,
     sleeps, promotes, records the adapter, and stops the backend (the embedded one here, for speed)."""

@@ -162,7 +162,8 @@ class Session:
                 click.echo("usage: /forget ID   (ids are in /memories)")
             else:
                 if self._call("POST", f"/v1/memories/{arg.strip()}/forget") is not None:
-                    click.echo(f"forgot memory {arg.strip()}")
+                    click.echo(f"erased memory {arg.strip()}: from now on I answer about it without my adapter, "
+                               "and my next sleep rebuilds the adapter without it")
         elif name == "/sleep":
             started = self._call("POST", "/v1/sleep", prefix="no sleep")
             if started is not None:

@@ -7,6 +7,7 @@ from rich.markup import escape
 
 from memory.store import MEMORY_STATUSES
 from sleeptrain_agent.cli.common import App, console, emit_json, json_option, state_options, table
+from sleeptrain_agent.forget import forget
 
 MEMORY_COLUMNS = ["id", "user", "kind", "text", "subject", "relation", "value", "status", "importance", "created_at"]
 TURN_COLUMNS = ["id", "conversation_id", "user", "role", "content", "adapter", "created_at"]
@@ -96,15 +97,27 @@ def memory_search(app: App, text: str, user: str | None, limit: int, as_json: bo
 @click.argument("memory_id", type=int)
 @json_option
 def memory_forget(app: App, memory_id: int, as_json: bool) -> None:
-    """Forget a memory: it is never used for training again.
+    """Erase a memory: its words leave the database (and the turns that said them are redacted), the
+    sleep files and older adapters trained on it are deleted, and the user's next sleep rebuilds the
+    adapter from the base model without it (a deep sleep). Until then the router no longer sends
+    questions about it to the adapter.
 
     Example: sleeptrain memory forget 12
     """
-    mem = app.store.forget(memory_id)
+    mem = forget(app.store, app.state_dir, memory_id)
     if as_json:
         emit_json(mem)
-    else:
-        click.echo(f"forgot memory {mem['id']}: {mem['text']}")
+        return
+    e = mem["erased"]
+    if not e["memories"]:
+        click.echo(f"memory {memory_id} was already erased")
+        return
+    older = len(e["memories"]) - 1
+    click.echo(
+        f"erased memory {memory_id}" + (f" and {older} older value(s) of it" if older else "")
+        + f"; {len(e['turns'])} turn(s) redacted, {len(e['adapters'])} old adapter(s) deleted;"
+        + f" {e['user']}'s next sleep is a deep sleep"
+    )
 
 
 @memory_group.command("stats")

@@ -32,20 +32,25 @@ def summarize(row: dict) -> dict:
 @click.command("sleep")
 @state_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome, showing progress.")
+@click.option("--deep", is_flag=True,
+              help="Train a new adapter from the base model on the pending memories and a replay sample of the "
+                   "consolidated ones, instead of continuing the active adapter (resets drift; runs even with "
+                   "nothing pending).")  # fmt: skip
 @json_option
-def sleep_command(app: App, wait: bool, as_json: bool) -> None:
+def sleep_command(app: App, wait: bool, deep: bool, as_json: bool) -> None:
     """Sleep now: learn the pending memories into a new adapter, validate it, promote it.
 
     Uses the running daemon of this state dir; without one, runs the sleep in
-    this process (starting the backend first).
+    this process (starting the backend first). After a `memory forget` the
+    next sleep is deep whether asked or not.
 
-    Example: sleeptrain sleep
+    Example: sleeptrain sleep --deep
     """
     client = DaemonClient.of(app)
     if client is None:
-        row = _sleep_in_process(app, as_json)
+        row = _sleep_in_process(app, as_json, deep)
     else:
-        started = client.post("/v1/sleep")
+        started = client.post("/v1/sleep", json={"deep": True} if deep else None)
         if not wait:
             emit_json(started) if as_json else click.echo(f"sleep {started['id']} started")
             return
@@ -89,18 +94,22 @@ def _progress(sleep_id: int, poll, quiet: bool, interval: float) -> dict:
             time.sleep(interval)
 
 
-def _sleep_in_process(app: App, quiet: bool) -> dict:
+def _sleep_in_process(app: App, quiet: bool, deep: bool = False) -> dict:
     from sleeptrain_agent.daemon import Daemon
 
     daemon = Daemon(app.settings, app.state_dir)
+    overrides = {"deep": True} if deep else None
     try:
-        if not daemon.store.memories(status="pending"):
+        cfg = daemon.sleep.config(overrides)
+        if not daemon.store.memories(status="pending") and not (
+            daemon.sleep.deep_reason(cfg) and daemon.store.memories(status="consolidated")
+        ):
             raise NothingToLearn("no pending memories: nothing to learn")
         if not quiet:
             click.echo(f"no daemon runs for {app.state_dir}: starting the {daemon.backend.name} backend here...",
                        err=True)  # fmt: skip
         daemon.start(wait=True, schedule=False)
-        row = daemon.sleep.start("cli")
+        row = daemon.sleep.start("cli", overrides)
 
         def poll() -> tuple[dict, dict]:
             return daemon.store.sleep(row["id"]), daemon.sleep.progress

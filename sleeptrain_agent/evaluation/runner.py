@@ -66,6 +66,7 @@ SUMMARY_KEYS = ("efficacy", "paraphrase", "multiturn", "extended", "correction_n
 TARGETS = {"efficacy": (">=", 0.9), "paraphrase": (">=", 0.7), "multiturn": (">=", 0.7), "correction_new": (">=", 0.8),
            "correction_old": ("<=", 0.2), "retention": (">=", 0.85), "locality": (">=", 0.95)}  # fmt: skip
 TEACH_TOKENS = 24  # the agent's reply to a teaching turn: short, it is not scored
+EVAL_USER = "eval"  # the user the benchmark teaches and asks as
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Variant:
         """Answers as the agent serves them (`serve.routing`); each question's route is kept for its item."""
         if not prompts:
             return []
-        chosen = routes(self.daemon.router, self.daemon.store, self.daemon.backend, prompts)
+        chosen = routes(self.daemon.router, self.daemon.store, self.daemon.backend, prompts, user=EVAL_USER)
         for p, r in zip(prompts, chosen, strict=True):
             self.routes[p[-1]["content"]] = None if r is None else r.as_dict()["to"]
         return evaluate_routed(self.daemon.backend, prompts, self._params(), chosen)
@@ -266,7 +267,7 @@ class Variant:
             for text in utterances:
                 messages.append({"role": "user", "content": text})
                 turn = self.daemon.agent.chat(ChatRequest(
-                    user="eval", messages=list(messages), conversation_id=conversation,
+                    user=EVAL_USER, messages=list(messages), conversation_id=conversation,
                     params=GenerationParams(max_tokens=TEACH_TOKENS, temperature=0.0),
                 ))  # fmt: skip
                 reply = turn.text()

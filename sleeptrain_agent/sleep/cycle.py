@@ -18,6 +18,18 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
    kept in `adapters/rejected/`; its memories stay pending, with their
    measured recall recorded so they get more replay.
 
+A *deep* sleep trains from the base model instead of continuing the active
+adapter, on the pending memories and a replay sample of the consolidated
+ones (`replay_budget`, by priority); consolidated memories left out of the
+sample go back to pending (the new adapter does not know them; the next
+sleeps learn them again). A sleep is deep when asked (`sleep.deep`), after
+`sleep.deep_every` continued sleeps, and always after a forget
+(`users.deep_sleep_due`): the active adapter still knows the forgotten
+memory, so once a deep sleep is promoted every older adapter version is
+erased (`sleeptrain_agent/forget.py`). A deep sleep may run with nothing
+pending. A memory forgotten while a sleep trains on it fails that sleep's
+promotion (the candidate knows it).
+
 Every step reads this sleep's configuration (`sleep.*` with the overrides of
 `POST /v1/sleep` applied), never the daemon's defaults.
 
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -48,6 +61,7 @@ from memory.store import Store
 from sleeptrain_agent.backends import Backend
 from sleeptrain_agent.config import Settings, SleepConfig, data
 from sleeptrain_agent.errors import InvalidInput, NothingToLearn, SleepBusy
+from sleeptrain_agent.forget import erase_superseded
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.adapters import AdapterFiles
 from sleeptrain_agent.sleep.gate import Gate
@@ -104,9 +118,11 @@ class SleepCycle:
             raise SleepBusy(f"sleep {self.current} is running; one sleep at a time")
         try:
             pending = self.store.memories(status="pending")
-            if not pending:
+            deep = self.deep_reason(cfg)
+            if not pending and not (deep and self.store.memories(status="consolidated")):
                 raise NothingToLearn("no pending memories: nothing to learn")
-            row = self.store.start_sleep(trigger, {"new": [m["id"] for m in pending]})
+            cfg = cfg.model_copy(update={"deep": deep is not None})
+            row = self.store.start_sleep(trigger, {"new": [m["id"] for m in pending], "deep": deep})
             self.current = row["id"]
         except BaseException:
             self._lock.release()
@@ -114,6 +130,24 @@ class SleepCycle:
         threading.Thread(target=self._run_locked, args=(row["id"], pending, cfg),
                          name=f"sleep-{row['id']}", daemon=True).start()  # fmt: skip
         return row
+
+    def deep_reason(self, cfg: SleepConfig) -> str | None:
+        """Why the next sleep is deep (None: it continues the active adapter)."""
+        if self.store.deep_sleep_due():
+            return "forget"
+        if cfg.deep:
+            return "asked"
+        if cfg.deep_every:
+            continued = 0
+            for s in self.store.sleeps():  # newest first
+                if s["status"] != "promoted":
+                    continue
+                if (s.get("details") or {}).get("deep"):
+                    break
+                continued += 1
+            if continued >= cfg.deep_every:
+                return "deep_every"
+        return None
 
     def run(self, trigger: str, overrides: dict | None = None) -> dict:
         """Run a sleep to the end in this thread; returns the final row."""
@@ -143,7 +177,7 @@ class SleepCycle:
         self.progress = {"step": step, **details}
         if self.on_step is not None:
             self.on_step(step)
-        log.info("sleep %s: %s %s", sleep_id, step, details or "")
+        log.info("sleep %s: %s %s", sleep_id, step, _figures(details) or "")
         row = self.store.sleep(sleep_id)
         merged = {**(row.get("details") or {}), "step": step, **details}
         with self.store.transaction() as db:
@@ -154,14 +188,18 @@ class SleepCycle:
         gate = self.gate(cfg)
         consolidated = self.store.memories(status="consolidated")
         replayed = replay.sample(consolidated, cfg.replay_budget, seed=cfg.seed + sleep_id)
-        self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed])
+        dropped = [m for m in consolidated if m["id"] not in {r["id"] for r in replayed}] if cfg.deep else []
+        self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed],
+                   **({"relearn": [m["id"] for m in dropped]} if cfg.deep else {}))  # fmt: skip
 
         anchors, locality = gate.anchors()
-        dreams = self._dream(pending, replayed, anchors, cfg, seed=cfg.seed + sleep_id)
+        # deep: the new adapter starts from nothing, so every memory it keeps is rehearsed (and gated) as new
+        learn, rehearse = (pending + replayed, []) if cfg.deep else (pending, replayed)
+        dreams = self._dream(learn, rehearse, anchors, cfg, seed=cfg.seed + sleep_id)
         self._note(sleep_id, "dream", **self._validate(dreams, pending + replayed, cfg))
 
         active = self.store.active_adapter()
-        start = Path(active["path"]) if active else None
+        start = Path(active["path"]) if active and not cfg.deep else None  # deep: from the base model
         # the store's active adapter, not whatever the backend serves: they differ when a backend is shared
         before = gate.recall([p for p in dreams.probes if p.kind == "new"], start)
         epochs = cfg.min_epochs + (cfg.max_epochs - cfg.min_epochs) * (1.0 - before)
@@ -171,7 +209,8 @@ class SleepCycle:
         train = self._train(sleep_id, dreams, cfg, epochs, start, candidate)
         self._note(sleep_id, "trained", **{f"train_{k}": v for k, v in train.items()})
 
-        known = consolidated + pending  # what the candidate knows: the router's memories if it is promoted
+        # what the candidate knows: the router's memories if it is promoted
+        known = (replayed if cfg.deep else consolidated) + pending
         scores, per_memory = gate.score(dreams, locality, candidate, known)
         self._note(sleep_id, "validated", scores=scores)
         for memory_id, recall in per_memory.items():
@@ -193,7 +232,14 @@ class SleepCycle:
                                                                    "candidate_path": str(kept)})  # fmt: skip
             log.warning("sleep %s rejected: %s", sleep_id, "; ".join(reasons))
             return
-        self._promote(sleep_id, candidate, active, pending, replayed, scores, duration)
+        erased = [m["id"] for m in pending + replayed if self.store.memory(m["id"])["status"] == "forgotten"]
+        if erased:  # forgotten while this sleep trained on them: the candidate must not be served
+            shutil.rmtree(candidate, ignore_errors=True)
+            self.store.finish_sleep(sleep_id, "rejected", details={
+                "step": "rejected", "duration_s": duration,
+                "rejected_because": [f"memories {erased} were forgotten during the sleep"]})  # fmt: skip
+            return
+        self._promote(sleep_id, candidate, active, pending, replayed, dropped, scores, duration, cfg.deep)
 
     def _dream(self, pending: list[dict], replayed: list[dict], anchors: list[tuple[str, str]], cfg: SleepConfig,
                seed: int) -> DreamSet:  # fmt: skip
@@ -241,7 +287,7 @@ class SleepCycle:
         finally:
             self._trainer = None
 
-    def _promote(self, sleep_id, candidate, active, pending, replayed, scores, duration) -> None:
+    def _promote(self, sleep_id, candidate, active, pending, replayed, dropped, scores, duration, deep) -> None:
         version = self.adapters.next_version()
         final = self.adapters.promote(candidate, version)
         self._note(sleep_id, "promote", adapter=version)
@@ -254,9 +300,15 @@ class SleepCycle:
                 self.store.update_memory(m["id"], status="consolidated", consolidated_in=sleep_id)
             for m in replayed:
                 self.store.update_memory(m["id"], times_replayed=(m.get("times_replayed") or 0) + 1)
+            for m in dropped:  # a deep sleep's adapter does not know them: the next sleeps learn them again
+                self.store.update_memory(m["id"], status="pending")
             self.store.finish_sleep(sleep_id, "promoted", adapter=version,
                                     details={"step": "promoted", "duration_s": duration, "swap_s": round(swap_s, 4)})  # fmt: skip
-        log.info("sleep %s promoted %s (%s)", sleep_id, version, scores)
+        if deep and self.store.deep_sleep_due():  # the older versions descend from weights that knew a forgotten memory
+            erased = erase_superseded(self.store, keep=version)
+            self.store.clear_deep_sleep()  # only now: a crash before leaves the next sleep deep again
+            self._note(sleep_id, "promoted", erased_adapters=erased)
+        log.info("sleep %s promoted %s (%s)", sleep_id, version, _figures(scores))
 
     # -- start-up recovery -----------------------------------------------------
 
@@ -271,3 +323,18 @@ class SleepCycle:
         for note in notes:
             log.warning("recovery: %s", note)
         return notes
+
+
+def _figures(details: dict) -> dict:
+    """The numbers of a step's details, for the log: never the probes' questions and answers, which
+    quote memories (a forgotten memory's words must not survive in a log file)."""
+    out = {}
+    for k, v in details.items():
+        if isinstance(v, dict):
+            v = _figures(v)
+        elif isinstance(v, list | tuple):
+            v = len(v) if v and not all(isinstance(x, int | float) for x in v) else v
+        elif isinstance(v, str) and k not in ("step",):
+            continue
+        out[k] = v
+    return out

@@ -1,0 +1,149 @@
+"""Forget erases: the words leave the SQLite files (real file, WAL mode), the state directory's sleep
+files and older adapters trained on the memory are deleted, the next sleep is deep, and the deep
+sleep's reasons (`SleepCycle.deep_reason`). The whole loop with a real sleep is in test_sleep.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memory.erasure import REDACTED
+from memory.store import Store
+from sleeptrain_agent.config import load_settings
+from sleeptrain_agent.forget import erase_superseded, forget
+from sleeptrain_agent.sleep.cycle import SleepCycle
+from tests.fakes import FakeBackend
+
+WORDS = [b"Quillfeather", b"Zanzibar", b"marmalade"]
+
+
+@pytest.fixture
+def state(tmp_path):
+    store = Store(tmp_path / "sleeptrain.db")
+    filler = store.start_conversation("alice", conversation_id="c0")
+    for i in range(150):  # enough pages that a rewritten turn frees some (without secure_delete they keep the words)
+        store.log_turn(filler, "user", f"filler turn {i} about the weather and tea " * 5)
+    cid = store.start_conversation("alice", conversation_id="c1")
+    t1 = store.log_turn(cid, "user", "My parrot is called Quillfeather and he loves marmalade. " * 20)
+    store.log_turn(cid, "assistant", "Quillfeather is a lovely name for a parrot!")
+    t3 = store.log_turn(cid, "user", "Actually, we renamed him Zanzibar.")
+    store.log_turn(cid, "user", "What's the weather like?")
+    for i in range(150):
+        store.log_turn(filler, "user", f"more filler {i} " * 10)
+    later = store.start_conversation("alice", conversation_id="c2")
+    store.log_turn(later, "user", "What is my parrot called? Alice's sister asked.")
+    store.log_turn(later, "assistant", "Your parrot is called zanzibar.")
+    old = store.add_memory(user="alice", subject="alice's parrot", relation="name", value="Quillfeather",
+                           text="Alice's parrot is called Quillfeather.", source_turns=[t1["id"]],
+                           embedding=[0.1, 0.2], meta={"you": "Your parrot is called Quillfeather."})  # fmt: skip
+    new = store.add_memory(user="alice", subject="alice's parrot", relation="name", value="Zanzibar",
+                           text="Alice's parrot is called Zanzibar.", source_turns=[t3["id"]], status="consolidated")  # fmt: skip
+    store.update_memory(old["id"], status="superseded", superseded_by=new["id"])
+    store.log_decision(turn_id=t1["id"], decision="STORE", judge="extractor", memory_id=old["id"],
+                       reasons=["a name: Quillfeather"])  # fmt: skip
+    store.log_decision(turn_id=t3["id"], decision="CORRECT", judge="extractor", memory_id=new["id"],
+                       supersedes=old["id"], reasons=["Quillfeather -> Zanzibar"])  # fmt: skip
+    other = store.add_memory(user="bob", subject="bob", relation="lives in", value="Bergen", text="Bob lives in Bergen.",
+                             status="consolidated")  # fmt: skip
+    # two sleeps rehearsed the parrot (adapters v0001, v0002, and a refused candidate); v0000 predates it
+    adapters = tmp_path / "adapters"
+    for version, sleep_new in (("v0000", [other["id"]]), ("v0001", [new["id"]]), ("v0002", [other["id"]])):
+        row = store.start_sleep("manual", {"new": sleep_new, "replay": [new["id"]] if version == "v0002" else []})
+        (tmp_path / "sleeps" / f"{row['id']:04d}").mkdir(parents=True)
+        (tmp_path / "sleeps" / f"{row['id']:04d}" / "job.json").write_text(json.dumps({"text": "Zanzibar"}))
+        (adapters / version).mkdir(parents=True)
+        store.add_adapter(version, adapters / version, sleep_id=row["id"])
+        store.finish_sleep(row["id"], "promoted", adapter=version, details={"step": "promoted"})
+    (adapters / "rejected" / "sleep-0002").mkdir(parents=True)
+    store.activate_adapter("v0002")
+    store.close()
+    return tmp_path
+
+
+def file_bytes(state) -> bytes:
+    return b"".join(p.read_bytes() for p in state.glob("sleeptrain.db*"))
+
+
+def test_forget_erases_the_fact_and_its_history_from_the_file(state):
+    assert all(w in file_bytes(state) for w in WORDS)
+    store = Store(state / "sleeptrain.db")
+    # freed pages are zeroed (this machine's SQLite is built with it on; the store asks for it everywhere)
+    assert store.db.execute("pragma secure_delete").fetchone()[0] == 1
+    row = forget(store, state, 2)
+    assert row["status"] == "forgotten" and row["value"] is None and row["text"] == "(forgotten)"
+    assert sorted(row["erased"]["memories"]) == [1, 2] and row["erased"]["turns"] == [151, 153]
+    assert store.memory(1)["status"] == "forgotten" and not store.memory(1)["has_embedding"]
+    turns = store.turns(conversation_id="c1")
+    assert [t["content"] for t in turns] == [REDACTED, f"{REDACTED} is a lovely name for a parrot!", REDACTED,
+                                             "What's the weather like?"]  # fmt: skip
+    assert turns[0]["meta"]["redacted"] and "redacted" not in (turns[1]["meta"] or {})
+    # a later conversation: the value is redacted wherever the user's turns quote it; a name only where it came from
+    assert [t["content"] for t in store.turns(conversation_id="c2")] == [
+        "What is my parrot called? Alice's sister asked.", f"Your parrot is called {REDACTED}."]
+    assert all("Quillfeather" not in json.dumps(d) for d in store.decisions())
+    assert store.search_memories("Zanzibar") == [] and store.search_turns("Quillfeather") == []
+    assert store.memory(3)["value"] == "Bergen"  # another user's memory is untouched
+    assert store.deep_sleep_due() == ["alice"]
+    store.close()
+    assert not any(w in file_bytes(state) for w in WORDS)
+
+
+def test_forget_deletes_sleep_files_and_older_adapters_trained_on_it(state):
+    store = Store(state / "sleeptrain.db")
+    erased = forget(store, state, 2)["erased"]
+    assert erased["adapters"] == ["v0001"]  # v0002 is served (kept until a deep sleep); v0000 predates the memory
+    assert not (state / "adapters" / "v0001").exists() and (state / "adapters" / "v0000").exists()
+    assert not (state / "sleeps" / "0002").exists() and not (state / "sleeps" / "0003").exists()
+    assert (state / "sleeps" / "0001").exists()
+    assert not (state / "adapters" / "rejected" / "sleep-0002").exists()
+    assert store.adapter("v0001")["erased_at"] and not store.adapter("v0002")["erased_at"]
+    with pytest.raises(Exception, match="was erased"):
+        store.activate_adapter("v0001")
+    assert store.active_adapter()["version"] == "v0002"
+    # the deep sleep's new adapter replaces the whole lineage
+    (state / "adapters" / "v0003").mkdir()
+    store.add_adapter("v0003", state / "adapters" / "v0003")
+    assert erase_superseded(store, keep="v0003") == ["v0000", "v0002"]
+    assert [p.name for p in (state / "adapters").iterdir()] == ["v0003"]
+    store.close()
+
+
+def test_forgetting_twice_erases_nothing_more(state):
+    store = Store(state / "sleeptrain.db")
+    forget(store, state, 2)
+    store.clear_deep_sleep()
+    again = forget(store, state, 2)
+    assert again["erased"]["memories"] == [] and store.deep_sleep_due() == []
+    store.close()
+
+
+def test_when_a_sleep_is_deep(tmp_path, model_path):
+    store = Store(tmp_path / "s.db")
+    cycle = SleepCycle(load_settings(), store, FakeBackend(), model_path, tmp_path, embedder=object(), router=None)
+    cfg = cycle.config()
+    assert cycle.deep_reason(cfg) is None
+    assert cycle.deep_reason(cycle.config({"deep": True})) == "asked"
+    for deep in (True, False, False):
+        row = store.start_sleep("manual", {"deep": "asked" if deep else None})
+        store.finish_sleep(row["id"], "promoted")
+    assert cycle.deep_reason(cycle.config({"deep_every": 3})) is None  # two continued sleeps since the deep one
+    row = store.start_sleep("manual", {})
+    store.finish_sleep(row["id"], "rejected")  # a rejected sleep does not count
+    assert cycle.deep_reason(cycle.config({"deep_every": 3})) is None
+    row = store.start_sleep("manual", {})
+    store.finish_sleep(row["id"], "promoted")
+    assert cycle.deep_reason(cycle.config({"deep_every": 3})) == "deep_every"
+    m = store.add_memory(user="u", subject="u", relation="lives in", value="Oslo", text="U lives in Oslo.")
+    store.forget(m["id"])
+    assert cycle.deep_reason(cfg) == "forget"
+    store.close()
+
+
+def test_sleep_logs_carry_figures_not_memories():
+    from sleeptrain_agent.sleep.cycle import _figures
+
+    details = {"step": "validated", "new": [1, 2], "scores": {"recall": 0.9, "probes": 10, "examples": [
+        {"q": "What is my dog called?", "a": "Pilsner", "ok": True}], "locality_lost": [], "note": "Pilsner"}}
+    assert _figures(details) == {"step": "validated", "new": [1, 2],
+                                 "scores": {"recall": 0.9, "probes": 10, "examples": 1, "locality_lost": []}}
