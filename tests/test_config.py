@@ -17,7 +17,7 @@ def write(tmp_path, text):
 def test_default_profile_is_smollm2_on_cpu():
     s = load_settings()
     assert s.model.name == "SmolLM2-135M-Instruct"
-    assert s.model.dtype == "float32"
+    assert s.model.dtype == "auto" and s.vllm.dtype == "auto"  # bfloat16 where the CPU has it (dtypes.py)
 
 
 def test_gpu_profile_loads():
@@ -79,3 +79,39 @@ def test_state_dir_and_model_cache_locations(tmp_path, monkeypatch):
     assert model_dir(s) == tmp_path / "models" / "SmolLM2-135M-Instruct"
     s = load_settings(overrides={"model": {"path": str(tmp_path / "mine")}})
     assert model_dir(s) == tmp_path / "mine"
+
+
+def test_dtype_auto_is_bfloat16_only_with_native_bf16(monkeypatch):
+    from sleeptrain_agent import dtypes
+
+    for feature, expected in (("avx512_bf16", "bfloat16"), ("amx_bf16", "bfloat16"), (None, "float32")):
+        monkeypatch.setattr(dtypes, "native_bf16", lambda f=feature: f)
+        assert dtypes.resolve("auto") == expected
+        assert dtypes.resolve("float32") == "float32" and dtypes.resolve("bfloat16") == "bfloat16"
+    assert dtypes.describe("auto") == "float32 (auto: no native bf16)"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        dtypes.resolve("int8")
+
+
+def test_native_bf16_reads_the_cpu_features_vllm_reads():
+    import torch
+
+    from sleeptrain_agent import dtypes
+
+    caps = torch.cpu.get_capabilities()
+    assert (dtypes.native_bf16() is not None) == bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    assert bool(torch.cpu._is_avx512_bf16_supported()) <= (dtypes.native_bf16() is not None)  # vLLM-CPU's own test
+
+
+def test_config_command_shows_the_resolved_dtype(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from sleeptrain_agent import dtypes
+    from sleeptrain_agent.cli import cli
+
+    out = json.loads(CliRunner().invoke(cli, ["config", "--json", "--state-dir", str(tmp_path)]).output)
+    assert out["model"]["dtype"] == "auto"
+    assert out["resolved"]["model.dtype"] == dtypes.describe("auto") and out["resolved"]["model.dtype"].startswith(
+        dtypes.resolve("auto"))

@@ -71,6 +71,7 @@ EVAL_ACTIVE = "active"  # evaluate(): the adapter serving now; None: the base mo
 
 class Backend(Protocol):
     name: str
+    dtype: str  # the resolved dtype the model is served in ("float32", "bfloat16"; `sleeptrain_agent/dtypes.py`)
 
     def start(self) -> None: ...
     def stop(self) -> None: ...

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
 from sleeptrain_agent.config import Settings
+from sleeptrain_agent.dtypes import describe, resolve
 from sleeptrain_agent.errors import AdapterError, BackendError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class EmbeddedBackend:
     def __init__(self, settings: Settings, model_path: Path):
         self.settings = settings
         self.model_path = model_path
+        self.dtype = resolve(settings.model.dtype)
         self.model = None
         self.tokenizer = None
         self._lock = threading.Lock()
@@ -44,17 +46,14 @@ class EmbeddedBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        dtype = self.settings.model.dtype
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
-            )
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype))
         except Exception as e:  # transformers raises many kinds for a bad directory
             raise BackendError(f"could not load the model from {self.model_path}: {e}") from e
         self.model.eval()
         self._ready.set()
-        log.info("embedded backend ready (%s)", self.model_path)
+        log.info("embedded backend ready (%s, %s)", self.model_path, describe(self.settings.model.dtype))
 
     def stop(self) -> None:
         self._ready.clear()
@@ -70,7 +69,8 @@ class EmbeddedBackend:
             raise BackendError("the embedded model is not loaded yet; try again shortly")
 
     def status(self) -> dict:
-        return {"backend": self.name, "adapter_name": self._adapter_name, "busy": self._lock.locked()}
+        return {"backend": self.name, "dtype": self.dtype, "adapter_name": self._adapter_name,
+                "busy": self._lock.locked()}  # fmt: skip
 
     @property
     def active(self) -> str | None:
@@ -179,7 +179,7 @@ class EmbeddedBackend:
         from transformers import AutoModelForCausalLM
 
         check_adapter(Path(adapter))
-        base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.settings.model.dtype))
+        base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype))
         candidate = PeftModel.from_pretrained(base, str(adapter))
         candidate.eval()
         answers = []

@@ -41,6 +41,7 @@ import openai
 from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import Settings
+from sleeptrain_agent.dtypes import describe, resolve
 from sleeptrain_agent.errors import AdapterError, BackendError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class VLLMBackend:
     def __init__(self, settings: Settings, model_path: Path, log_dir: Path):
         self.settings = settings
         self.cfg = settings.vllm
+        self.dtype = resolve(self.cfg.dtype)
         self.model_path = model_path
         self.log_path = log_dir / "vllm.log"
         self.port: int | None = None
@@ -92,7 +94,7 @@ class VLLMBackend:
             "--model", str(self.model_path),
             "--served-model-name", BASE_NAME,
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", self.cfg.dtype,
+            "--dtype", self.dtype,
             "--max-model-len", str(self.cfg.max_model_len),
             "--enable-lora", "--max-lora-rank", str(self.cfg.max_lora_rank), "--max-loras", str(self.cfg.max_loras),
             "--disable-uvicorn-access-log",
@@ -146,7 +148,7 @@ class VLLMBackend:
             logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             logf.write(f"\n==== starting vLLM on port {self.port} ====\n".encode())
             logf.flush()
-            log.info("starting vLLM on 127.0.0.1:%s (log: %s)", self.port, self.log_path)
+            log.info("starting vLLM on 127.0.0.1:%s in %s (log: %s)", self.port, describe(self.cfg.dtype), self.log_path)
             self.proc = subprocess.Popen(
                 self._command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self._env(), preexec_fn=die_with_parent,
@@ -248,6 +250,7 @@ class VLLMBackend:
             served = self._active_name
         return {
             "backend": self.name,
+            "dtype": self.dtype,
             "pid": self.proc.pid if self.proc else None,
             "port": self.port,
             "restarts": self.restarts,

@@ -7,6 +7,7 @@ import yaml
 
 from sleeptrain_agent.cli.common import App, emit_json, state_options
 from sleeptrain_agent.config import model_dir
+from sleeptrain_agent.dtypes import describe
 
 
 @click.command("config")
@@ -22,6 +23,8 @@ def config_command(app: App, as_json: bool) -> None:
         "state_dir": str(app.state_dir),
         "model_dir": str(model_dir(app.settings)),
         **app.settings.model_dump(mode="json"),
+        # what `auto` means on this machine (sleeptrain_agent/dtypes.py)
+        "resolved": {"model.dtype": describe(app.settings.model.dtype), "vllm.dtype": describe(app.settings.vllm.dtype)},
     }
     if as_json:
         emit_json(data)

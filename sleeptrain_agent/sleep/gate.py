@@ -74,7 +74,10 @@ class Gate:
             cache = json.loads(cache_file.read_text())
         except (OSError, ValueError):
             cache = {}
-        key = f"{self.settings.model.name}|{self.settings.serve.system_prompt}|{self.cfg.probe_max_tokens}|v3"
+        # keyed by the dtype served: a bf16 base model may answer a general question differently, and
+        # locality is measured against the base model as served
+        dtype = getattr(self.backend, "dtype", "float32")
+        key = f"{self.settings.model.name}|{dtype}|{self.settings.serve.system_prompt}|{self.cfg.probe_max_tokens}|v3"
         answers = cache.get(key, {})
         train_prompts = list(spec["train"]) if self.cfg.anchors else []
         probes = spec["probe"]

@@ -18,7 +18,9 @@ What makes it fast on a CPU, compared with a plain SFTTrainer run:
   transformers keeps packed sequences apart with a block-diagonal mask built
   from the position ids, so examples do not attend to each other;
 - LoRA on the last `layers` transformer blocks only (gradients stop early);
-- torch threads set to the cores available.
+- torch threads set to the cores available;
+- bfloat16 where the CPU multiplies in it natively (`dtype: auto`,
+  `sleeptrain_agent/dtypes.py`).
 It continues the active adapter when one is given (`init_adapter`), stops at
 the time budget (`time_budget_s`) and saves a plain PEFT adapter (no
 `modules_to_save`, no DoRA) that vLLM can load. With CUDA and Unsloth
@@ -41,6 +43,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from sleeptrain_agent.children import die_with_parent
+from sleeptrain_agent.dtypes import resolve
 from sleeptrain_agent.errors import SleepFailed
 
 # ChatML, rendered like SmolLM2's template, with generation markers around what the assistant says.
@@ -79,7 +82,7 @@ class TrainJob(BaseModel):
     time_budget_s: float | None = None
     seed: int = 0
     threads: int | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
 
 
 _events = sys.stdout  # the event stream; main() keeps stdout for events only
@@ -128,7 +131,13 @@ def fit(job: TrainJob) -> dict:
 
     torch.manual_seed(job.seed)
     torch.set_num_threads(job.threads or os.cpu_count() or 1)
-    dtype = getattr(torch, job.dtype) if job.dtype != "auto" else "auto"
+    resolved = resolve(job.dtype)
+    dtype = getattr(torch, resolved)
+    # bfloat16: the frozen base in bf16, the LoRA weights and AdamW state in float32 (PEFT casts adapters
+    # to float32), and autocast around the forward (the LoRA matmuls in bf16 too): 1.65-1.83x the float32
+    # tokens/s of the sleep trainer on this CPU (attention's backward does not get faster), the loss within
+    # 2% on a fixed batch (tests/test_trainer.py; BENCHMARKS.md, "bfloat16")
+    bf16 = resolved == "bfloat16"
     tokenizer = AutoTokenizer.from_pretrained(job.model_path)
     tokenizer.chat_template = TRAINING_TEMPLATE
     if tokenizer.pad_token is None:
@@ -181,7 +190,7 @@ def fit(job: TrainJob) -> dict:
         optim="adamw_torch",
         adam_epsilon=job.adam_epsilon,
         weight_decay=0.0,
-        bf16=cuda,
+        bf16=cuda or bf16,
         use_cpu=not cuda,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -231,6 +240,7 @@ def fit(job: TrainJob) -> dict:
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "unsloth": unsloth is not None,
+        "dtype": resolved,
     }
     return summary
 
