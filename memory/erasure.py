@@ -120,3 +120,35 @@ def erase_memory(store: Store, memory_id: int) -> dict:
             db.execute(f"insert into {fts}({fts}) values ('rebuild')")
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return {"memories": ids, "turns": turns, "decisions": len(decision_ids), "terms": len(terms), "user": user}
+
+
+def erase_user(store: Store, user: str) -> dict:
+    """Delete a user entirely: every memory erased first (so the words leave the other tables too),
+    then the user's memories, decisions, turns, conversations and row; the judge cache (answers keyed
+    by prompts that quoted the user's turns; a cache only) is emptied. Raises NotFound for an
+    unknown user. Returns counts."""
+    from memory.errors import NotFound
+
+    if store.db.execute("select 1 from users where id = ?", [user]).fetchone() is None:
+        raise NotFound(f"no user {user!r}")
+    memories = [m["id"] for m in store.memories(user=user)]
+    for mid in memories:
+        erase_memory(store, mid)
+    with store.transaction() as db:
+        turns = [r[0] for r in db.execute("select id from turns where user = ?", [user])]
+        marks = lambda xs: ",".join("?" * len(xs))  # noqa: E731
+        decisions = 0
+        if turns or memories:
+            decisions = db.execute(
+                f"delete from decisions where turn_id in ({marks(turns)}) or memory_id in ({marks(memories)})"
+                f" or supersedes in ({marks(memories)})", turns + memories + memories).rowcount  # fmt: skip
+        db.execute("update memories set superseded_by = null where user = ?", [user])
+        db.execute("delete from memories where user = ?", [user])
+        db.execute("delete from turns where user = ?", [user])
+        db.execute("delete from conversations where user = ?", [user])
+        db.execute("delete from users where id = ?", [user])
+        db.execute("delete from judge_cache")
+        for fts in ("memories_fts", "turns_fts"):
+            db.execute(f"insert into {fts}({fts}) values ('rebuild')")
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {"user": user, "memories": len(memories), "turns": len(turns), "decisions": decisions}

@@ -29,7 +29,7 @@ Endpoints
   `sleeping`, `hippocampus_queue`, ...
 - `POST /v1/sleep` (202 `{id, status}`; 409 when one runs or nothing is pending),
   `GET /v1/sleeps`, `GET /v1/sleeps/{id}` (status, scores, live progress)
-- `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
+- `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/users`, `POST /v1/users/{user}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
 """
 
 from __future__ import annotations
@@ -380,6 +380,14 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
     @app.post("/v1/memories/{memory_id}/forget", dependencies=v1)
     def forget(memory_id: int = Path(ge=1, le=MAX_ID)) -> dict:
         return daemon.forget(memory_id)
+
+    @app.get("/v1/users", dependencies=v1)
+    def users() -> list[dict]:
+        return daemon.store.users()
+
+    @app.post("/v1/users/{user}/forget", dependencies=v1)
+    def forget_user(user: str = Path(min_length=1, max_length=200)) -> dict:
+        return daemon.forget_user(user)
 
     @app.get("/v1/adapters", dependencies=v1)
     def adapters() -> dict:

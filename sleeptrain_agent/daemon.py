@@ -33,7 +33,7 @@ from sleeptrain_agent.backends import Backend, GenerationParams, create_backend
 from sleeptrain_agent.config import Settings, gemini_api_key
 from sleeptrain_agent.dtypes import resolve
 from sleeptrain_agent.errors import AdapterError, BackendError, ConfigError, InvalidInput, SleepTrainError
-from sleeptrain_agent.forget import forget
+from sleeptrain_agent.forget import forget, forget_user
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.cycle import SleepCycle
 from sleeptrain_agent.sleep.scheduler import SleepScheduler
@@ -178,6 +178,14 @@ class Daemon:
     def forget(self, memory_id: int) -> dict:
         """Erase a memory from the store and the state directory (`sleeptrain_agent/forget.py`)."""
         return forget(self.store, self.state_dir, memory_id)
+
+    def forget_user(self, user: str) -> dict:
+        """Delete a user entirely (`sleeptrain_agent/forget.py`); serve the base model if no memory is left."""
+        with self._swap_lock:
+            result = forget_user(self.store, self.state_dir, user)
+            if result["deactivate"]:
+                self.backend.swap(None, None)
+        return result
 
     def activate(self, version: str | None) -> dict:
         """Roll forward or back to a recorded adapter version (None = the base model)."""

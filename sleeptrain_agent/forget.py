@@ -19,7 +19,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from memory.erasure import erase_memory
+from memory.erasure import erase_memory, erase_user
 from memory.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -67,3 +67,29 @@ def erase_superseded(store: Store, keep: str) -> list[str]:
     rejected = Path(store.adapter(keep)["path"]).parent / "rejected"
     shutil.rmtree(rejected, ignore_errors=True)
     return erased
+
+
+def forget_user(store: Store, state_dir: Path, user: str) -> dict:
+    """Delete a user entirely (`sleeptrain users forget`): each memory forgotten as above (files, older
+    adapters), then every row of the user (`memory.erasure.erase_user`). The adapter is shared, so
+    the other users' next sleep is deep; when no memory of anyone is left, every adapter is erased
+    now and `deactivate` is set (the daemon then serves the base model)."""
+    mids = [m["id"] for m in store.memories(user=user)]
+    if store.db.execute("select 1 from users where id = ?", [user]).fetchone() is not None:
+        for mid in mids:
+            forget(store, state_dir, mid)
+    counts = erase_user(store, user)  # NotFound for an unknown user
+    others = [m for m in store.memories(status=("pending", "consolidated"))]
+    with store.transaction() as db:
+        db.execute("update users set deep_sleep_due = 1")
+    erased, deactivate = [], False
+    if not others:
+        active = store.active_adapter()
+        if active is not None:
+            store.activate_adapter(None)
+            deactivate = True
+        erased = [erase_adapter(store, a) for a in store.adapters() if not a.get("erased_at")]
+        shutil.rmtree(state_dir / "adapters" / "rejected", ignore_errors=True)
+        store.clear_deep_sleep()
+    log.info("forgot user %s: %s", user, {**counts, "adapters": erased})
+    return {**counts, "adapters_erased": erased, "deactivate": deactivate}

@@ -30,7 +30,8 @@ def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
 def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]],
            user: str | None = None) -> list[Route | None]:  # fmt: skip
     """The route of each prompt; None for all when nothing is routed: routing off, no adapter active, or
-    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers).
+    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers;
+    but after a forget, until the deep sleep, the base model answers).
 
     With `user`, only that user's memories are keys: a question of one user never reaches the adapter
     through another user's memory, and a user with no consolidated memory of their own is answered by
@@ -38,8 +39,8 @@ def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts:
     if router is None or backend.active is None:
         return [None] * len(prompts)
     memories = store.memories(status=ROUTED_STATUSES)
-    if not memories:
-        return [None] * len(prompts)
+    if not memories:  # an adapter activated by hand answers; one that still knows a forgotten memory does not
+        return [Route(False) for _ in prompts] if store.deep_sleep_due() else [None] * len(prompts)
     own = [m for m in memories if user is None or m["user"] == user]
     if not own:
         return [Route(False) for _ in prompts]

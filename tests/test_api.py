@@ -151,6 +151,11 @@ def test_memories_endpoint_and_forget(api):
     assert client.get("/v1/memories", params={"status": "bogus"}).status_code == 400
     assert client.post(f"/v1/memories/{m['id']}/forget").json()["status"] == "forgotten"
     assert client.post("/v1/memories/999/forget").status_code == 404
+    assert [u["id"] for u in client.get("/v1/users").json()] == ["alice", "bob"]
+    r = client.post("/v1/users/bob/forget")
+    assert r.status_code == 200 and r.json()["memories"] == 1, r.text
+    assert [u["id"] for u in client.get("/v1/users").json()] == ["alice"] and daemon.store.memories(user="bob") == []
+    assert client.post("/v1/users/bob/forget").status_code == 404
 
 
 def test_sleep_endpoints_refuse_clearly(api):
@@ -285,6 +290,7 @@ def test_a_refused_conversation_id_writes_no_user(api):
 
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/v1/memories/1/forget"), ("POST", "/v1/adapters/base/activate"), ("POST", "/v1/sleep"), ("POST", CHAT),
+    ("POST", "/v1/users/default/forget"),
 ])  # fmt: skip
 def test_no_web_page_can_drive_the_daemon(api, method, path):
     """A form on any page can POST form-encoded bodies with its own Origin; a DNS-rebinding page sends its
@@ -303,7 +309,7 @@ def test_no_web_page_can_drive_the_daemon(api, method, path):
 
 def test_a_foreign_host_cannot_read_and_loopback_origins_can(api):
     daemon, client = api
-    for path in ("/v1/memories", "/v1/models", "/v1/sleeps", "/v1/adapters"):
+    for path in ("/v1/memories", "/v1/models", "/v1/sleeps", "/v1/adapters", "/v1/users"):
         assert client.get(path, headers={"host": "evil.example:8765"}).status_code == 403
         assert client.get(path, headers={"host": "localhost:8765", "origin": "http://127.0.0.1:8765"}).status_code == 200
 

@@ -33,8 +33,8 @@ def state(tmp_path):
     return path
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+def run(*args, ok=True, input=None):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, input=input)
     if ok:
         assert result.exit_code == 0, result.output
     return result
@@ -90,6 +90,20 @@ def test_memory_forget_erases_the_words(state):
         assert "Pilsner" not in run(*command, "--state-dir", state, "--json").output
     assert b"Pilsner" not in b"".join(p.read_bytes() for p in state.glob("sleeptrain.db*"))
     assert run("memory", "forget", "1", "--state-dir", state).output == "memory 1 was already erased\n"
+
+
+def test_users_list_and_forget(state):
+    rows = json.loads(run("users", "list", "--state-dir", state, "--json").output)
+    assert [(u["id"], u["memories"], u["turns"]) for u in rows] == [("alice", 1, 2), ("bob", 1, 1)]
+    result = run("users", "forget", "bob", "--state-dir", state, input="n\n", ok=False)
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert len(json.loads(run("users", "list", "--state-dir", state, "--json").output)) == 2  # nothing changed
+    out = run("users", "forget", "bob", "--yes", "--state-dir", state).output
+    assert out == "deleted user bob: 1 memories, 1 turns, 0 decisions; 0 adapter(s) deleted\n"
+    assert [u["id"] for u in json.loads(run("users", "list", "--state-dir", state, "--json").output)] == ["alice"]
+    assert "Bergen" not in run("turns", "--state-dir", state, "--json").output
+    result = run("users", "forget", "bob", "--yes", "--state-dir", state, ok=False)
+    assert result.exit_code == 1 and result.output == "Error: no user 'bob'\n"
 
 
 def test_missing_memory_is_a_clean_error(state):

@@ -147,3 +147,46 @@ def test_sleep_logs_carry_figures_not_memories():
         {"q": "What is my dog called?", "a": "Pilsner", "ok": True}], "locality_lost": [], "note": "Pilsner"}}
     assert _figures(details) == {"step": "validated", "new": [1, 2],
                                  "scores": {"recall": 0.9, "probes": 10, "examples": 1, "locality_lost": []}}
+
+
+def test_forgetting_a_user_deletes_everything_of_theirs(state):
+    from memory.errors import NotFound
+    from sleeptrain_agent.forget import forget_user
+
+    store = Store(state / "sleeptrain.db")
+    store.cache("k", "gemini", '{"facts": ["What is the weather like in Tromsø today?"]}')  # quotes no memory
+    result = forget_user(store, state, "alice")
+    assert result["memories"] == 2 and result["turns"] == 306 and not result["deactivate"]
+    assert [u["id"] for u in store.users()] == ["bob"] and store.users()[0]["deep_sleep_due"]
+    assert store.memories(user="alice") == [] and store.turns(user="alice") == [] and store.conversations(user="alice") == []
+    assert store.cached("k") is None  # the judge cache is emptied
+    assert store.active_adapter()["version"] == "v0002"  # bob's memory is still in it: rebuilt by his deep sleep
+    with pytest.raises(NotFound):
+        forget_user(store, state, "alice")
+    store.close()
+    data = file_bytes(state)
+    assert not any(w in data for w in WORDS + [b"filler turn", b"Alice's sister"])
+    store = Store(state / "sleeptrain.db")
+    last = forget_user(store, state, "bob")  # nobody's memories left: every adapter goes now
+    assert last["deactivate"] and store.active_adapter() is None
+    assert all(a["erased_at"] for a in store.adapters()) and not any((state / "adapters").glob("v*"))
+    store.close()
+
+
+def test_after_forgetting_the_only_memory_the_base_model_answers(tmp_path, model_path):
+    from memory.embeddings import Embedder
+    from sleeptrain_agent.routing import make_router, routes
+
+    store = Store(tmp_path / "s.db")
+    m = store.add_memory(user="u", subject="u's dog", relation="name", value="Pilsner", text="U's dog is called Pilsner.",
+                         status="consolidated")  # fmt: skip
+    backend = FakeBackend()
+    backend.swap("v0001", None)
+    router = make_router(load_settings(), Embedder())
+    ask = [[{"role": "user", "content": "What is my dog called?"}]]
+    assert routes(router, store, backend, ask, user="u")[0].adapter
+    store.forget(m["id"])  # no consolidated memory left, but the adapter still knows it
+    assert routes(router, store, backend, ask, user="u")[0].adapter is False
+    store.clear_deep_sleep()  # after the deep sleep (or an adapter activated by hand): no keys, the adapter answers
+    assert routes(router, store, backend, ask, user="u") == [None]
+    store.close()

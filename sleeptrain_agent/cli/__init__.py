@@ -41,9 +41,9 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from sleeptrain_agent.cli import chat, config_cmd, daemon, eval_cmd, memory, models, sleep
+    from sleeptrain_agent.cli import chat, config_cmd, daemon, eval_cmd, memory, models, sleep, users
 
-    for module in (chat, daemon, memory, sleep, eval_cmd, models, config_cmd):
+    for module in (chat, daemon, memory, users, sleep, eval_cmd, models, config_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
