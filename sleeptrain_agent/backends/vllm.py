@@ -67,7 +67,7 @@ class VLLMBackend:
     def __init__(self, settings: Settings, model_path: Path, log_dir: Path):
         self.settings = settings
         self.cfg = settings.vllm
-        self.dtype = resolve(self.cfg.dtype)
+        self.dtype = resolve(self.cfg.dtype, serving=True)
         self.model_path = model_path
         self.log_path = log_dir / "vllm.log"
         self.port: int | None = None
@@ -148,7 +148,7 @@ class VLLMBackend:
             logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             logf.write(f"\n==== starting vLLM on port {self.port} ====\n".encode())
             logf.flush()
-            log.info("starting vLLM on 127.0.0.1:%s in %s (log: %s)", self.port, describe(self.cfg.dtype), self.log_path)
+            log.info("starting vLLM on 127.0.0.1:%s in %s (log: %s)", self.port, describe(self.cfg.dtype, serving=True), self.log_path)
             self.proc = subprocess.Popen(
                 self._command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self._env(), preexec_fn=die_with_parent,

@@ -24,7 +24,8 @@ def config_command(app: App, as_json: bool) -> None:
         "model_dir": str(model_dir(app.settings)),
         **app.settings.model_dump(mode="json"),
         # what `auto` means on this machine (sleeptrain_agent/dtypes.py)
-        "resolved": {"model.dtype": describe(app.settings.model.dtype), "vllm.dtype": describe(app.settings.vllm.dtype)},
+        "resolved": {"model.dtype": describe(app.settings.model.dtype),
+                     "vllm.dtype": describe(app.settings.vllm.dtype, serving=True)},
     }
     if as_json:
         emit_json(data)
