@@ -293,8 +293,8 @@ class SleepCycle:
         self._note(sleep_id, "promote", adapter=version)
         swap_s = self.backend.swap(version, final)  # a corrupt adapter fails here, before anything is recorded
         with self.store.transaction():
-            self.store.add_adapter(version, final, sleep_id=sleep_id, parent=active["version"] if active else None,
-                                   scores=scores)  # fmt: skip
+            parent = active["version"] if active and not deep else None  # deep: trained from the base model
+            self.store.add_adapter(version, final, sleep_id=sleep_id, parent=parent, scores=scores)
             self.store.activate_adapter(version)
             for m in pending:
                 self.store.update_memory(m["id"], status="consolidated", consolidated_in=sleep_id)
