@@ -144,7 +144,8 @@ def adapters_group() -> None:
 @state_options
 @json_option
 def adapters_list(app: App, as_json: bool) -> None:
-    """List adapter versions, oldest first; the active one is marked.
+    """List adapter versions, oldest first; the active one is marked, erased ones (trained on a forgotten
+    memory) show when.
 
     Example: sleeptrain adapters list --json
     """
@@ -153,7 +154,7 @@ def adapters_list(app: App, as_json: bool) -> None:
         emit_json(rows)
     else:
         table([{**r, "active": "*" if r["active"] else ""} for r in rows],
-              ["version", "active", "sleep_id", "parent", "created_at", "path"], title="adapters")  # fmt: skip
+              ["version", "active", "sleep_id", "parent", "created_at", "erased_at", "path"], title="adapters")  # fmt: skip
 
 
 @adapters_group.command("activate")
