@@ -169,7 +169,7 @@ def test_every_command_has_help(path):
 
 def test_sleeps_and_adapters_commands(state, tmp_path):
     store = Store(state / "sleeptrain.db")
-    s = store.start_sleep("manual", {"new": [1]})
+    s = store.start_sleep("manual", {"new": [1], "deep": "forget"})
     store.finish_sleep(s["id"], "promoted", adapter="v0001",
                        details={"examples": 20, "train_steps": 12, "train_loss": 0.2, "duration_s": 99.5,
                                 "scores": {"recall": 0.9, "retention": None, "locality": 1.0}})  # fmt: skip
@@ -179,6 +179,7 @@ def test_sleeps_and_adapters_commands(state, tmp_path):
     store.close()
     [row] = json.loads(run("sleeps", "--state-dir", state, "--json").output)
     assert (row["status"], row["new"], row["steps"], row["recall"], row["adapter"]) == ("promoted", 1, 12, 0.9, "v0001")
+    assert row["deep"] == "forget"
     assert "promoted" in run("sleeps", "--state-dir", state).output
     listed = json.loads(run("adapters", "list", "--state-dir", state, "--json").output)
     assert [(a["version"], a["active"]) for a in listed] == [("v0001", 0), ("v0002", 1)]

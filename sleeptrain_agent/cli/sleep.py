@@ -11,7 +11,7 @@ from sleeptrain_agent.cli.client import DaemonClient
 from sleeptrain_agent.cli.common import App, console, emit_json, json_option, state_options, table
 from sleeptrain_agent.errors import NothingToLearn, SleepTrainError
 
-SLEEP_COLUMNS = ["id", "status", "trigger", "started_at", "duration_s", "new", "replay", "examples", "steps", "loss",
+SLEEP_COLUMNS = ["id", "status", "trigger", "deep", "started_at", "duration_s", "new", "replay", "examples", "steps", "loss",
                  "recall", "retention", "locality", "adapter_locality", "adapter"]  # fmt: skip
 
 
@@ -20,7 +20,8 @@ def summarize(row: dict) -> dict:
     d = row.get("details") or {}
     scores = d.get("scores") or {}
     return {
-        "id": row["id"], "status": row["status"], "trigger": row["trigger"], "started_at": row["started_at"],
+        "id": row["id"], "status": row["status"], "trigger": row["trigger"], "deep": d.get("deep"),
+        "started_at": row["started_at"],
         "finished_at": row["finished_at"], "duration_s": d.get("duration_s"), "new": len(d.get("new") or []),
         "replay": len(d.get("replay") or []), "examples": d.get("examples"), "steps": d.get("train_steps"),
         "loss": d.get("train_loss"), "recall": scores.get("recall"), "retention": scores.get("retention"),
@@ -59,13 +60,14 @@ def sleep_command(app: App, wait: bool, deep: bool, as_json: bool) -> None:
         emit_json(row)
         return
     s = summarize(row)
+    kind = f"deep sleep ({s['deep']})" if s["deep"] else "sleep"
     if row["status"] == "promoted":
-        click.echo(f"sleep {row['id']} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
+        click.echo(f"{kind} {row['id']} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
                    + (f" (adapter alone {s['adapter_locality']:.2f})" if s["adapter_locality"] is not None else "")
                    + (f", retention {s['retention']:.2f}" if s["retention"] is not None else "")
                    + f" ({s['duration_s']} s)")  # fmt: skip
     elif row["status"] == "rejected":
-        click.echo(f"sleep {row['id']} rejected: {'; '.join(s['rejected_because'] or [])}; the active adapter is unchanged")
+        click.echo(f"{kind} {row['id']} rejected: {'; '.join(s['rejected_because'] or [])}; the active adapter is unchanged")
     else:
         raise SleepTrainError(f"sleep {row['id']} {row['status']}: {s['error']}")
 
