@@ -102,6 +102,11 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
                                        max_tokens=32, temperature=0)  # fmt: skip
     assert r.model_extra["adapter"] is None and r.model_extra["route"]["to"] == "base"
     assert "Shakespeare" in r.choices[0].message.content
+    # another user, with no memories: their own questions never reach the adapter through someone else's
+    r = client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": "Where do I live?"}],
+                                       max_tokens=24, temperature=0, user="carol")  # fmt: skip
+    assert r.model_extra["adapter"] is None and r.model_extra["route"]["to"] == "base"
+    assert "Tromsø" not in r.choices[0].message.content
     store.close()
 
 
