@@ -60,12 +60,11 @@ def erase_adapter(store: Store, adapter: dict) -> str:
     return adapter["version"]
 
 
-def erase_superseded(store: Store, keep: str) -> list[str]:
+def erase_superseded(store: Store, state_dir: Path, keep: str) -> list[str]:
     """After a deep sleep that followed a forget: every adapter version but `keep` was continued from
     weights that knew the forgotten memory; delete them all, and the refused candidates."""
     erased = [erase_adapter(store, a) for a in store.adapters() if a["version"] != keep and not a.get("erased_at")]
-    rejected = Path(store.adapter(keep)["path"]).parent / "rejected"
-    shutil.rmtree(rejected, ignore_errors=True)
+    shutil.rmtree(state_dir / "adapters" / "rejected", ignore_errors=True)
     return erased
 
 
@@ -74,12 +73,10 @@ def forget_user(store: Store, state_dir: Path, user: str) -> dict:
     adapters), then every row of the user (`memory.erasure.erase_user`). The adapter is shared, so
     the other users' next sleep is deep; when no memory of anyone is left, every adapter is erased
     now and `deactivate` is set (the daemon then serves the base model)."""
-    mids = [m["id"] for m in store.memories(user=user)]
-    if store.db.execute("select 1 from users where id = ?", [user]).fetchone() is not None:
-        for mid in mids:
-            forget(store, state_dir, mid)
-    counts = erase_user(store, user)  # NotFound for an unknown user
-    others = [m for m in store.memories(status=("pending", "consolidated"))]
+    for m in store.memories(user=user):  # none for an unknown user: erase_user raises NotFound
+        forget(store, state_dir, m["id"])
+    counts = erase_user(store, user)
+    others = store.memories(status=("pending", "consolidated"), limit=1)
     with store.transaction() as db:
         db.execute("update users set deep_sleep_due = 1")
     erased, deactivate = [], False

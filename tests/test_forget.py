@@ -104,7 +104,7 @@ def test_forget_deletes_sleep_files_and_older_adapters_trained_on_it(state):
     # the deep sleep's new adapter replaces the whole lineage
     (state / "adapters" / "v0003").mkdir()
     store.add_adapter("v0003", state / "adapters" / "v0003")
-    assert erase_superseded(store, keep="v0003") == ["v0000", "v0002"]
+    assert erase_superseded(store, state, keep="v0003") == ["v0000", "v0002"]
     assert [p.name for p in (state / "adapters").iterdir()] == ["v0003"]
     store.close()
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sleeptrain_agent.cli.client import DaemonClient
 from sleeptrain_agent.cli.common import App, console, emit_json, json_option, state_options, table
-from sleeptrain_agent.errors import NothingToLearn, SleepTrainError
+from sleeptrain_agent.errors import SleepTrainError
 
 SLEEP_COLUMNS = ["id", "status", "trigger", "deep", "started_at", "duration_s", "new", "replay", "examples", "steps", "loss",
                  "recall", "retention", "locality", "adapter_locality", "adapter"]  # fmt: skip
@@ -102,11 +102,7 @@ def _sleep_in_process(app: App, quiet: bool, deep: bool = False) -> dict:
     daemon = Daemon(app.settings, app.state_dir)
     overrides = {"deep": True} if deep else None
     try:
-        cfg = daemon.sleep.config(overrides)
-        if not daemon.store.memories(status="pending") and not (
-            daemon.sleep.deep_reason(cfg) and daemon.store.memories(status="consolidated")
-        ):
-            raise NothingToLearn("no pending memories: nothing to learn")
+        daemon.sleep.check_work(daemon.sleep.config(overrides))  # before starting a backend for nothing
         if not quiet:
             click.echo(f"no daemon runs for {app.state_dir}: starting the {daemon.backend.name} backend here...",
                        err=True)  # fmt: skip

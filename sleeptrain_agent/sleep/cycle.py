@@ -118,9 +118,7 @@ class SleepCycle:
             raise SleepBusy(f"sleep {self.current} is running; one sleep at a time")
         try:
             pending = self.store.memories(status="pending")
-            deep = self.deep_reason(cfg)
-            if not pending and not (deep and self.store.memories(status="consolidated")):
-                raise NothingToLearn("no pending memories: nothing to learn")
+            deep = self.check_work(cfg)
             cfg = cfg.model_copy(update={"deep": deep is not None})
             row = self.store.start_sleep(trigger, {"new": [m["id"] for m in pending], "deep": deep})
             self.current = row["id"]
@@ -130,6 +128,16 @@ class SleepCycle:
         threading.Thread(target=self._run_locked, args=(row["id"], pending, cfg),
                          name=f"sleep-{row['id']}", daemon=True).start()  # fmt: skip
         return row
+
+    def check_work(self, cfg: SleepConfig) -> str | None:
+        """Raise NothingToLearn unless memories are pending or a deep sleep has consolidated ones to
+        rebuild from; returns `deep_reason(cfg)`."""
+        deep = self.deep_reason(cfg)
+        if not self.store.memories(status="pending", limit=1) and not (
+            deep and self.store.memories(status="consolidated", limit=1)
+        ):
+            raise NothingToLearn("no pending memories: nothing to learn")
+        return deep
 
     def deep_reason(self, cfg: SleepConfig) -> str | None:
         """Why the next sleep is deep (None: it continues the active adapter)."""
@@ -305,7 +313,7 @@ class SleepCycle:
             self.store.finish_sleep(sleep_id, "promoted", adapter=version,
                                     details={"step": "promoted", "duration_s": duration, "swap_s": round(swap_s, 4)})  # fmt: skip
         if deep and self.store.deep_sleep_due():  # the older versions descend from weights that knew a forgotten memory
-            erased = erase_superseded(self.store, keep=version)
+            erased = erase_superseded(self.store, self.state_dir, keep=version)
             self.store.clear_deep_sleep()  # only now: a crash before leaves the next sleep deep again
             self._note(sleep_id, "promoted", erased_adapters=erased)
         log.info("sleep %s promoted %s (%s)", sleep_id, version, _figures(scores))
@@ -334,7 +342,7 @@ def _figures(details: dict) -> dict:
             v = _figures(v)
         elif isinstance(v, list | tuple):
             v = len(v) if v and not all(isinstance(x, int | float) for x in v) else v
-        elif isinstance(v, str) and k not in ("step",):
+        elif isinstance(v, str) and k != "step":
             continue
         out[k] = v
     return out
