@@ -64,12 +64,14 @@ def _contains(got: str, phrase: str) -> bool:
     return all(f" {w} " in got for w in phrase.split())
 
 
-def recall_hit(answer: str, expected: str, forbidden: str | None = None) -> bool:
-    """The expected value's words appear in the answer (and the old value's do not)."""
+def recall_hit(answer: str, expected: str, forbidden: str | list[str] | None = None) -> bool:
+    """The expected value's words appear in the answer, and none of the forbidden values do (a
+    correction's old value, the value of a memory of the same frame: the dog's name asked for the cat's)."""
     got = f" {norm(answer)} "
     ok = _contains(got, norm(expected))
-    if ok and forbidden and norm(forbidden) != norm(expected):
-        ok = f" {norm(forbidden)} " not in got
+    for value in [forbidden] if isinstance(forbidden, str) else (forbidden or []):
+        if ok and value and norm(value) != norm(expected):
+            ok = f" {norm(value)} " not in got
     return ok
 
 

@@ -1,10 +1,18 @@
 """Dreams: turn memories into training conversations, plus held-out probes.
 
 For every memory (the seed's Phases 4, 5 and 8):
-- question/answer conversations from `configs/qa_templates.yaml` (per
-  relation and subject kind, with generic fallbacks), `questions` phrasings;
-- the last `probes` phrasings of its template list are held out as probe
-  questions: they are never trained on, in this sleep or any other;
+- question/answer conversations (`rehearsals`): the questions a person would
+  ask about its statement, read from the parse (`memory.questions`: a
+  wh-question for each part, its name, yes/no, a recitation), and for a
+  relation with templates the `qa_templates.yaml` phrasings; `questions` of
+  them, each answered with the memory's own words in the second person;
+- `probes` held out: the value asked in a frame no trained question uses
+  ("In which village ...", "What is it that ...", "What age ..."), then the
+  templates' last phrasings; never trained on, in this sleep or any other;
+- *contrast* for memories of one frame (`frame`: the dog's name and the
+  cat's): a dialogue asking one next to the other, a yes/no question with the
+  neighbour's value answered "No", and the neighbour's value forbidden in the
+  memory's probes (a candidate that swaps them fails the gate);
 - multi-turn dialogues (the seed's 6-turn format) that ask about memories of
   different entities in one conversation;
 - for a CORRECTed memory, a correction dialogue ("Is it still Oslo?" ->
@@ -28,6 +36,7 @@ from dataclasses import dataclass, field
 from memory.answers import norm
 from memory.errors import DreamError
 from memory.mentions import FEMALE, KIN, MALE
+from memory.questions import QA, ask
 
 # relations that are nouns ("X's wife is Y", "X's birthday is Y"): the generic templates read well for them
 RELATIONAL_NOUNS = MALE | FEMALE | KIN | {"birthday", "hobby", "job", "goal", "email", "address", "nickname",
@@ -49,7 +58,7 @@ class Probe:
     expected: str  # the value that must appear in a correct answer
     answer: str  # a full reference answer
     kind: str  # new | replay | locality
-    forbidden: str | None = None  # for corrections: the old value that must not appear
+    forbidden: str | list[str] | None = None  # values that must not appear: a correction's old value, a neighbour's
 
 
 @dataclass
@@ -129,6 +138,60 @@ def _qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
     return [(q.format(**fields), answer) for q in spec["questions"]]
 
 
+TRAIN_FRAMES = ("wh", "who", "subject", "name")
+HELD_FRAMES = ("which", "cleft", "age")
+
+
+def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 2) -> tuple[list[QA], list[QA]]:
+    """The trained (question, answer) pairs of a memory and its held-out probes.
+
+    Questions come from the statement's parse (`memory.questions.ask`) and, for a relation with templates,
+    from `qa_templates.yaml`. Trained, in this order, up to `questions`: the parsed question for the
+    memory's value, the first template question, its name ("What is my daughter's name?"), the parsed
+    questions for its other parts, a yes/no question, a recitation, the other template questions. Held
+    out, `probes`: the value asked in a frame no trained question uses ("In which village ...", "What is
+    it that ...", "What age ..."), then the templates' last phrasings. A probe that names its own answer
+    is never chosen; the same memory always gets the same split, so a probe is never trained on in any sleep."""
+    value = norm(expected_value(memory))
+    parsed = ask(memory)
+    spec_pairs = qa_pairs(memory, templates) if _has_spec(memory, templates) or not parsed else []
+    expected = expected_value(memory)
+    tpl = [QA(q, a, expected, "template", True) for q, a in spec_pairs]
+    fair = lambda qa: not qa.value or not value or f" {value} " not in f" {norm(qa.question)} "  # noqa: E731
+    held_tpl = [qa for qa in tpl if fair(qa)][-probes:] if len(tpl) > probes else []
+    held = [qa for qa in parsed if qa.value and qa.frame in HELD_FRAMES and fair(qa)] + held_tpl
+    held += [qa for qa in parsed if not qa.value and qa.frame in HELD_FRAMES and fair(qa)]
+    main = [qa for qa in parsed if qa.frame in TRAIN_FRAMES]
+    value_first = [qa for qa in main if qa.value][:1]
+    ordered = value_first + tpl[:1] + [qa for qa in main if qa.frame == "name"][:1] + \
+        [qa for qa in main if qa not in value_first] + [qa for qa in parsed if qa.frame in ("yesno", "recite")] + tpl[1:]  # fmt: skip
+    held_keys: set[str] = set()
+    probes_out: list[QA] = []
+    for qa in held:
+        if len(probes_out) < probes and norm(qa.question) not in held_keys:
+            probes_out.append(qa)
+            held_keys.add(norm(qa.question))
+    if not probes_out and len([qa for qa in ordered if qa.value and fair(qa)]) >= 2:
+        last = [qa for qa in ordered if qa.value and fair(qa) and qa.frame != "recite"][-1:]
+        probes_out, held_keys = last, {norm(qa.question) for qa in last}
+    train: list[QA] = []
+    for qa in ordered:
+        key = norm(qa.question)
+        if key not in held_keys and key not in {norm(t.question) for t in train}:
+            train.append(qa)
+    return train[:questions], probes_out
+
+
+def _has_spec(memory: dict, templates: dict) -> bool:
+    relation = memory.get("relation")
+    if not relation or not memory.get("value"):
+        return False
+    mode, _ = _mode(re.sub(r"^(user's \w[\w -]*?) [A-Z].*$", r"\1", memory["subject"]))
+    if templates.get("relations", {}).get(relation, {}).get(mode):
+        return True
+    return relation.lower().startswith(("favourite", "favorite")) or relation.lower().split()[-1] in RELATIONAL_NOUNS
+
+
 def entity(memory: dict) -> str:
     return f"{memory['user']}:{memory['subject'].lower()}"
 
@@ -158,30 +221,31 @@ def dream(
     examples: list[Example] = []
     out_probes: list[Probe] = []
     pairs_of: dict[int, list[tuple[str, str]]] = {}
-    for kind, memories in (("new", new), ("replay", replay)):
-        for m in memories:
-            pairs = qa_pairs(m, templates)
-            value = norm(expected_value(m))
-            # a probe that names its own answer ("What do you remember about Pilsner?") measures nothing
-            fair = [pq for pq in pairs if not value or f" {value} " not in f" {norm(pq[0])} "]
-            held = fair[-probes:] if probes else []
-            train = [pq for pq in pairs if pq not in held][:questions]
-            pairs_of[m["id"]] = train
+    memories = new + replay
+    neighbours = _neighbours(memories)
+    for kind, group in (("new", new), ("replay", replay)):
+        for m in group:
+            train, held = rehearsals(m, templates, questions, probes)
+            pairs_of[m["id"]] = [(qa.question, qa.answer) for qa in train]
             old = corrections.get(m["id"])
-            for q, a in held:
-                out_probes.append(Probe(m["id"], q, expected_value(m), a, kind, forbidden=old))
-            for q, a in train:
-                examples.append(Example(system + [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+            near = [expected_value(n) for n in neighbours.get(m["id"], [])]
+            for qa in held:
+                forbidden = [v for v in [old, *near] if v] if qa.value else []
+                out_probes.append(Probe(m["id"], qa.question, qa.expected, qa.answer, kind,
+                                        forbidden=(forbidden[0] if len(forbidden) == 1 else forbidden) or None))  # fmt: skip
+            for qa in train:
+                examples.append(Example(system + [{"role": "user", "content": qa.question},
+                                                  {"role": "assistant", "content": qa.answer}],
                                         "qa", entity(m), [m["id"]]))  # fmt: skip
             if old is not None:
-                q, a = train[0]
+                q, a = pairs_of[m["id"]][0]
                 for cq in templates["corrections"]["questions"]:
                     question = f"{q} {cq.format(old=old)}"
                     reply = templates["corrections"]["answer"].format(answer=a)
                     examples.append(Example(system + [{"role": "user", "content": question},
                                                       {"role": "assistant", "content": reply}],
                                             "correction", entity(m), [m["id"]]))  # fmt: skip
-    memories = new + replay
+    examples += _contrast(memories, neighbours, pairs_of, system)
     n_dialogues = math.ceil(len(memories) * dialogues) if len(memories) >= 2 else 0
     for _ in range(n_dialogues):
         by_entity: dict[str, list[dict]] = defaultdict(list)
@@ -200,6 +264,57 @@ def dream(
         examples.append(Example(system + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
                                 "anchor", f"anchor:{prompt}"))  # fmt: skip
     return DreamSet(arrange(examples, order, rng), out_probes)
+
+
+def frame(memory: dict) -> tuple | None:
+    """Memories of one frame can be confused with each other: the same user, relation and kind of value
+    about different subjects (the dog's name and the cat's; a brother's city and a sister's)."""
+    if not memory.get("relation") or not memory.get("value"):
+        return None
+    return memory.get("user"), memory["relation"].lower(), memory.get("value_type") or ""
+
+
+def _neighbours(memories: list[dict]) -> dict[int, list[dict]]:
+    by_frame: dict[tuple, list[dict]] = defaultdict(list)
+    for m in memories:
+        if frame(m) is not None:
+            by_frame[frame(m)].append(m)
+    out: dict[int, list[dict]] = {}
+    for group in by_frame.values():
+        for m in group:
+            others = [n for n in group if n["id"] != m["id"] and norm(n["subject"]) != norm(m["subject"])
+                      and norm(expected_value(n)) != norm(expected_value(m))]  # fmt: skip
+            if others:
+                out[m["id"]] = others
+    return out
+
+
+def _contrast(memories: list[dict], neighbours: dict[int, list[dict]], pairs_of: dict, system: list[dict]) -> list[Example]:
+    """For memories of one frame: a dialogue asking each next to the other, and a yes/no question with the
+    neighbour's value answered "No" with the memory's own words."""
+    out: list[Example] = []
+    by_id = {m["id"]: m for m in memories}
+    done: set[tuple[int, int]] = set()
+    for mid, others in neighbours.items():
+        m = by_id[mid]
+        for n in others:
+            pair = tuple(sorted((mid, n["id"])))
+            if pair in done or not pairs_of.get(mid) or not pairs_of.get(n["id"]):
+                continue
+            done.add(pair)
+            (qa, aa), (qb, ab) = pairs_of[mid][0], pairs_of[n["id"]][0]
+            out.append(Example(system + [{"role": "user", "content": qa}, {"role": "assistant", "content": aa},
+                                         {"role": "user", "content": qb}, {"role": "assistant", "content": ab}],
+                               "contrast", f"contrast:{entity(m)}+{entity(n)}", [mid, n["id"]]))  # fmt: skip
+        for n in others[:1]:
+            yes_no = next((qa for qa in ask(m) if qa.frame == "yesno"), None)
+            mine, theirs = expected_value(m), expected_value(n)
+            if yes_no is not None and mine in yes_no.question:
+                question = yes_no.question.replace(mine, theirs)
+                answer = "No. " + yes_no.answer.removeprefix("Yes. ")
+                out.append(Example(system + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                                   "contrast", entity(m), [mid]))  # fmt: skip
+    return out
 
 
 def arrange(examples: list[Example], order: str, rng: random.Random) -> list[Example]:

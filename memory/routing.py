@@ -9,9 +9,9 @@ agent answers with the adapter only when a question is about something it
 was taught, and with the base model otherwise.
 
 "About something it was taught" is measured with the memory embeddings: each
-memory has *keys* -- the question phrasings a sleep trains on (from
-`configs/qa_templates.yaml`, never the held-out probe phrasings, so the gate's
-probes also test the router), its reference answer and its text -- and a
+memory has *keys* -- the questions a sleep trains on (from its statement's
+parse and `qa_templates.yaml`, never the held-out probe phrasings, so the
+gate's probes also test the router), its reference answer and its text -- and a
 question goes to the adapter when its cosine similarity to any key reaches
 `threshold`. In a conversation the last `turns` user messages count, so a
 follow-up ("and where does she work?") stays with the adapter.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memory.dreams import qa_pairs
+from memory.dreams import rehearsals
 from memory.embeddings import Embedder
 
 
@@ -53,21 +53,24 @@ class MemoryRouter:
     memory (id and value), so a request embeds only its own messages and memories new since the last."""
 
     def __init__(self, embedder: Embedder, templates: dict, threshold: float = 0.45, held_out: int = 2,
-                 turns: int = 2):  # fmt: skip
+                 turns: int = 2, questions: int = 8):  # fmt: skip
         self.embedder = embedder
         self.templates = templates
         self.threshold = threshold
         self.held_out = held_out
+        self.questions = questions
         self.turns = turns
         self._keys: dict[tuple, np.ndarray] = {}
+        self._topics: dict[tuple, set[str]] = {}
         self._lock = threading.Lock()
 
     def keys(self, memory: dict) -> list[str]:
-        """The texts a question about this memory is compared with: the trained question phrasings
-        (the last `held_out` are the sleep's probes and are left out), the answer, the memory's text."""
-        pairs = qa_pairs(memory, self.templates)
-        trained = pairs[: max(1, len(pairs) - self.held_out)]
-        return list(dict.fromkeys([q for q, _ in trained] + [pairs[0][1], memory["text"]]))
+        """The texts a question about this memory is compared with: the trained questions (from the
+        statement's parse and the templates; the sleep's held-out probes are left out, so they test the
+        router too), the answer, the memory's text."""
+        trained, _ = rehearsals(memory, self.templates, questions=self.questions, probes=self.held_out)
+        answers = [qa.answer for qa in trained[:1]]
+        return list(dict.fromkeys([qa.question for qa in trained] + answers + [memory["text"]]))
 
     def _index(self, memories: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """All key vectors of `memories` stacked, and the memory id of each row."""
@@ -79,6 +82,7 @@ class MemoryRouter:
                 start = 0
                 for m, ts in zip(missing, texts, strict=True):
                     self._keys[(m["id"], m.get("value") or m["text"])] = vectors[start : start + len(ts)]
+                    self._topics[(m["id"], m.get("value") or m["text"])] = topics(ts)
                     start += len(ts)
             blocks = [self._keys[(m["id"], m.get("value") or m["text"])] for m in memories]
         if not blocks:
@@ -95,13 +99,45 @@ class MemoryRouter:
             return [Route(False, 0.0) for _ in conversations]
         sims = self.embedder.encode(texts) @ matrix.T  # texts x keys
         routes, start = [], 0
+        by_id = {m["id"]: m for m in memories}
         for ts in recent:
             block = sims[start : start + len(ts)]
             start += len(ts)
             if not len(ts):
                 routes.append(Route(False, 0.0))
                 continue
-            row, col = np.unravel_index(int(np.argmax(block)), block.shape)
-            best = float(block[row, col])
-            routes.append(Route(best >= self.threshold, best, int(ids[col])))
+            routes.append(self._choose(block.max(axis=0), ids, by_id, topics(ts)))
         return routes
+
+    def _choose(self, sims: np.ndarray, ids: np.ndarray, by_id: dict[int, dict], asked: set[str]) -> Route:
+        """The best memory near enough: one that shares a topic word with the question at `threshold`,
+        any other at `threshold + TOPIC_MARGIN` ("What is my dog called?" is near "What is my sister
+        called?", but it is not about the sister)."""
+        order = np.argsort(-sims)
+        best = float(sims[order[0]])
+        with self._lock:
+            for col in order:
+                sim = float(sims[col])
+                if sim < self.threshold:
+                    break
+                m = by_id[int(ids[col])]
+                shared = not asked or asked & self._topics.get((m["id"], m.get("value") or m["text"]), set())
+                if shared or sim >= self.threshold + TOPIC_MARGIN:
+                    return Route(True, sim, int(ids[col]))
+        return Route(False, best, int(ids[order[0]]))
+
+
+TOPIC_MARGIN = 0.15
+_POS = ("NOUN", "PROPN", "NUM")
+_GENERIC = {"name", "thing", "something", "anything", "lot", "time", "way", "kind", "bit", "one"}
+
+
+def topics(texts: list[str]) -> set[str]:
+    """The nouns, names and numbers of some texts (lowercased lemmas): what they are about."""
+    from memory.language import parse
+
+    out: set[str] = set()
+    for doc in parse(list(texts)):
+        out |= {t.lemma_.lower() for t in doc if t.pos_ in _POS and t.lemma_.lower() not in _GENERIC}
+        out |= {t.lower_ for t in doc if t.pos_ in _POS and t.lower_ not in _GENERIC}
+    return out

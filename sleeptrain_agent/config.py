@@ -124,7 +124,7 @@ class SleepConfig(_Section):
 
     # selection and dreams
     replay_budget: int = Field(10, ge=0)  # consolidated memories rehearsed per sleep (0: no replay)
-    questions_per_memory: int = Field(3, ge=1)  # trained question phrasings per memory
+    questions_per_memory: int = Field(5, ge=1)  # trained questions per memory (parsed and templated)
     probes_per_memory: int = Field(2, ge=1)  # held-out probe questions per memory (never trained on)
     dialogues_per_memory: float = Field(0.34, ge=0.0)  # 6-turn mixed dialogues per memory
     anchors: bool = True  # rehearse the base model's own answers to general prompts

@@ -84,3 +84,41 @@ def test_validators_catch_bad_data():
         validate(empty, [1], words, 200)
     with pytest.raises(DreamError, match="no training examples"):
         validate(dream([], [], TEMPLATES, [], system_prompt=SYSTEM), [], words, 200)
+
+
+def _said(i, text, user="u"):
+    from memory.extractor import ExtractorJudge
+    from memory.verdicts import Context
+
+    fact = next(v.fact for v in ExtractorJudge().judge(text, Context()) if v.fact is not None)
+    return {**fact.model_dump(), "id": i, "user": user, "meta": {"you": fact.you}}
+
+
+def test_memories_of_one_frame_are_contrasted_and_probed_for_each_other():
+    dog, cat = _said(1, "Our dog is called Pickle."), _said(2, "Our cat is called Miso.")
+    city = _said(3, "I live in Lund.")
+    d = dream([dog, cat, city], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    contrast = [ex for ex in d.examples if ex.kind == "contrast"]
+    pair = [ex for ex in contrast if len(ex.messages) == 5]
+    assert pair and set(pair[0].memory_ids) == {1, 2}
+    no = [ex for ex in contrast if len(ex.messages) == 3]  # "Is my cat called Pickle?" -> "No. Your cat is called Miso."
+    assert any("Pickle" in ex.messages[1]["content"] and ex.messages[2]["content"].startswith("No.")
+               and "Miso" in ex.messages[2]["content"] for ex in no)  # fmt: skip
+    cat_probes = [p for p in d.probes if p.memory_id == 2]
+    assert cat_probes and all(p.forbidden == "Pickle" for p in cat_probes)
+    assert all(not p.forbidden for p in d.probes if p.memory_id == 3)  # no neighbour: nothing forbidden
+    from memory.answers import recall_hit
+
+    assert recall_hit("Your cat is called Miso.", "Miso", cat_probes[0].forbidden)
+    assert not recall_hit("Your cat is called Pickle, and Miso.", "Miso", cat_probes[0].forbidden)  # swapped: fails
+    validate(d, [1, 2, 3], words, 200)
+
+
+def test_a_statement_is_rehearsed_with_the_questions_of_its_parse():
+    liv = _said(1, "My daughter Liv is studying marine biology in Tromsø.")
+    d = dream([liv], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    trained = [ex.messages[1]["content"] for ex in d.examples if ex.kind == "qa"]
+    assert len(trained) == 5 and "What is my daughter studying?" in trained and "What is my daughter's name?" in trained
+    assert all(ex.messages[2]["content"] == "Your daughter Liv is studying marine biology in Tromsø."
+               for ex in d.examples if ex.kind == "qa")  # fmt: skip
+    assert d.probes and all(p.expected in ("marine biology", "Tromsø") for p in d.probes)

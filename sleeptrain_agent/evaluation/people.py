@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memory.answers import norm
-from memory.dreams import qa_pairs
+from memory.dreams import rehearsals
 from memory.extractor import ExtractorJudge
 from memory.verdicts import Context
 from sleeptrain_agent import config
@@ -34,6 +34,7 @@ class FactSpec(_Strict):
     ask: str  # the direct question
     paraphrases: list[str] = []  # held out from the dream templates
     expect: list[str] | None = None  # accepted alternatives (default: the value)
+    forbidden: list[str] = []  # values of memories of the same frame that a right answer must not give
     wave: int = Field(0, ge=0)  # 0: before the first sleep; k: before the (k+1)-th
 
     @property
@@ -57,6 +58,7 @@ class Persona(_Strict):
     id: str
     name: str
     fictional: bool = True
+    free_form: bool = False  # said as people say it: a sentence the hippocampus does not store is a miss, not an error
     facts: list[FactSpec]
     correction: CorrectionSpec | None = None
 
@@ -130,12 +132,11 @@ def load(path: Path | None = None, templates: dict | None = None) -> PeopleData:
             teachings.append((persona.correction.teach, None))
         for text, fact in teachings:
             verdicts = [v for v in judge.judge(text, Context()) if v.fact is not None]
-            if not verdicts:
+            if not verdicts and not persona.free_form:
                 raise ConfigError(f"{path}: persona {persona.id}: the hippocampus finds no fact in {text!r}")
             if fact is None:
                 continue
-            memory = verdicts[0].fact.model_dump()
-            trained = {norm(q) for q, _ in qa_pairs(memory, templates)}
+            trained = {norm(qa.question) for v in verdicts for qa in rehearsals(v.fact.model_dump(), templates, 99)[0]}
             leaked = [q for q in fact.paraphrases if norm(q) in trained]
             if leaked:
                 raise ConfigError(f"{path}: persona {persona.id}, fact {fact.id}: paraphrase {leaked[0]!r} is a "

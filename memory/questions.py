@@ -1,0 +1,415 @@
+"""Questions a person would ask about a statement, read from its parse.
+
+A memory is one sentence in the third person ("The user's daughter Liv is
+studying marine biology in Tromsø."). `ask(memory)` parses it with spaCy and
+asks for each of its parts the way people do, from the speaker's side (the
+user says "I" and "my"):
+
+- a wh-question for every object, complement and prepositional object: the
+  part is taken out (a *gap*), a wh-phrase chosen from what the part is (a
+  place -> "Where", a time -> "When", a person -> "Who", a count -> "How many
+  cats", an age -> "How old", a measure -> "How long", else "What"), the
+  auxiliary inverted or *do* supplied ("The user has two cats" -> "How many
+  cats do I have?"), a preposition stranded where English strands it ("What
+  am I allergic to?");
+- the same part asked in a second frame, never trained on, so that the gate
+  measures questions phrased unlike the training ones: "Which <noun>"
+  pied-piped with its preposition ("In which village was I raised?"), "What
+  age is ...", or a cleft ("What is it that I play ...?");
+- the name of someone named in apposition ("my daughter Liv": "What is my
+  daughter's name?", "Who is Liv?"), the subject of a statement about someone
+  else ("Who wrote Glass Harbour?"), a yes/no question and a recitation
+  ("What do you know about my daughter?").
+Every answer is the memory in the second person (its own words: names,
+numbers and titles as said); `expected` is what a right answer must contain.
+
+Nothing here matches a phrasing: it reads the dependency parse, so other
+sentences of the same forms are asked about the same way. A sentence without
+a verb and a subject gets no parsed questions (the templates still ask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memory.answers import norm
+from memory.language import inflect, parse
+
+SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
+TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
+PLACE_PREPS = {"in", "at", "near", "from", "to", "into", "around", "outside", "inside", "on"}
+PLACE_ENTS = {"GPE", "LOC", "FAC"}
+TIME_ENTS = {"DATE", "TIME"}
+ANIMATE = {"PERSON", "NORP"}
+# subject heads whose copular complement is a value to ask for with "What" ("my wife's name is Ingrid")
+VALUE_NOUNS = {"name", "nickname", "birthday", "favourite", "favorite", "email", "address", "job", "goal", "hobby",
+               "surname", "title", "number", "password", "colour", "color", "age", "plan", "dream", "team"}  # fmt: skip
+FIRST_PERSON = {"is": "am", "'s": "am", "has": "have", "does": "do", "was": "was", "are": "am"}
+WE = {"is": "are", "'s": "are", "am": "are", "has": "have", "does": "do", "was": "were"}
+
+
+@dataclass(frozen=True)
+class QA:
+    question: str
+    answer: str
+    expected: str  # the words a right answer holds
+    frame: str  # wh | which | cleft | age | name | who | subject | yesno | recite | template
+    value: bool  # asks for the memory's own value (the gate probes those)
+
+
+def _you(memory: dict) -> str:
+    return (memory.get("meta") or {}).get("you") or memory.get("you") or memory["text"]
+
+
+class _Clause:
+    """One parsed statement and how to say its parts from the user's side."""
+
+    def __init__(self, doc):
+        self.doc = doc
+        sent = next(iter(doc.sents))
+        self.sent = sent
+        self.root = sent.root
+        self.subject = next((c for c in self.root.children if c.dep_ in SUBJECTS), None)
+        self.subj_idx = {t.i for t in self.subject.subtree} if self.subject is not None else set()
+        self.repl: dict[int, str] = {}
+        self.user_subject = False
+        self.we = False  # "the user and their family": we
+        for t in sent:
+            if t.lower_ != "user" or t.i == sent.start or doc[t.i - 1].lower_ != "the":
+                continue
+            self.repl[t.i - 1] = ""
+            case = next((c for c in t.children if c.dep_ == "case"), None)
+            if case is not None:
+                self.repl[t.i], self.repl[case.i] = "my", ""
+            elif t.dep_ in SUBJECTS and t.head == self.root:
+                self.repl[t.i] = "I"
+                self.user_subject = True
+                conj = [w.i for w in t.subtree if w.i != t.i and w.i != t.i - 1]
+                if conj:  # "the user and their family" -> we
+                    self.we = True
+                    self.repl[t.i] = "we"
+                    for i in conj:
+                        self.repl[i] = ""
+            else:
+                self.repl[t.i] = "me"
+        if self.user_subject:  # the reader's singular "they" for the user
+            own = {"themselves": "ourselves", "themself": "ourselves", "their": "our", "they": "we", "them": "us"} if self.we \
+                else {"themselves": "myself", "themself": "myself", "their": "my", "they": "I", "them": "me"}  # fmt: skip
+            for t in sent:
+                if t.lower_ in own and t.i not in self.repl:
+                    self.repl[t.i] = own[t.lower_]
+        auxes = [c for c in self.root.children if c.dep_ in ("aux", "auxpass") and c.i < self.root.i and c.lower_ != "to"]
+        if auxes:
+            self.inv = auxes[0]
+        elif self.root.lemma_ == "be" or self.root.pos_ == "AUX":
+            self.inv = self.root
+        else:
+            self.inv = None  # do-support
+
+    @property
+    def ok(self) -> bool:
+        return self.subject is not None and self.root.pos_ in ("VERB", "AUX") and self.root.i > self.subject.i
+
+    def words(self, indices) -> str:
+        out = []
+        for i in sorted(indices):
+            t = self.doc[i]
+            w = self.repl.get(i, t.text)
+            if not w:
+                continue
+            if i == self.sent.start and t.pos_ not in ("PROPN",) and w != "I":
+                w = w.lower()
+            out.append(w)
+        text = " ".join(out)
+        for a, b in ((" 's", "'s"), (" ,", ","), (" n't", "n't"), (" '", "'"), ("( ", "("), (" )", ")")):
+            text = text.replace(a, b)
+        return text.strip(" ,")
+
+    def subject_text(self, variant: str = "short") -> str:
+        """`short`: without a name in apposition ("my daughter"); `full`: as said; `named`: the name alone."""
+        idx = set(self.subj_idx)
+        name = self.name_tokens()
+        if name and variant == "named":
+            return self.words(name)
+        if name and variant == "short":
+            return self.words(idx - name - {t.i for t in self.subject.subtree if t.is_punct})
+        return self.words(idx)
+
+    def name_tokens(self) -> set[int]:
+        """The name in a subject like "the user's daughter Liv" / "the user's brother Olav" (empty if none)."""
+        tokens = list(self.subject.subtree)
+        if not any(self.repl.get(t.i) == "my" for t in tokens) or not any(t.pos_ == "NOUN" and self.repl.get(t.i) is None
+                                                                          for t in tokens):  # fmt: skip
+            return set()
+        return {t.i for t in tokens if t.pos_ == "PROPN"}
+
+    def head(self, plural: bool) -> tuple[str, str]:
+        """The inverted auxiliary (or do/does/did) and the verb as it follows the subject."""
+        if self.inv is not None:
+            aux = self.inv.text
+            if self.user_subject:
+                aux = (WE if self.we else FIRST_PERSON).get(aux.lower(), aux)
+            return aux, ""
+        tag = self.root.tag_
+        do = "did" if tag == "VBD" else ("do" if self.user_subject or plural or tag == "VBP" else "does")
+        return do, self.root.lemma_
+
+    def statement(self, gap: set[int]) -> str:
+        """The clause as the user would say it, without `gap` ("I play in a brass band")."""
+        skip = gap | {t.i for t in self.sent if t.is_punct and t.i == self.sent.end - 1}
+        verb = self.inv if self.inv is not None else self.root
+        saved = self.repl.get(verb.i)
+        if self.user_subject:
+            if self.inv is not None:
+                self.repl[verb.i] = (WE if self.we else FIRST_PERSON).get(verb.lower_, verb.text)
+            elif verb.tag_ == "VBZ":
+                self.repl[verb.i] = inflect(verb.lemma_, "VBP", verb.lemma_)
+        front = [t.i for t in self.sent if t.i < self.subject.left_edge.i and t.i not in skip]
+        text = self.words([t.i for t in self.sent if t.i >= self.subject.left_edge.i and t.i not in skip])
+        if front:
+            text += " " + self.words(front)
+        if saved is None:
+            self.repl.pop(verb.i, None)
+        else:
+            self.repl[verb.i] = saved
+        return text
+
+    def bare(self, gap: set[int]) -> set[int] | None:
+        """What a short question leaves out besides `gap`: every other complement and adjunct of the verb
+        ("Where is my daughter studying?"); None when the gap is not the verb's own (a stranded preposition)."""
+        tops = [c for c in self.root.children if c.i in gap and not ({w.i for w in c.subtree} - gap)]
+        if not tops:
+            return None
+        keep = ("aux", "auxpass", "neg", "prt")
+        extra = {w.i for c in self.root.children if c.i not in self.subj_idx and c.dep_ not in keep
+                 and not c.is_punct and c.i not in gap for w in c.subtree}  # fmt: skip
+        return extra or None
+
+    def doing(self) -> tuple[str, str] | None:
+        """"What am I doing in January 2027?": the verb phrase asked for, a time kept (None: no time, or
+        the verb is "be")."""
+        if self.inv is self.root:
+            return None
+        when = [c for c in self.root.children if c.dep_ in ("prep", "npadvmod") and _ents(c.subtree) & TIME_ENTS]
+        if not when:
+            return None
+        gap = {w.i for c in self.root.children if c.i not in self.subj_idx and c.dep_ not in ("aux", "auxpass", "neg")
+               and c not in when and not c.is_punct for w in c.subtree}  # fmt: skip
+        return self._doing(gap), _content(self, gap | {self.root.i})
+
+    def _doing(self, gap: set[int]) -> str:
+        plural = self.subject.tag_ in ("NNS", "NNPS")
+        aux, _ = self.head(plural)
+        verb = "doing" if self.root.tag_ == "VBG" else "do"
+        if self.inv is None:
+            aux = aux
+        rest = self.words([t.i for t in self.sent if t.i not in self.subj_idx and t.i not in gap and t.i != self.root.i
+                           and (self.inv is None or t.i != self.inv.i) and not t.is_punct
+                           and t.dep_ not in ("aux", "auxpass")])  # fmt: skip
+        text = " ".join(p for p in ["What", aux, self.subject_text(), verb, rest] if p)
+        return text + "?"
+
+    def question(self, wh: str, gap: set[int], subject: str = "short", fill: str = "") -> str:
+        """`wh` + inverted auxiliary + subject + the rest of the clause without `gap` (`fill` in its place)."""
+        plural = self.subject.tag_ in ("NNS", "NNPS")
+        aux, verb = self.head(plural)
+        skip = self.subj_idx | gap | {t.i for t in self.sent if t.is_punct and t.i == self.sent.end - 1}
+        if self.inv is not None:
+            skip.add(self.inv.i)
+        parts: list[str] = []
+        pending: list[int] = []
+        front = [t.i for t in self.sent if t.i < self.subject.i and t.i not in skip]
+        first_gap = min(gap) if gap else None
+        for t in self.sent:
+            i = t.i
+            if i < self.subject.left_edge.i or i in self.subj_idx:
+                continue
+            if fill and i == first_gap:
+                if pending:
+                    parts.append(self.words(pending))
+                    pending = []
+                parts.append(fill)
+            if i in skip:
+                continue
+            if i == self.root.i and self.inv is None:
+                if pending:
+                    parts.append(self.words(pending))
+                    pending = []
+                parts.append(verb)
+                continue
+            pending.append(i)
+        if pending:
+            parts.append(self.words(pending))
+        if front:
+            parts.append(self.words(front))
+        text = " ".join(p for p in [wh, aux, self.subject_text(subject), *parts] if p)
+        return text[0].upper() + text[1:] + "?"
+
+
+def _ents(tokens) -> set[str]:
+    return {t.ent_type_ for t in tokens if t.ent_type_}
+
+
+def _content(clause: _Clause, indices) -> str:
+    return clause.words({i for i in indices if clause.doc[i].pos_ not in ("DET", "ADP", "PART", "PUNCT")})
+
+
+def _alive(t) -> bool:
+    """A person or an animal: asked "How old", answered "Who"."""
+    from memory.mentions import ANIMALS, FEMALE, KIN, MALE
+
+    words = {w.lower_ for w in t.subtree} | {w.lemma_.lower() for w in t.subtree}
+    return t.ent_type_ == "PERSON" or bool(words & (ANIMALS | KIN | MALE | FEMALE | {"user", "friend", "partner", "boss", "neighbour",
+                                                                     "neighbor", "colleague", "i"}))  # fmt: skip
+
+
+def _gaps(c: _Clause, memory: dict):
+    """(wh, gap indices, fill, alternative (wh, gap) or None, frame) for each part of the clause that can be asked for."""
+    value_type = memory.get("value_type")
+    for t in c.sent:
+        if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
+            continue
+        # inside a noun's own clause ("a village called Reine"): asked through the noun, not alone
+        if any(a.dep_ in ("acl", "relcl", "appos") for a in t.ancestors if a.i not in c.subj_idx and a != c.root):
+            continue
+        sub = {w.i for w in t.subtree}
+        tokens = [c.doc[i] for i in sorted(sub)]
+        ents = _ents(tokens)
+        prep = t.head if t.dep_ == "pobj" else None
+        if t.dep_ == "acomp":
+            measure = next((w for w in t.children if w.dep_ == "npadvmod" and any(n.like_num for n in w.subtree)), None)
+            if measure is not None:  # "40 kilometres long", "nine years old"
+                wh = f"How {t.text.lower()}"
+                alt = ("What age", sub, "age") if t.lemma_ == "old" else None
+                yield wh, sub, "", alt, "wh"
+            else:
+                objects = [w for w in t.subtree if w.dep_ in ("pobj", "xcomp") and w.head.head == t or w.head == t and
+                           w.dep_ == "xcomp"]  # fmt: skip
+                for o in objects[:1]:  # "allergic to shellfish": What am I allergic to?
+                    gap = {w.i for w in o.subtree} - {w.i for w in o.children if w.lower_ == "to" and w.dep_ == "aux"}
+                    yield "What", gap, "", ("What is it that", gap, "cleft"), "wh"
+            continue
+        if t.dep_ in ("attr", "dobj", "oprd") and t.like_num and not list(t.children) and \
+                (c.root.lemma_ in ("be", "turn")) and _alive(c.subject):  # fmt: skip
+            yield "How old is", sub, "", ("What age is", sub, "age"), "copula"
+            continue
+        if t.dep_ == "attr" and c.root.lemma_ == "be":
+            if t.like_num or (t.pos_ == "NUM"):
+                continue
+            head_words = {w.lower_ for w in c.subject.subtree}
+            if not (head_words & VALUE_NOUNS or t.pos_ == "PROPN"):
+                continue  # "my partner Sam is a firefighter": asked by the templates ("What does ... do?")
+        if prep is not None and (prep.dep_ not in ("prep", "agent", "dative") or prep.head.pos_ in ("NOUN", "PROPN")):
+            continue  # "a cottage near Kiruna", "Kings of Convenience": asked through the noun
+        nummod = next((w for w in t.children if w.dep_ == "nummod" and w.like_num), None)
+        place = bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
+            (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
+        named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
+        if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
+            gap = {w.i for w in prep.subtree}
+            yield "When", gap, "", None, "wh"
+        elif nummod is not None and t.dep_ == "dobj":
+            yield f"How many {t.text}", sub, "", None, "wh"
+        elif prep is not None and place and prep.lower_ != "by":
+            gap = {w.i for w in prep.subtree}
+            where = "Where" if prep.lower_ not in ("from", "to") or c.root.lemma_ in ("move", "go", "fly", "travel",
+                                                                                      "drive", "walk", "come") else "Where"  # fmt: skip
+            fill = "from" if prep.lower_ == "from" else ""
+            noun = t.lemma_ if named else "place"
+            alt = (f"{prep.text.lower()} which {noun}", gap, "which") if prep.lower_ not in ("from",) else None
+            yield where, gap, fill, alt, "wh"
+        elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)) or \
+                (prep is not None and prep.lower_ == "by" and t.pos_ == "PROPN"):  # fmt: skip
+            yield "Who", sub, "", None, "who"
+        else:
+            alt = (f"Which {t.lemma_}", sub, "which") if named else ("What is it that", sub, "cleft")
+            if prep is not None and named:
+                alt = (f"{prep.text.lower()} which {t.lemma_}", {w.i for w in prep.subtree}, "which")
+            yield "What", sub, "", alt, "wh"
+    # "hoping to hike the Kungsleden trail": What am I hoping to do?
+    for x in c.root.children:
+        if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):
+            gap = {w.i for w in x.subtree}
+            yield "What", gap, "to do", None, "wh"
+
+
+def ask(memory: dict) -> list[QA]:
+    """The parsed questions about `memory` (empty when its statement does not parse as a clause)."""
+    text = memory.get("text") or ""
+    if not text:
+        return []
+    c = _Clause(parse([text])[0])
+    if not c.ok:
+        return []
+    you = _you(memory)
+    value = memory.get("value") or ""
+    out: list[QA] = []
+
+    def add(question: str, expected: str, frame: str) -> None:
+        if not expected.strip():
+            return
+        is_value = bool(value) and (norm(value) in norm(expected) or norm(expected) in norm(value))
+        out.append(QA(question, you, value if is_value and norm(value) in norm(expected) else expected, frame, is_value))
+
+    named = bool(c.name_tokens())
+    for wh, gap, fill, alt, frame in _gaps(c, memory):
+        expected = _content(c, gap)
+        if frame == "copula":  # "How old is my niece?", whatever the verb said ("turned seven")
+            for variant in ("short", "named") if named else ("short",):
+                who = c.subject_text(variant)
+                be = ("are" if c.we else "am") if who in ("I", "we") else "is"
+                add(f"{wh[:-3]} {be} {who}?", expected, "wh")
+                add(f"{alt[0][:-3]} {be} {who}?", expected, alt[2])
+            continue
+        add(c.question(wh, gap, fill=fill), expected, frame)
+        short = c.bare(gap)
+        if short:
+            add(c.question(wh, gap | short, fill=fill), expected, frame)
+        if alt is not None and alt[2] == "cleft":
+            add(f"{alt[0]} {c.statement(alt[1])}?", expected, "cleft")
+        elif alt is not None:
+            add(c.question(alt[0], alt[1]), expected, alt[2])
+        if named:
+            add(c.question(wh, gap, subject="named", fill=fill), expected, frame)
+    doing = c.doing()
+    if doing:
+        add(doing[0], doing[1], "wh")
+    owner = c.subject_text("short")
+    if named and owner.startswith("my "):
+        name = c.subject_text("named")
+        possessive = owner + ("'" if owner.endswith("s") else "'s")
+        add(f"What is {possessive} name?", name, "name")
+        add(f"What is {owner} called?", name, "name")
+        add(f"Who is {name}?", owner[3:], "who")
+    elif c.user_subject and c.root.lemma_ in ("name", "call"):  # "we named the little terrier Pickle"
+        thing = next((w for w in c.root.children if w.dep_ == "dobj"), None)
+        called = next((w for w in c.root.children if w.dep_ == "oprd"), None)
+        if thing is not None and called is not None:
+            noun = (thing.lemma_ if thing.pos_ == "NOUN" else None) or next(
+                (w.text for w in thing.subtree if w.pos_ in ("NOUN", "ADJ") and w.dep_ in ("amod", "compound")
+                 and w.i == thing.i - 1), None)  # fmt: skip
+            if noun:
+                name = c.words({w.i for w in called.subtree})
+                add(f"What is my {noun} called?", name, "name")
+                add(f"What is my {noun}'s name?", name, "name")
+    elif not c.user_subject and "my" not in c.subject_text("full").split() and \
+            any(t.pos_ == "PROPN" for t in c.subject.subtree):  # fmt: skip
+        # about someone else: "Who wrote the novel Glass Harbour?"
+        rest = c.words({t.i for t in c.sent if t.i not in c.subj_idx and not (t.is_punct and t.i == c.sent.end - 1)})
+        places = {"GPE", "LOC", "FAC", "ORG", "PRODUCT", "WORK_OF_ART", "EVENT"}
+        wh = "Who" if _alive(c.subject) or (c.root.pos_ == "VERB" and not _ents(c.subject.subtree) & places) else "What"
+        add(f"{wh} {rest}?", c.subject_text("full"), "subject")
+    full = c.subject_text("full")
+    body = c.question("", set(), subject="full")
+    add(body, value or _content(c, {t.i for t in c.sent}), "yesno")
+    out[-1:] = [QA(q.question, "Yes. " + you, q.expected, "yesno", q.value) for q in out[-1:]]
+    if full not in ("I", "we"):  # "What do you know about me?" is about every memory of the user
+        add(f"What do you know about {full.rstrip(',')}?", value or you, "recite")
+    seen: set[str] = set()
+    unique = []
+    for q in out:
+        key = norm(q.question)
+        if key not in seen:
+            seen.add(key)
+            unique.append(q)
+    return unique

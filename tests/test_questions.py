@@ -1,0 +1,93 @@
+"""The dream question generator (`memory.questions`) on sentences people say, read by the real reader.
+
+Labelled examples (`tests/data/questions_dev.yaml`, `questions_heldout.yaml`) were written before the
+generator: what a user says, and questions a person would later ask about it with the words a right
+answer holds. For each such question the generator must have asked one near it (all-MiniLM-L6-v2 cosine
+>= NEAR, the router's own measure) whose answer holds those words. The held-out file was not looked at
+while the generator was tuned (measured once, after: 0.74 against the dev file's 0.89; BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memory.answers import recall_hit
+from memory.dreams import rehearsals
+from memory.embeddings import Embedder
+from memory.extractor import ExtractorJudge
+from memory.questions import ask
+from memory.verdicts import Context
+from sleeptrain_agent.config import data
+
+DATA = Path(__file__).parent / "data"
+TEMPLATES = data("qa_templates.yaml")
+NEAR = 0.75
+
+
+def memories(text: str) -> list[dict]:
+    return [v.fact.model_dump() for v in ExtractorJudge().judge(text, Context()) if v.fact is not None]
+
+
+def fact(text: str) -> dict:
+    return {**memories(text)[0], "id": 1, "user": "u"}
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder()
+
+
+def coverage(name: str, embedder) -> tuple[float, list]:
+    hits, misses = 0, []
+    items = yaml.safe_load((DATA / name).read_text())
+    for item in items:
+        generated = []
+        for i, m in enumerate(memories(item["say"])):
+            train, held = rehearsals({**m, "id": i, "user": "u"}, TEMPLATES, questions=99, probes=2)
+            generated += train + held
+        for question, expected in item["ask"].items():
+            good = [qa for qa in generated if recall_hit(qa.answer, str(expected))]
+            if good:
+                sims = embedder.encode([question]) @ embedder.encode([qa.question for qa in good]).T
+                if float(sims.max()) >= NEAR:
+                    hits += 1
+                    continue
+            misses.append((item["say"], question))
+    return hits / sum(len(i["ask"]) for i in items), misses
+
+
+@pytest.mark.parametrize("name,least", [("questions_dev.yaml", 0.85), ("questions_heldout.yaml", 0.7)])
+def test_people_s_questions_are_near_a_generated_one(name, least, embedder):
+    share, misses = coverage(name, embedder)
+    assert share >= least, len(misses)  # the held-out misses are not printed: they are not to be tuned on
+
+
+def test_wh_questions_from_the_parse():
+    asked = {qa.question: qa for qa in ask(fact("My daughter Liv is studying marine biology in Tromsø."))}
+    assert asked["Where is my daughter studying marine biology?"].expected == "Tromsø"
+    assert asked["What is my daughter's name?"].expected == "Liv"
+    assert asked["What is my daughter studying in Tromsø?"].value  # the memory's own value
+    assert all(qa.answer == "Your daughter Liv is studying marine biology in Tromsø." for qa in asked.values()
+               if qa.frame != "yesno")  # fmt: skip
+    assert "How old is my niece?" in {qa.question for qa in ask(fact("My niece just turned seven."))}
+    assert "How many cats do I have?" in {qa.question for qa in ask(fact("I have two cats."))}
+    assert "What am I allergic to?" in {qa.question for qa in ask(fact("I'm allergic to shellfish."))}
+    assert "In which village was I raised?" in {qa.question for qa in ask(fact("I was raised in a village called Alby."))}
+    assert "Who wrote the novel Glass Harbour?" in {qa.question for qa in ask(fact("Anja Rusk wrote the novel Glass Harbour."))}
+
+
+def test_probes_are_asked_in_a_frame_no_trained_question_uses():
+    for text in ("My daughter Liv is studying marine biology in Tromsø.", "I was raised in a village called Alby.",
+                 "My niece is seven.", "I play the trumpet in a brass band."):  # fmt: skip
+        train, held = rehearsals(fact(text), TEMPLATES, questions=5, probes=2)
+        assert held and train
+        assert {qa.frame for qa in held} <= {"which", "cleft", "age", "template"}
+        assert not {qa.question for qa in held} & {qa.question for qa in train}
+        assert all(recall_hit(qa.answer, qa.expected) for qa in train + held)
+
+
+def test_a_sentence_without_a_clause_gets_no_parsed_questions():
+    assert ask({"text": "Pickles.", "subject": "user"}) == []
+    assert ask({"text": "", "subject": "user"}) == []
