@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.sleep_bench import FIVE_FACTS, synthetic
-from memory.dreams import qa_pairs
+from memory.dreams import rehearsals
 from memory.embeddings import Embedder
 from memory.extractor import ExtractorJudge
 from memory.hippocampus import Hippocampus
@@ -64,11 +64,13 @@ def main() -> None:
     store = Store(Path(tmp.name) / "bench.db")
     facts = taught(embedder, FIVE_FACTS + [f.teach for p in people.personas for f in p.facts], store)
     held = settings.sleep.probes_per_memory
-    about = [q for m in facts for q, _ in qa_pairs(m, templates)[-held:]]
-    about += [q for p in people.personas for f in p.facts for q in [f.ask, *f.paraphrases]]
+    about = [qa.question for m in facts for qa in rehearsals(m, templates, probes=held)[1]]
+    natural = [q for p in people.personas if p.free_form for f in p.facts for q in [f.ask, *f.paraphrases]]
+    about += [q for p in people.personas if not p.free_form for f in p.facts for q in [f.ask, *f.paraphrases]] + natural
     print(f"{len(facts)} taught memories; {len(about)} questions about them, {len(general)} general questions")
 
-    print(f"{'threshold':>9} {'extra':>6} {'memories':>8} {'about->adapter':>15} {'general->base':>14}  general sent to the adapter")
+    print(f"{'threshold':>9} {'extra':>6} {'memories':>8} {'about->adapter':>15} {'natural':>8} {'general->base':>14}  "
+          "general sent to the adapter")  # fmt: skip
     router = MemoryRouter(embedder, templates, held_out=held)
     added = 0
     for extra in sorted(args.extra):
@@ -80,15 +82,18 @@ def main() -> None:
         t0 = time.perf_counter()
         router.route([[{"role": "user", "content": "warm"}]], memories)
         keys_s = time.perf_counter() - t0
+        for threshold in args.thresholds:  # the router's own decision (similarity and the topic-word check)
+            router.threshold = threshold
+            routes_about = router.route([[{"role": "user", "content": q}] for q in about], memories)
+            routes_general = router.route([[{"role": "user", "content": q}] for q in general], memories)
+            hit = sum(r.adapter for r in routes_about) / len(about)
+            hit_natural = sum(r.adapter for r in routes_about[len(about) - len(natural):]) / max(1, len(natural))
+            kept = [q for q, r in zip(general, routes_general, strict=True) if not r.adapter]
+            sent = [f"{q} ({r.similarity:.2f})" for q, r in zip(general, routes_general, strict=True) if r.adapter]
+            print(f"{threshold:>9.2f} {extra:>6} {len(memories):>8} {hit:>15.3f} {hit_natural:>8.3f} "
+                  f"{len(kept) / len(general):>14.3f}  {'; '.join(sent[:4])}{' ...' if len(sent) > 4 else ''}")  # fmt: skip
+        router.threshold = settings.serve.routing_similarity
         routes_about = router.route([[{"role": "user", "content": q}] for q in about], memories)
-        routes_general = router.route([[{"role": "user", "content": q}] for q in general], memories)
-        for threshold in args.thresholds:
-            hit = sum(r.similarity >= threshold for r in routes_about) / len(about)
-            kept = [q for q, r in zip(general, routes_general, strict=True) if r.similarity < threshold]
-            sent = [f"{q} ({r.similarity:.2f})" for q, r in zip(general, routes_general, strict=True)
-                    if r.similarity >= threshold]  # fmt: skip
-            print(f"{threshold:>9.2f} {extra:>6} {len(memories):>8} {hit:>15.3f} {len(kept) / len(general):>14.3f}  "
-                  f"{'; '.join(sent[:4])}{' ...' if len(sent) > 4 else ''}")  # fmt: skip
         worst, question = min(zip(routes_about, about, strict=True), key=lambda rq: rq[0].similarity)
         print(f"{'':>9} {extra:>6} lowest question about a memory: {worst.similarity:.3f} ({question!r}); "
               f"keys embedded once in {keys_s:.1f} s")  # fmt: skip

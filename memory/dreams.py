@@ -228,7 +228,7 @@ def dream(
             train, held = rehearsals(m, templates, questions, probes)
             pairs_of[m["id"]] = [(qa.question, qa.answer) for qa in train]
             old = corrections.get(m["id"])
-            near = [expected_value(n) for n in neighbours.get(m["id"], [])]
+            near = [theirs for _, theirs in neighbours.get(m["id"], [])]
             for qa in held:
                 forbidden = [v for v in [old, *near] if v] if qa.value else []
                 out_probes.append(Probe(m["id"], qa.question, qa.expected, qa.answer, kind,
@@ -266,30 +266,37 @@ def dream(
     return DreamSet(arrange(examples, order, rng), out_probes)
 
 
-def frame(memory: dict) -> tuple | None:
-    """Memories of one frame can be confused with each other: the same user, relation and kind of value
-    about different subjects (the dog's name and the cat's; a brother's city and a sister's)."""
+def frame(memory: dict) -> tuple[tuple, str] | None:
+    """Memories of one frame can be confused with each other: the same user and relation, or both naming
+    something of the user's (the dog's name and the cat's; a brother's city and a sister's). Returns the
+    frame's key and the value a neighbour's answer must not give, or None."""
+    named = next((qa for qa in ask(memory) if qa.frame == "name"), None) if memory.get("text") else None
+    if named is not None:
+        return (memory.get("user"), "name"), named.expected
     if not memory.get("relation") or not memory.get("value"):
         return None
-    return memory.get("user"), memory["relation"].lower(), memory.get("value_type") or ""
+    return (memory.get("user"), memory["relation"].lower(), memory.get("value_type") or ""), expected_value(memory)
 
 
-def _neighbours(memories: list[dict]) -> dict[int, list[dict]]:
-    by_frame: dict[tuple, list[dict]] = defaultdict(list)
+def _neighbours(memories: list[dict], most: int = 2) -> dict[int, list[tuple[dict, str]]]:
+    """Each memory's neighbours in its frame (at most `most`), with the value each must not be answered with."""
+    by_frame: dict[tuple, list[tuple[dict, str]]] = defaultdict(list)
     for m in memories:
-        if frame(m) is not None:
-            by_frame[frame(m)].append(m)
-    out: dict[int, list[dict]] = {}
+        f = frame(m)
+        if f is not None:
+            by_frame[f[0]].append((m, f[1]))
+    out: dict[int, list[tuple[dict, str]]] = {}
     for group in by_frame.values():
-        for m in group:
-            others = [n for n in group if n["id"] != m["id"] and norm(n["subject"]) != norm(m["subject"])
-                      and norm(expected_value(n)) != norm(expected_value(m))]  # fmt: skip
+        for m, mine in group:
+            others = [(n, theirs) for n, theirs in group if n["id"] != m["id"] and norm(n["subject"]) != norm(m["subject"])
+                      and norm(theirs) != norm(mine)]  # fmt: skip
             if others:
-                out[m["id"]] = others
+                out[m["id"]] = others[:most]
     return out
 
 
-def _contrast(memories: list[dict], neighbours: dict[int, list[dict]], pairs_of: dict, system: list[dict]) -> list[Example]:
+def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str]]], pairs_of: dict,
+              system: list[dict]) -> list[Example]:  # fmt: skip
     """For memories of one frame: a dialogue asking each next to the other, and a yes/no question with the
     neighbour's value answered "No" with the memory's own words."""
     out: list[Example] = []
@@ -297,7 +304,7 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[dict]], pairs_of:
     done: set[tuple[int, int]] = set()
     for mid, others in neighbours.items():
         m = by_id[mid]
-        for n in others:
+        for n, _ in others:
             pair = tuple(sorted((mid, n["id"])))
             if pair in done or not pairs_of.get(mid) or not pairs_of.get(n["id"]):
                 continue
@@ -306,9 +313,9 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[dict]], pairs_of:
             out.append(Example(system + [{"role": "user", "content": qa}, {"role": "assistant", "content": aa},
                                          {"role": "user", "content": qb}, {"role": "assistant", "content": ab}],
                                "contrast", f"contrast:{entity(m)}+{entity(n)}", [mid, n["id"]]))  # fmt: skip
-        for n in others[:1]:
+        for _, theirs in others[:1]:
             yes_no = next((qa for qa in ask(m) if qa.frame == "yesno"), None)
-            mine, theirs = expected_value(m), expected_value(n)
+            mine = frame(m)[1]
             if yes_no is not None and mine in yes_no.question:
                 question = yes_no.question.replace(mine, theirs)
                 answer = "No. " + yes_no.answer.removeprefix("Yes. ")

@@ -269,8 +269,11 @@ def _gaps(c: _Clause, memory: dict):
     for t in c.sent:
         if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
             continue
+        if t.dep_ == "oprd" and t.head.lemma_ in ("call", "name") and t.head != c.root or \
+                t.dep_ == "oprd" and c.root.lemma_ in ("call", "name") and c.inv is None:  # fmt: skip
+            continue  # "named the terrier Pickle": asked by its name questions
         # inside a noun's own clause ("a village called Reine"): asked through the noun, not alone
-        if any(a.dep_ in ("acl", "relcl", "appos") for a in t.ancestors if a.i not in c.subj_idx and a != c.root):
+        if any(a.dep_ in ("acl", "relcl", "appos", "ccomp") for a in t.ancestors if a.i not in c.subj_idx and a != c.root):
             continue
         sub = {w.i for w in t.subtree}
         tokens = [c.doc[i] for i in sorted(sub)]
@@ -333,6 +336,33 @@ def _gaps(c: _Clause, memory: dict):
             yield "What", gap, "to do", None, "wh"
 
 
+def _called(c: _Clause) -> list[tuple[str, str]]:
+    """(noun, name) for each thing of the user's the statement names ("has a dog named Rex", "named the
+    little terrier Pickle"): asked as "What is my dog called?"."""
+    if not c.user_subject and not any(v == "my" for v in c.repl.values()):
+        return []
+    out = []
+    for w in c.sent:
+        called = next((o for o in w.children if o.dep_ == "oprd" and o.pos_ == "PROPN"), None)
+        if w.lemma_ not in ("call", "name") or called is None:
+            continue
+        if w.dep_ == "acl" or (w.dep_ != "ROOT" and w.head.pos_ == "NOUN"):
+            noun = w.head
+        else:
+            noun = next((o for o in w.children if o.dep_ in ("dobj", "npadvmod") and o.pos_ in ("NOUN", "ADJ")), None)
+            noun = noun or next((o for o in called.children if o.dep_ in ("amod", "compound") and o.pos_ in ("NOUN", "ADJ")
+                                 and o.i == called.i - 1), None)  # fmt: skip
+            if noun is None and w.i > c.sent.start and c.doc[w.i - 1].pos_ == "NOUN" and w.i - 1 not in c.subj_idx:
+                noun = c.doc[w.i - 1]
+        if noun is None or noun.i in c.subj_idx and w.i != c.root.i and c.root.lemma_ == "be":
+            continue
+        head = noun.lemma_ if noun.pos_ == "NOUN" else noun.text
+        if noun.pos_ == "ADJ":
+            head = noun.text  # "the little terrier Pickle": the tagger calls the noun an adjective
+        out.append((head.lower(), c.words({t.i for t in called.subtree})))
+    return out
+
+
 def ask(memory: dict) -> list[QA]:
     """The parsed questions about `memory` (empty when its statement does not parse as a clause)."""
     text = memory.get("text") or ""
@@ -371,6 +401,9 @@ def ask(memory: dict) -> list[QA]:
             add(c.question(alt[0], alt[1]), expected, alt[2])
         if named:
             add(c.question(wh, gap, subject="named", fill=fill), expected, frame)
+    for noun, name in _called(c):  # "a golden retriever called Biscuit", "we named the terrier Pickle"
+        add(f"What is my {noun} called?", name, "name")
+        add(f"What is my {noun}'s name?", name, "name")
     doing = c.doing()
     if doing:
         add(doing[0], doing[1], "wh")
@@ -381,17 +414,6 @@ def ask(memory: dict) -> list[QA]:
         add(f"What is {possessive} name?", name, "name")
         add(f"What is {owner} called?", name, "name")
         add(f"Who is {name}?", owner[3:], "who")
-    elif c.user_subject and c.root.lemma_ in ("name", "call"):  # "we named the little terrier Pickle"
-        thing = next((w for w in c.root.children if w.dep_ == "dobj"), None)
-        called = next((w for w in c.root.children if w.dep_ == "oprd"), None)
-        if thing is not None and called is not None:
-            noun = (thing.lemma_ if thing.pos_ == "NOUN" else None) or next(
-                (w.text for w in thing.subtree if w.pos_ in ("NOUN", "ADJ") and w.dep_ in ("amod", "compound")
-                 and w.i == thing.i - 1), None)  # fmt: skip
-            if noun:
-                name = c.words({w.i for w in called.subtree})
-                add(f"What is my {noun} called?", name, "name")
-                add(f"What is my {noun}'s name?", name, "name")
     elif not c.user_subject and "my" not in c.subject_text("full").split() and \
             any(t.pos_ == "PROPN" for t in c.subject.subtree):  # fmt: skip
         # about someone else: "Who wrote the novel Glass Harbour?"

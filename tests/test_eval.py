@@ -145,6 +145,10 @@ def test_summary_fractions():
     assert s["locality"] == 0.75
     assert summarize(_items(), "keyword", 0.5, 0.9)["retention"] == 1.0  # capped
     assert summarize(_items(), "keyword", None, None)["retention"] is None
+    assert s["near_miss"] is None  # no item names a neighbour's value
+    swapped = {"test": "single", "keyword": 0, "old_value": 1, "forbidden": ["Pickle"]}
+    kept = {"test": "paraphrase", "keyword": 1, "old_value": 0, "forbidden": ["Pickle"]}
+    assert summarize(_items() + [swapped, kept], "keyword")["near_miss"] == 0.5  # a correction's old value is not one
 
 
 def test_report_embeds_plots_and_escapes_answers():

@@ -86,7 +86,7 @@ def _bars(variants: list[tuple[str, dict]], title: str):
             ax.hlines(TARGETS[key][1], j - width / 2, j - width / 2 + 0.8, colors="black", linestyles="dashed", linewidth=1)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=20)
     ax.set_ylim(0, 1.05)
-    ax.set_title(title + " (dashed: targets; correction_old: lower is better)")
+    ax.set_title(title + " (dashed: targets; correction_old and near_miss: lower is better)")
     if len(variants) > 1:
         ax.legend(fontsize=8)
     return _png(fig)

@@ -62,9 +62,11 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
                                                                     "sleep": {"min_locality": 0.75}}),
 }
 SUMMARY_KEYS = ("efficacy", "paraphrase", "multiturn", "extended", "correction_new", "correction_old", "retention",
-                "locality")  # fmt: skip
+                "locality", "near_miss")  # fmt: skip
 TARGETS = {"efficacy": (">=", 0.9), "paraphrase": (">=", 0.7), "multiturn": (">=", 0.7), "correction_new": (">=", 0.8),
-           "correction_old": ("<=", 0.2), "retention": (">=", 0.85), "locality": (">=", 0.95)}  # fmt: skip
+           "correction_old": ("<=", 0.2), "retention": (">=", 0.85), "locality": (">=", 0.95),
+           "near_miss": ("<=", 0.0)}  # fmt: skip
+NEAR_MISS_TESTS = ("single", "paraphrase", "multiturn", "extended", "retention")
 TEACH_TOKENS = 24  # the agent's reply to a teaching turn: short, it is not scored
 EVAL_USER = "eval"  # the user the benchmark teaches and asks as
 
@@ -124,6 +126,8 @@ def summarize(items: list[dict], scorer: str = "keyword", first_efficacy: float 
         "efficacy": of("single"), "paraphrase": of("paraphrase"), "multiturn": of("multiturn"),
         "extended": of("extended"), "correction_new": of("correction"),
         "correction_old": of("correction", "old_value"), "retention": retention, "locality": of("locality"),
+        # answers that gave the value of another memory of the same frame (the dog's name for the cat's)
+        "near_miss": _fraction([i.get("old_value") for i in items if i["test"] in NEAR_MISS_TESTS and i.get("forbidden")]),
     }  # fmt: skip
 
 
@@ -303,10 +307,10 @@ class Variant:
     def _test_first(self) -> float | None:
         first = self.plan.first
         self.say(f"[{self.name}] testing {len(first)} facts: single, paraphrase, 6-turn, extended")
-        singles = [self._item("single", t, t.fact.ask, a, t.fact.alternatives, t.fact.teach)
+        singles = [self._item("single", t, t.fact.ask, a, t.fact.alternatives, t.fact.teach, forbidden=t.fact.forbidden)
                    for t, a in zip(first, self._ask([t.fact.ask for t in first]), strict=True)]  # fmt: skip
         pairs = [(t, q) for t in first for q in t.fact.paraphrases]
-        paras = [self._item("paraphrase", t, q, a, t.fact.alternatives, t.fact.teach)
+        paras = [self._item("paraphrase", t, q, a, t.fact.alternatives, t.fact.teach, forbidden=t.fact.forbidden)
                  for (t, q), a in zip(pairs, self._ask([q for _, q in pairs]), strict=True)]  # fmt: skip
         items = singles + paras + self._conversation_tests(first)
         self.scorer.score(items)
@@ -361,6 +365,7 @@ class Variant:
         for (test, where), script, outs in zip(asked, scripts, answers, strict=True):
             for index, t in where:
                 items.append(self._item(test, t, script[index], outs[index], t.fact.alternatives, t.fact.teach,
+                                        forbidden=t.fact.forbidden,
                                         turn=index + 1))  # fmt: skip
         return items
 
@@ -370,7 +375,7 @@ class Variant:
         keep = [t for t in self.plan.first if (t.persona.id, t.fact.id) not in changed]
         new = self.plan.waves[wave]
         answers = self._ask([t.fact.ask for t in keep + new])
-        items = [self._item("retention", t, t.fact.ask, a, t.fact.alternatives, t.fact.teach)
+        items = [self._item("retention", t, t.fact.ask, a, t.fact.alternatives, t.fact.teach, forbidden=t.fact.forbidden)
                  for t, a in zip(keep, answers[: len(keep)], strict=True)]  # fmt: skip
         items += [self._item("single_later", t, t.fact.ask, a, t.fact.alternatives, t.fact.teach, wave=wave)
                   for t, a in zip(new, answers[len(keep):], strict=True)]  # fmt: skip
