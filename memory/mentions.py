@@ -124,6 +124,14 @@ class Mention:
             self.phrase = f"the user's {self.role} {name}" if self.owner == "user" else f"the {self.role} {name}"
 
 
+def _personal_name(m: Mention) -> bool:
+    """A thing mention that reads as a first and last name ("Ines Vallmoor", which the tagger took for a
+    place): "she" may refer to it when no person agrees."""
+    import re
+
+    return m.role is None and m.owner is None and bool(re.fullmatch(r"[A-Z][a-z]+(?: [A-Z][a-z'-]+){1,2}", m.phrase))
+
+
 class Resolver:
     """The mentions of one conversation so far, and pronoun resolution over them."""
 
@@ -163,7 +171,7 @@ class Resolver:
                 continue
             if animate == "thing" and m.animate == "person":
                 continue
-            if animate == "person" and m.animate == "thing":
+            if animate == "person" and m.animate == "thing" and not _personal_name(m):
                 continue
             if gender and m.gender and m.gender != gender:
                 continue
@@ -177,6 +185,8 @@ class Resolver:
                 score += 0.3
             if animate == "person" and m.animate == "animal" and m.gender is None:
                 score -= 0.5  # "he" is a person before it is an animal of unknown sex
+            if animate == "person" and m.animate == "thing":
+                score -= 1.0  # a first and last name the tagger took for a place: only when no person agrees
             if score > best_score:
                 best, best_score = m, score
         if best is not None and gender and best.gender is None:

@@ -166,6 +166,8 @@ class Reader:
         content = [t for t in words if t.lower_ not in DISCOURSE and t.dep_ not in ("intj",)]
         if sent.text.strip().endswith("?") or _wh_question(content):
             reading.rejected.append(Rejected(sent.text, "question", "a question: nothing to remember"))
+            # but who it names is mentioned: "Have you heard of Ines Vallmoor? She wrote ..."
+            self._mentions(sent, number, resolver)
             return
         farewell = FAREWELL.match(sent.text) and len(content) <= 4
         if farewell or not content or all(t.pos_ in ("INTJ", "PROPN", "PUNCT", "ADV", "DET") for t in content) and len(content) <= 3:
@@ -213,7 +215,8 @@ class Reader:
                 kind = "thing"  # a place, an organisation, a title, a product
             if kind is None:
                 continue
-            owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in token.children) else None
+            owners = list(token.children) + (list(role_word.children) if role_word is not None else [])
+            owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in owners) else None
             role = lemma if (not proper or role_word is not None) and not known else None
             if known:
                 name = token.text

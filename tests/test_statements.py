@@ -121,3 +121,15 @@ def test_possessive_relative_clause_and_structure(reader):
     assert s.relation == "favourite film" and s.kind == "preference"
     [s] = read(reader, "I'm severely allergic to wasp stings.").statements
     assert (s.relation, s.value) == ("allergic to", "wasp stings")
+
+
+def test_someone_named_in_a_question_is_who_the_next_pronoun_means(reader):
+    r = reader.read("Have you heard of Ines Vallmoor? She wrote the novel The Salt Orchard.", resolver=Resolver())
+    assert [s.subject for s in r.statements] == ["Ines Vallmoor"]  # the tagger calls the name a place
+    r = reader.read("Have you been to Lake Como? She was lovely.", resolver=Resolver())
+    assert all(s.subject != "Lake Como" for s in r.statements)
+
+
+def test_a_name_after_its_role_keeps_the_owner(reader):
+    r = reader.read("My niece Ada just turned seven!", resolver=Resolver())
+    assert (r.statements[0].subject, r.statements[0].relation) == ("user's niece Ada", "age")
