@@ -154,7 +154,10 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
     is never chosen; the same memory always gets the same split, so a probe is never trained on in any sleep."""
     value = norm(expected_value(memory))
     parsed = ask(memory)
-    spec_pairs = qa_pairs(memory, templates) if _has_spec(memory, templates) or not parsed else []
+    # "we named the terrier Pickle" has the relation `name` about the user, but names the terrier: the
+    # user's-name templates ("What is my name?" -> "Your name is Pickle.") would teach a falsehood
+    names_a_thing = memory.get("subject") == "user" and any(qa.frame == "name" for qa in parsed)
+    spec_pairs = qa_pairs(memory, templates) if (_has_spec(memory, templates) and not names_a_thing) or not parsed else []
     expected = expected_value(memory)
     tpl = [QA(q, a, expected, "template", True) for q, a in spec_pairs]
     fair = lambda qa: not qa.value or not value or f" {value} " not in f" {norm(qa.question)} "  # noqa: E731
@@ -163,8 +166,13 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
     held += [qa for qa in parsed if not qa.value and qa.frame in HELD_FRAMES and fair(qa)]
     main = [qa for qa in parsed if qa.frame in TRAIN_FRAMES]
     value_first = [qa for qa in main if qa.value][:1]
-    ordered = value_first + tpl[:1] + [qa for qa in main if qa.frame == "name"][:1] + \
-        [qa for qa in main if qa not in value_first] + [qa for qa in parsed if qa.frame in ("yesno", "recite")] + tpl[1:]  # fmt: skip
+    # the other questions round-robin over what they ask for (the value first): every part gets asked
+    by_focus: dict[str, list[QA]] = {}
+    for qa in sorted((qa for qa in main if qa not in value_first), key=lambda qa: not qa.value):
+        by_focus.setdefault(norm(qa.expected), []).append(qa)
+    spread = [qa for row in _zip_all(list(by_focus.values())) for qa in row]
+    ordered = value_first + tpl[:1] + [qa for qa in main if qa.frame == "name"][:1] + spread + \
+        [qa for qa in parsed if qa.frame in ("yesno", "recite")] + tpl[1:]  # fmt: skip
     held_keys: set[str] = set()
     probes_out: list[QA] = []
     for qa in held:
@@ -180,6 +188,27 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
         if key not in held_keys and key not in {norm(t.question) for t in train}:
             train.append(qa)
     return train[:questions], probes_out
+
+
+def _zip_all(groups: list[list]) -> list[list]:
+    """Rows of the k-th item of every group that has one: [[a1, b1], [a2, b2], [a3]]."""
+    return [[g[k] for g in groups if k < len(g)] for k in range(max((len(g) for g in groups), default=0))]
+
+
+def _reworded(train: list[QA], held: list[QA], memory: dict, paraphrase: Callable[[str, int], list[str]],
+              n: int) -> list[QA]:  # fmt: skip
+    """A model's rewordings of the memory's first trained question, with its answer; none that is a probe,
+    a trained question already, or that names the answer."""
+    first = train[0]
+    value = norm(first.expected)
+    taken = {norm(qa.question) for qa in train + held}
+    out = []
+    for q in paraphrase(first.question, n):
+        key = norm(q)
+        if key and key not in taken and (not value or f" {value} " not in f" {key} "):
+            taken.add(key)
+            out.append(QA(q, first.answer, first.expected, "paraphrase", first.value))
+    return out
 
 
 def _has_spec(memory: dict, templates: dict) -> bool:
@@ -209,11 +238,16 @@ def dream(
     corrections: dict[int, str] | None = None,
     order: str = "interleaved",
     seed: int = 0,
+    paraphrase: Callable[[str, int], list[str]] | None = None,
+    paraphrases: int = 0,
 ) -> DreamSet:
     """Training examples and probes for the new and replayed memories.
 
     `corrections` maps a new memory's id to the value it superseded.
     `dialogues` is the number of 6-turn dialogues per memory (0.34: one per three).
+    `paraphrase(question, n)`: a capable model's rewordings (`memory.paraphrase.Paraphraser`); each
+    memory's first trained question gets `paraphrases` more, trained with the same answer, never one
+    that is a held-out probe or names its own answer.
     """
     rng = random.Random(seed)
     corrections = corrections or {}
@@ -226,6 +260,8 @@ def dream(
     for kind, group in (("new", new), ("replay", replay)):
         for m in group:
             train, held = rehearsals(m, templates, questions, probes)
+            if paraphrase is not None and paraphrases > 0 and train:
+                train = train + _reworded(train, held, m, paraphrase, paraphrases)
             pairs_of[m["id"]] = [(qa.question, qa.answer) for qa in train]
             old = corrections.get(m["id"])
             near = [theirs for _, theirs in neighbours.get(m["id"], [])]

@@ -74,6 +74,7 @@ class _Clause:
         self.repl: dict[int, str] = {}
         self.user_subject = False
         self.we = False  # "the user and their family": we
+        self.simple = False  # ask a progressive in the simple present
         for t in sent:
             if t.lower_ != "user" or t.i == sent.start or doc[t.i - 1].lower_ != "the":
                 continue
@@ -143,8 +144,15 @@ class _Clause:
             return set()
         return {t.i for t in tokens if t.pos_ == "PROPN"}
 
+    @property
+    def progressive(self) -> bool:
+        """"is studying": also asked in the simple present ("What does my daughter study?")."""
+        return self.inv is not None and self.inv is not self.root and self.inv.lemma_ == "be" and self.root.tag_ == "VBG"
+
     def head(self, plural: bool) -> tuple[str, str]:
         """The inverted auxiliary (or do/does/did) and the verb as it follows the subject."""
+        if self.simple and self.progressive:
+            return ("do" if self.user_subject or plural else "does"), self.root.lemma_
         if self.inv is not None:
             aux = self.inv.text
             if self.user_subject:
@@ -180,9 +188,9 @@ class _Clause:
         tops = [c for c in self.root.children if c.i in gap and not ({w.i for w in c.subtree} - gap)]
         if not tops:
             return None
-        keep = ("aux", "auxpass", "neg", "prt")
-        extra = {w.i for c in self.root.children if c.i not in self.subj_idx and c.dep_ not in keep
-                 and not c.is_punct and c.i not in gap for w in c.subtree}  # fmt: skip
+        keep = ("aux", "auxpass", "neg")
+        extra = {w.i for c in self.root.children if c.i not in self.subj_idx and c.i not in gap and not c.is_punct
+                 and not (c.dep_ in keep or c.dep_ == "prt" and not list(c.children)) for w in c.subtree}  # fmt: skip
         return extra or None
 
     def doing(self) -> tuple[str, str] | None:
@@ -231,7 +239,7 @@ class _Clause:
                 parts.append(fill)
             if i in skip:
                 continue
-            if i == self.root.i and self.inv is None:
+            if i == self.root.i and (self.inv is None or self.simple and self.progressive):
                 if pending:
                     parts.append(self.words(pending))
                     pending = []
@@ -304,17 +312,21 @@ def _gaps(c: _Clause, memory: dict):
                 continue  # "my partner Sam is a firefighter": asked by the templates ("What does ... do?")
         if prep is not None and (prep.dep_ not in ("prep", "agent", "dative") or prep.head.pos_ in ("NOUN", "PROPN")):
             continue  # "a cottage near Kiruna", "Kings of Convenience": asked through the noun
+        # "studying up in Tromsø": the adverb the place hangs from goes with it
+        around = prep.head if prep is not None and prep.head.pos_ == "ADV" and prep.head != c.root else None
+        lead = {prep.i - 1} if prep is not None and c.doc[prep.i - 1].dep_ == "prt" and \
+            c.doc[prep.i - 1].lower_ in ("up", "down", "over", "out", "back", "away") else set()  # fmt: skip
         nummod = next((w for w in t.children if w.dep_ == "nummod" and w.like_num), None)
         place = bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
             (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
-            gap = {w.i for w in prep.subtree}
+            gap = {w.i for w in (around or prep).subtree} | lead
             yield "When", gap, "", None, "wh"
         elif nummod is not None and t.dep_ == "dobj":
             yield f"How many {t.text}", sub, "", None, "wh"
         elif prep is not None and place and prep.lower_ != "by":
-            gap = {w.i for w in prep.subtree}
+            gap = {w.i for w in (around or prep).subtree} | lead
             where = "Where" if prep.lower_ not in ("from", "to") or c.root.lemma_ in ("move", "go", "fly", "travel",
                                                                                       "drive", "walk", "come") else "Where"  # fmt: skip
             fill = "from" if prep.lower_ == "from" else ""
@@ -334,6 +346,17 @@ def _gaps(c: _Clause, memory: dict):
         if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):
             gap = {w.i for w in x.subtree}
             yield "What", gap, "to do", None, "wh"
+
+
+def _as_i(question: str) -> str:
+    """A question with "we" asked by one of us: "How many kids do we have?" -> "How many kids do I have?"."""
+    words = question[:-1].split()
+    swap = {"we": "I", "our": "my", "us": "me", "ourselves": "myself"}
+    out = [swap.get(w, w) for w in words]
+    for k, w in enumerate(out):  # the auxiliary before the new "I"
+        if w == "I" and k and out[k - 1] in ("are", "were"):
+            out[k - 1] = {"are": "am", "were": "was"}[out[k - 1]]
+    return " ".join(out) + "?"
 
 
 def _called(c: _Clause) -> list[tuple[str, str]]:
@@ -384,6 +407,15 @@ def ask(memory: dict) -> list[QA]:
     named = bool(c.name_tokens())
     for wh, gap, fill, alt, frame in _gaps(c, memory):
         expected = _content(c, gap)
+        if c.progressive and frame in ("wh", "who") and wh != "When":  # "What does my daughter study?"
+            c.simple = True
+            add(c.question(wh, gap, fill=fill), expected, frame)
+            short = c.bare(gap)
+            if short:
+                add(c.question(wh, gap | short, fill=fill), expected, frame)
+            c.simple = False
+        if c.we and frame in ("wh", "who"):  # said as "we", asked as "I" too: "How many kids do I have?"
+            add(_as_i(c.question(wh, gap, fill=fill)), expected, frame)
         if frame == "copula":  # "How old is my niece?", whatever the verb said ("turned seven")
             for variant in ("short", "named") if named else ("short",):
                 who = c.subject_text(variant)

@@ -127,6 +127,7 @@ class SleepConfig(_Section):
     questions_per_memory: int = Field(5, ge=1)  # trained questions per memory (parsed and templated)
     probes_per_memory: int = Field(2, ge=1)  # held-out probe questions per memory (never trained on)
     dialogues_per_memory: float = Field(0.34, ge=0.0)  # 6-turn mixed dialogues per memory
+    paraphrases: int = Field(0, ge=0)  # a capable model's rewordings of each memory's first question (GPU profile; Gemini when a key is set)
     anchors: bool = True  # rehearse the base model's own answers to general prompts
     anchor_repeats: int = Field(1, ge=1)  # each anchor conversation appears this many times per epoch
     order: Literal["interleaved", "sequential"] = "interleaved"  # sequential: ablation
@@ -143,6 +144,8 @@ class SleepConfig(_Section):
     max_length: int = Field(512, ge=64)  # longest training example in tokens
     packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring
     padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss
+    stop_recall: float | None = Field(1.0, ge=0.0, le=1.0)  # stop at an epoch's end once the new memories' probes are recalled this well, teacher-forced (null: all planned epochs)
+    stop_after_epochs: float = Field(2.0, gt=0)  # the first epoch the early-stop check runs after
     time_budget_s: float = Field(420.0, gt=0)  # training stops here (the adapter is still saved and gated)
     train_timeout_s: float = Field(1200.0, gt=0)  # the training child is killed after this long
     seed: int = 0  # data order and initialisation

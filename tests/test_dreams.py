@@ -118,7 +118,38 @@ def test_a_statement_is_rehearsed_with_the_questions_of_its_parse():
     liv = _said(1, "My daughter Liv is studying marine biology in Tromsø.")
     d = dream([liv], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
     trained = [ex.messages[1]["content"] for ex in d.examples if ex.kind == "qa"]
-    assert len(trained) == 5 and "What is my daughter studying?" in trained and "What is my daughter's name?" in trained
+    assert len(trained) == 5 and "What does my daughter study?" in trained and "What is my daughter's name?" in trained
     assert all(ex.messages[2]["content"] == "Your daughter Liv is studying marine biology in Tromsø."
                for ex in d.examples if ex.kind == "qa")  # fmt: skip
     assert d.probes and all(p.expected in ("marine biology", "Tromsø") for p in d.probes)
+
+
+def test_a_capable_model_s_paraphrases_are_trained_never_a_probe():
+    liv = _said(1, "My daughter Liv is studying marine biology in Tromsø.")
+    from memory.dreams import rehearsals
+
+    _, held = rehearsals(liv, TEMPLATES, 5, 2)
+    asked = []
+
+    def paraphrase(question, n):  # a model that also offers a probe and a question naming the answer
+        asked.append((question, n))
+        return ["Which subject does Liv study?", held[0].question, "Is Liv studying marine biology?",
+                "Which subject does Liv study?"]  # fmt: skip
+
+    d = dream([liv], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2, paraphrase=paraphrase,
+              paraphrases=3)  # fmt: skip
+    trained = [ex.messages[1]["content"] for ex in d.examples if ex.kind == "qa"]
+    assert len(asked) == 1 and asked[0][1] == 3  # the memory's first trained question, once
+    assert trained.count("Which subject does Liv study?") == 1 and len(trained) == 6
+    assert held[0].question not in trained and "Is Liv studying marine biology?" not in trained
+    validate(d, [1], words, 200)
+
+
+def test_naming_a_pet_is_not_the_user_s_name():
+    pickle = _said(1, "We named the little terrier Pickle.")
+    from memory.dreams import rehearsals
+
+    train, held = rehearsals(pickle, TEMPLATES, 5, 2)
+    asked = {qa.question for qa in train + held}
+    assert "What is my terrier called?" in asked
+    assert not [qa for qa in train + held if qa.answer.startswith("Your name is")]

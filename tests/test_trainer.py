@@ -210,3 +210,20 @@ def test_trainer_in_bfloat16_learns_like_float32_and_saves_float32_weights(tmp_p
         with safe_open(out / "adapter_model.safetensors", "pt") as f:
             assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F32"}
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05), losses
+
+
+def test_training_stops_early_once_the_held_out_probes_are_recalled(tmp_path, model_path):
+    from sleeptrain_agent.sleep.trainer import StopProbe
+
+    probes = [StopProbe(messages=[SYSTEM, {"role": "user", "content": f"Remind me what pet number {i} is called?"}],
+                        answer=f"Your pet number {i} is called Zorblax{i}.", expected=f"Zorblax{i}")
+              for i in range(3)]  # fmt: skip
+    events, _ = run_job(tmp_path, "stop", model_path=model_path, epochs=12, stop_probes=probes, stop_recall=1.0,
+                        stop_after_epochs=1.0, learning_rate=1e-3)  # fmt: skip
+    done = events[-1]
+    checks = [e for e in events if e["event"] == "check"]
+    assert checks and checks[0]["epoch"] >= 1.0 and checks[0]["recall"] < 1.0  # the base model does not know them
+    assert done["stopped_early"] and done["epochs"] < 12 and done["checks"][-1]["recall"] == 1.0, done
+    # never checked: no probes, or no threshold, trains every planned epoch
+    events, _ = run_job(tmp_path, "all", model_path=model_path, epochs=2, stop_recall=None, stop_probes=probes)
+    assert not events[-1]["stopped_early"] and events[-1]["epochs"] == 2.0 and not events[-1]["checks"]

@@ -56,16 +56,17 @@ from pydantic import ValidationError
 from memory import replay
 from memory.dreams import DreamSet, dream, validate
 from memory.embeddings import Embedder
+from memory.paraphrase import Paraphraser
 from memory.routing import MemoryRouter
 from memory.store import Store
-from sleeptrain_agent.backends import Backend
-from sleeptrain_agent.config import Settings, SleepConfig, data
+from sleeptrain_agent.backends import Backend, GenerationParams
+from sleeptrain_agent.config import Settings, SleepConfig, data, gemini_api_key
 from sleeptrain_agent.errors import InvalidInput, NothingToLearn, SleepBusy
 from sleeptrain_agent.forget import erase_superseded
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.adapters import AdapterFiles
 from sleeptrain_agent.sleep.gate import Gate
-from sleeptrain_agent.sleep.trainer import TrainerChild, TrainJob
+from sleeptrain_agent.sleep.trainer import StopProbe, TrainerChild, TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,32 @@ class SleepCycle:
             system_prompt=self.settings.serve.system_prompt, questions=cfg.questions_per_memory,
             probes=cfg.probes_per_memory, dialogues=cfg.dialogues_per_memory,
             corrections=self._corrections(pending), order=cfg.order, seed=seed,
+            paraphrase=self._paraphraser() if cfg.paraphrases else None, paraphrases=cfg.paraphrases,
         )  # fmt: skip
+
+    def _paraphraser(self) -> Paraphraser:
+        """Rewordings by Gemini when a key is set, else by the served base model (JSON-schema output)."""
+        key = gemini_api_key(self.settings)
+        if key:
+            from google import genai
+            from google.genai import types
+
+            client = genai.Client(api_key=key, http_options=types.HttpOptions(
+                base_url=self.settings.hippocampus.gemini_base_url, timeout=30_000,
+                retry_options=types.HttpRetryOptions(attempts=4, initial_delay=1.0, max_delay=20.0)))  # fmt: skip
+            model = self.settings.hippocampus.gemini_model
+
+            def generate_json(prompt: str, schema: dict) -> str:
+                config = types.GenerateContentConfig(response_mime_type="application/json", response_json_schema=schema,
+                                                     temperature=0.7)  # fmt: skip
+                return client.models.generate_content(model=model, contents=prompt, config=config).text or ""
+        else:
+            model = self.settings.model.name
+
+            def generate_json(prompt: str, schema: dict) -> str:
+                params = GenerationParams(max_tokens=256, temperature=0.7, seed=0, json_schema=schema)
+                return self.backend.evaluate([[{"role": "user", "content": prompt}]], params, adapter=None)[0]
+        return Paraphraser(generate_json, self.store, model=model)
 
     def _validate(self, dreams: DreamSet, memories: list[dict], cfg: SleepConfig) -> dict:
         from transformers import AutoTokenizer
@@ -282,7 +308,11 @@ class SleepCycle:
             target_modules=cfg.target_modules, learning_rate=cfg.learning_rate, adam_epsilon=cfg.adam_epsilon,
             epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, packing=cfg.packing,
             padding_free=cfg.padding_free, time_budget_s=cfg.time_budget_s, seed=cfg.seed,
-            dtype=self.settings.model.dtype,
+            dtype=self.settings.model.dtype, stop_recall=cfg.stop_recall, stop_after_epochs=cfg.stop_after_epochs,
+            stop_probes=[StopProbe(messages=[{"role": "system", "content": self.settings.serve.system_prompt},
+                                             {"role": "user", "content": p.question}],
+                                   answer=p.answer, expected=p.expected, forbidden=p.forbidden)
+                         for p in dreams.probes if p.kind == "new"],
         )  # fmt: skip
 
         def on_step(event: dict) -> None:

@@ -59,6 +59,57 @@ TRAINING_TEMPLATE = (
 )
 
 
+class StopProbe(BaseModel):
+    """A held-out probe for the early stop: the question (system + user messages), the reference answer,
+    and the words a right answer holds (and must not hold)."""
+
+    messages: list[dict]
+    answer: str
+    expected: str
+    forbidden: str | list[str] | None = None
+
+
+def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> float:
+    """The share of `probes` whose reference answer the model would say, teacher-forced: at every position
+    of the answer its most likely next token, decoded, holds the expected words (`memory.answers.recall_hit`).
+    One forward pass per batch, no generation: a cheap stand-in for the gate's greedy answers."""
+    import torch
+
+    from memory.answers import recall_hit
+
+    if not probes:
+        return 1.0
+    was_training = model.training
+    model.eval()
+    hits = 0
+    device = next(model.parameters()).device
+    try:
+        for start in range(0, len(probes), batch):
+            chunk = probes[start : start + batch]
+            rows, spans = [], []
+            for p in chunk:
+                prompt = tokenizer.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=True,
+                                                       return_dict=False)  # fmt: skip
+                answer = tokenizer(p.answer, add_special_tokens=False)["input_ids"]
+                rows.append(list(prompt) + answer)
+                spans.append((len(prompt), len(answer)))
+            width = max(len(r) for r in rows)
+            pad = tokenizer.pad_token_id or 0
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                 enabled=next(model.parameters()).dtype == torch.bfloat16 or
+                                                 any(p.dtype == torch.bfloat16 for p in model.parameters())):  # fmt: skip
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            for k, (p, (at, n)) in enumerate(zip(chunk, spans, strict=True)):
+                guessed = logits[k, at - 1 : at - 1 + n].argmax(-1).tolist()
+                hits += recall_hit(tokenizer.decode(guessed), p.expected, p.forbidden)
+    finally:
+        if was_training:
+            model.train()
+    return hits / len(probes)
+
+
 class TrainJob(BaseModel):
     """Everything one training run needs; written as JSON for the child process."""
 
@@ -83,6 +134,11 @@ class TrainJob(BaseModel):
     seed: int = 0
     threads: int | None = None
     dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
+    # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are checked teacher-forced
+    # (`probe_recall`); at `stop_recall` or more the training stops
+    stop_probes: list[StopProbe] = Field(default_factory=list)
+    stop_recall: float | None = None
+    stop_after_epochs: float = 1.0
 
 
 _events = sys.stdout  # the event stream; main() keeps stdout for events only
@@ -197,7 +253,8 @@ def fit(job: TrainJob) -> dict:
         gradient_checkpointing=False,
     )
     started = time.monotonic()
-    state: dict = {"loss": None, "tokens": 0, "loop_started": None, "loop_seconds": None}
+    state: dict = {"loss": None, "tokens": 0, "loop_started": None, "loop_seconds": None, "checks": [],
+                   "stopped_early": False}
 
     class Progress(TrainerCallback):
         def on_train_begin(self, args, st, control, **kwargs):
@@ -214,6 +271,18 @@ def fit(job: TrainJob) -> dict:
 
         def on_step_end(self, args, st, control, **kwargs):
             if job.time_budget_s and time.monotonic() - started > job.time_budget_s:
+                control.should_training_stop = True
+
+        def on_epoch_end(self, args, st, control, model=None, **kwargs):
+            if job.stop_recall is None or not job.stop_probes or model is None:
+                return
+            if st.epoch is None or st.epoch + 1e-6 < job.stop_after_epochs or st.epoch + 1e-6 >= job.epochs:
+                return
+            share = probe_recall(model, tokenizer, job.stop_probes)
+            state["checks"].append({"epoch": round(st.epoch, 2), "recall": round(share, 3)})
+            _emit(event="check", epoch=round(st.epoch, 2), recall=round(share, 3))
+            if share >= job.stop_recall:
+                state["stopped_early"] = True
                 control.should_training_stop = True
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -238,6 +307,9 @@ def fit(job: TrainJob) -> dict:
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
+        "stopped_early": state["stopped_early"],  # the held-out probes were recalled (teacher-forced) before the last epoch
+        "epochs": round(epochs_done, 2),
+        "checks": state["checks"],
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "unsloth": unsloth is not None,
         "dtype": resolved,
