@@ -64,7 +64,13 @@ def synthetic(n: int, start: int = 0) -> list[dict]:
             m = {"subject": f"{NAMES[i % 10]}{i}", "relation": "lives in", "value": CITIES[i % 10]}
         else:
             m = {"subject": f"{NAMES[(i + 3) % 10]}{i}", "relation": "occupation", "value": "glassblower"}
-        out.append({"id": i + 1, "user": "default", **m, "text": f"{m['subject']} {m['relation']} {m['value']}"})
+        if kind == 0:  # statements as the reader writes them (the dreams parse them)
+            text, you = f"The user's pet {i} is called {m['value']}.", f"Your pet {i} is called {m['value']}."
+        elif kind == 1:
+            text = you = f"{m['subject']} lives in {m['value']}."
+        else:
+            text = you = f"{m['subject']} works as a glassblower."
+        out.append({"id": i + 1, "user": "default", **m, "text": text, "meta": {"you": you}})
     return out
 
 
@@ -211,10 +217,10 @@ def sleeps(args) -> None:
                     store = Store(state / "sleeptrain.db")
                     for m in synthetic(consolidated, start=10_000):
                         store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
-                                         value=m["value"], text=m["text"], status="consolidated")  # fmt: skip
+                                         value=m["value"], text=m["text"], meta=m["meta"], status="consolidated")  # fmt: skip
                     for m in synthetic(pending):
                         store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
-                                         value=m["value"], text=m["text"])  # fmt: skip
+                                         value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
                     cycle = SleepCycle(settings, store, backend, path, state)
                     t0 = time.monotonic()
                     row = cycle.run("bench")
