@@ -228,8 +228,11 @@ def sleeps(args) -> None:
                     d = row["details"]
                     print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
                           f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
-                          f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')})",
-                          flush=True)  # fmt: skip
+                          f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')}; "
+                          f"training {d.get('train_seconds')} s, {d.get('train_epochs')} of {d.get('epochs')} epochs"
+                          f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
+                    print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "
+                          f"{d.get('train_checks')}", flush=True)  # fmt: skip
                     store.close()
         finally:
             backend.stop()
@@ -237,6 +240,13 @@ def sleeps(args) -> None:
         if (pending, 0) in times and (pending, 500) in times:
             print(f"pending {pending}: 500 consolidated / 0 consolidated = {times[(pending, 500)] / times[(pending, 0)]:.2f}"
                   "  (target <= 1.5)")  # fmt: skip
+
+
+def _step_times(store: Store, sleep_id: int) -> str:
+    """Seconds between the sleep's recorded steps (from the audit of its notes), for the cost breakdown."""
+    row = store.sleep(sleep_id)
+    marks = (row.get("details") or {}).get("step_times") or {}
+    return ", ".join(f"{k} {v}" for k, v in marks.items()) or "n/a"
 
 
 FIVE_FACTS = ["My dog is called Pilsner.", "I live in Tromsø.", "I work as a glassblower.",

@@ -139,6 +139,7 @@ def _qa_pairs(memory: dict, templates: dict) -> list[tuple[str, str]]:
 
 
 TRAIN_FRAMES = ("wh", "who", "subject", "name")
+REPLAY_QUESTIONS = 2  # trained questions of a replayed memory
 HELD_FRAMES = ("which", "cleft", "age")
 
 
@@ -259,7 +260,8 @@ def dream(
     neighbours = _neighbours(memories)
     for kind, group in (("new", new), ("replay", replay)):
         for m in group:
-            train, held = rehearsals(m, templates, questions, probes)
+            # a replayed memory is rehearsed, not learned: its first two questions keep it (and cost little)
+            train, held = rehearsals(m, templates, questions if kind == "new" else min(questions, REPLAY_QUESTIONS), probes)
             if paraphrase is not None and paraphrases > 0 and train:
                 train = train + _reworded(train, held, m, paraphrase, paraphrases)
             pairs_of[m["id"]] = [(qa.question, qa.answer) for qa in train]

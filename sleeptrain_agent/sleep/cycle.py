@@ -189,6 +189,11 @@ class SleepCycle:
         log.info("sleep %s: %s %s", sleep_id, step, _figures(details) or "")
         row = self.store.sleep(sleep_id)
         merged = {**(row.get("details") or {}), "step": step, **details}
+        # seconds each step took (since the previous note): where a sleep's time goes
+        now_s, last = time.monotonic(), getattr(self, "_last_note", None)
+        if last is not None and last[0] == sleep_id:
+            merged["step_times"] = {**merged.get("step_times", {}), step: round(now_s - last[1], 1)}
+        self._last_note = (sleep_id, now_s)
         with self.store.transaction() as db:
             db["sleeps"].update(sleep_id, {"details": json.dumps(merged)})
 

@@ -7,8 +7,8 @@ this sleep was asked to run with.
 
 - `anchors()`: the base model's answers to the general prompts of
   `anchors.yaml` (train anchors, and the locality probes the base model gets
-  right), cached in `state/anchors.json` per model, system prompt and answer
-  length;
+  right), cached beside the model (`anchors.json` in the model cache) per
+  model, backend, served dtype, system prompt and answer length;
 - `recall(probes, adapter)`: the share of probes an adapter answers right;
 - `score(dreams, locality, candidate, known)`: recall of the new memories,
   retention of the replayed ones and locality, through the serving backend,
@@ -37,7 +37,7 @@ from memory.embeddings import Embedder
 from memory.routing import MemoryRouter
 from memory.store import Store
 from sleeptrain_agent.backends import Backend, GenerationParams
-from sleeptrain_agent.config import Settings, SleepConfig, data
+from sleeptrain_agent.config import Settings, SleepConfig, data, model_cache_dir
 from sleeptrain_agent.routing import ROUTED_STATUSES
 from sleeptrain_agent.sleep.adapters import weaken_adapter
 
@@ -69,7 +69,12 @@ class Gate:
         """Train anchors as (prompt, the base model's answer) when `sleep.anchors` is on, and the
         locality probes the base model gets right ({q, expect, base}); base answers are cached."""
         spec = data("anchors.yaml")
-        cache_file = self.state_dir / "anchors.json"
+        # the base model's answers to general prompts hold nothing of anyone's: one cache beside the model,
+        # shared by every state directory (a fresh state's first sleep does not recompute them); a test
+        # double's answers stay in its own state directory
+        name = getattr(self.backend, "name", "")
+        shared = name in ("vllm", "embedded")
+        cache_file = (model_cache_dir(self.settings) if shared else self.state_dir) / "anchors.json"
         try:
             cache = json.loads(cache_file.read_text())
         except (OSError, ValueError):
@@ -77,7 +82,7 @@ class Gate:
         # keyed by the dtype served: a bf16 base model may answer a general question differently, and
         # locality is measured against the base model as served
         dtype = getattr(self.backend, "dtype", "float32")
-        key = f"{self.settings.model.name}|{dtype}|{self.settings.serve.system_prompt}|{self.cfg.probe_max_tokens}|v3"
+        key = f"{self.settings.model.name}|{name}|{dtype}|{self.settings.serve.system_prompt}|{self.cfg.probe_max_tokens}|v4"
         answers = cache.get(key, {})
         train_prompts = list(spec["train"]) if self.cfg.anchors else []
         probes = spec["probe"]
