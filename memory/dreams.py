@@ -313,7 +313,8 @@ def frame(memory: dict) -> tuple[tuple, str] | None:
         return (memory.get("user"), "name"), named.expected
     if not memory.get("relation") or not memory.get("value"):
         return None
-    return (memory.get("user"), memory["relation"].lower(), memory.get("value_type") or ""), expected_value(memory)
+    value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type") or ""
+    return (memory.get("user"), memory["relation"].lower(), value_type), expected_value(memory)
 
 
 def _neighbours(memories: list[dict], most: int = 2) -> dict[int, list[tuple[dict, str]]]:

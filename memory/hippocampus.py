@@ -182,6 +182,8 @@ class Hippocampus:
             self.store.update_memory(existing["id"], source_turns=sources, importance=importance)
             return log_decision(turn_id=turn["id"], decision="REINFORCE", judge=judge, memory_id=existing["id"],
                                 importance=importance, reasons=reasons, scores=scores)  # fmt: skip
+        if outcome == "CORRECT":
+            verdict = _inherit_subject(verdict, existing)
         memory = self._add(turn, verdict, vector)
         if outcome == "CORRECT":
             self.store.update_memory(existing["id"], status="superseded", superseded_by=memory["id"])
@@ -238,7 +240,7 @@ class Hippocampus:
         return "CORRECT", m, best[1], _why(m, fact, False)
 
     def _add(self, turn: dict, verdict: Verdict, vector: np.ndarray) -> dict:
-        fact: Fact = verdict.fact
+        fact: Fact = _self_contained(verdict.fact)
         meta = {k: v for k, v in {"you": fact.you, "entities": fact.entities, "value_type": fact.value_type,
                                   "time": fact.time}.items() if v}  # fmt: skip
         kind = verdict.kind if verdict.kind in ("personal", "third_party", "preference", "plan", "world") else (
@@ -393,3 +395,34 @@ class HippocampusWorker:
         timer = threading.Timer(self.settings.retry_delay_s, again)
         timer.daemon = True
         timer.start()
+
+
+def _inherit_subject(verdict: Verdict, existing: dict) -> Verdict:
+    """A correction that names its subject shorter than the memory it changes ("Henrik moved to Porto"
+    for "the user's brother Henrik lives in Lisbon") is about the same someone: it keeps who they are to
+    the user, so "Where does my brother live now?" is still asked about it."""
+    fact = verdict.fact
+    old, new = existing.get("subject") or "", fact.subject or ""
+    if new and old != new and old.startswith("user's ") and old.endswith(" " + new):
+        fact = fact.model_copy(update={"subject": old})
+    return verdict.model_copy(update={"fact": _self_contained(fact)})
+
+
+def _self_contained(fact: Fact) -> Fact:
+    """A statement about "user's brother Henrik" said as "Henrik moved to Porto" reads on its own as "The
+    user's brother Henrik moved to Porto." (and "Your brother Henrik ..."): who he is stays with it."""
+    subject = fact.subject or ""
+    words = subject.split()
+    tail = []
+    for w in reversed(words[1:]):
+        if not w[:1].isupper():
+            break
+        tail.insert(0, w)
+    name = " ".join(tail)
+    if not subject.startswith("user's ") or not name or name == subject[len("user's "):] or \
+            not fact.text.startswith(name + " "):  # fmt: skip
+        return fact
+    update = {"text": "The " + subject + fact.text[len(name):]}
+    if fact.you and fact.you.startswith(name + " "):
+        update["you"] = "Your " + subject[len("user's "):] + fact.you[len(name):]
+    return fact.model_copy(update=update)

@@ -273,7 +273,7 @@ def _alive(t) -> bool:
 
 def _gaps(c: _Clause, memory: dict):
     """(wh, gap indices, fill, alternative (wh, gap) or None, frame) for each part of the clause that can be asked for."""
-    value_type = memory.get("value_type")
+    value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type")
     for t in c.sent:
         if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
             continue

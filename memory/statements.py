@@ -836,6 +836,12 @@ def _phrase(token, keep: set[int]) -> list:
             and not (t.dep_ == "advmod" and t.lower_ in ("now", "too", "anymore", "again", "actually", "also", "still"))]  # fmt: skip
 
 
+def _named(token) -> bool:
+    """A subject that is someone's name ("Henrik moved to Porto"), whatever the tagger's entity type."""
+    return token is not None and token.pos_ == "PROPN" and token.text[:1].isupper() and kind_of(token.lower_) is None \
+        and token.ent_type_ not in ("ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART")  # fmt: skip
+
+
 def _structure(head, clause, subject, first_person, mentions, resolved, doc, keep) -> dict:
     """subject / relation / value / value_type where the parse gives them."""
     subj_tok = subject[0] if subject else None
@@ -925,7 +931,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
             prep = None
             dobj = None
         elif relation == "lives in" and (dobj is not None or not first_person and (
-                subj_mention is None or subj_mention.animate == "thing")):  # fmt: skip
+                subj_mention is None or subj_mention.animate == "thing") and not _named(subj_tok)):  # fmt: skip
             relation = f"{lemma} {prep_word}" if prep_word else None  # "the wedding got moved to 21 February"
         if value_tokens:
             pass

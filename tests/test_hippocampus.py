@@ -312,3 +312,12 @@ def test_taught_biographies_are_stored(store, hippo):
     assert stored >= 19, [m["text"] for m in store.memories(user="reader")]
     texts = " ".join(m["text"] for m in store.memories(user="reader"))
     assert "Ines Morvan" in texts and "Olek Brandl" in texts and "Tomas Reyna" in texts or "Reyna" in texts
+
+
+def test_a_correction_naming_someone_by_name_keeps_who_they_are(store, hippo):
+    say(store, hippo, "My brother Henrik lives in Lisbon these days.")
+    say(store, hippo, "Oh, I got that wrong earlier: Henrik moved to Porto, not Lisbon.")  # another conversation
+    old, new = store.memories()
+    assert old["status"] == "superseded" and old["superseded_by"] == new["id"]
+    assert (new["subject"], new["relation"], new["value"]) == ("user's brother Henrik", "lives in", "Porto")
+    assert new["text"] == "The user's brother Henrik moved to Porto." and new["meta"]["you"].startswith("Your brother Henrik")
