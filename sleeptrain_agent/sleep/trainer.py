@@ -70,9 +70,8 @@ class StopProbe(BaseModel):
 
 
 def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> float:
-    """The share of `probes` whose reference answer the model would say, teacher-forced: at every position
-    of the answer its most likely next token, decoded, holds the expected words (`memory.answers.recall_hit`).
-    One forward pass per batch, no generation: a cheap stand-in for the gate's greedy answers."""
+    """The share of `probes` the model answers right: greedy answers (as the gate asks them, a few tokens
+    longer than the reference answer), checked by `memory.answers.recall_hit`. Batched, left-padded."""
     import torch
 
     from memory.answers import recall_hit
@@ -83,27 +82,23 @@ def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> 
     model.eval()
     hits = 0
     device = next(model.parameters()).device
+    bf16 = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop = tokenizer.convert_tokens_to_ids("<|im_end|>")
     try:
         for start in range(0, len(probes), batch):
             chunk = probes[start : start + batch]
-            rows, spans = [], []
-            for p in chunk:
-                prompt = tokenizer.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=True,
-                                                       return_dict=False)  # fmt: skip
-                answer = tokenizer(p.answer, add_special_tokens=False)["input_ids"]
-                rows.append(list(prompt) + answer)
-                spans.append((len(prompt), len(answer)))
+            rows = [list(tokenizer.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=True,
+                                                       return_dict=False)) for p in chunk]  # fmt: skip
+            longest = max(len(tokenizer(p.answer, add_special_tokens=False)["input_ids"]) for p in chunk)
             width = max(len(r) for r in rows)
-            pad = tokenizer.pad_token_id or 0
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                 enabled=next(model.parameters()).dtype == torch.bfloat16 or
-                                                 any(p.dtype == torch.bfloat16 for p in model.parameters())):  # fmt: skip
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            for k, (p, (at, n)) in enumerate(zip(chunk, spans, strict=True)):
-                guessed = logits[k, at - 1 : at - 1 + n].argmax(-1).tolist()
-                hits += recall_hit(tokenizer.decode(guessed), p.expected, p.forbidden)
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=min(48, longest + 4),
+                                     do_sample=False, pad_token_id=pad, eos_token_id=stop)  # fmt: skip
+            for p, row in zip(chunk, out[:, width:].tolist(), strict=True):
+                hits += recall_hit(tokenizer.decode(row, skip_special_tokens=True), p.expected, p.forbidden)
     finally:
         if was_training:
             model.train()
@@ -134,7 +129,7 @@ class TrainJob(BaseModel):
     seed: int = 0
     threads: int | None = None
     dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
-    # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are checked teacher-forced
+    # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are answered greedily
     # (`probe_recall`); at `stop_recall` or more the training stops
     stop_probes: list[StopProbe] = Field(default_factory=list)
     stop_recall: float | None = None
@@ -307,7 +302,7 @@ def fit(job: TrainJob) -> dict:
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
-        "stopped_early": state["stopped_early"],  # the held-out probes were recalled (teacher-forced) before the last epoch
+        "stopped_early": state["stopped_early"],  # the held-out probes were answered before the last epoch
         "epochs": round(epochs_done, 2),
         "checks": state["checks"],
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
