@@ -5,8 +5,10 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
 1. select: the pending memories + a prioritized replay sample of consolidated ones;
 2. anchors: the base model's answers to the general prompts (`Gate.anchors`);
 3. dream + validate the dream data (`memory/dreams.py`);
-4. plan: probe the current adapter on the new memories; the worse it recalls
-   them, the more epochs (between `sleep.min_epochs` and `sleep.max_epochs`);
+4. plan: with the early stop (`sleep.stop_recall`, the default) up to
+   `sleep.max_epochs`, the trainer checking the new memories' probes at every
+   epoch's end; without it, probe the current adapter first: the worse it
+   recalls them, the more epochs (`sleep.min_epochs`..`sleep.max_epochs`);
 5. train: `TrainerChild` runs the trainer in a child process (progress lines
    on its stdout), continuing the active adapter, into a temp directory;
 6. gate (`sleep/gate.py`): recall, retention and locality through the serving
@@ -215,9 +217,12 @@ class SleepCycle:
         active = self.store.active_adapter()
         start = Path(active["path"]) if active and not cfg.deep else None  # deep: from the base model
         # the store's active adapter, not whatever the backend serves: they differ when a backend is shared
-        before = gate.recall([p for p in dreams.probes if p.kind == "new"], start)
-        epochs = cfg.min_epochs + (cfg.max_epochs - cfg.min_epochs) * (1.0 - before)
-        self._note(sleep_id, "plan", recall_before=round(before, 3), epochs=round(epochs, 2))
+        if cfg.stop_recall is None:  # no early stop: the less the current adapter recalls, the more epochs
+            before = gate.recall([p for p in dreams.probes if p.kind == "new"], start)
+            epochs = cfg.min_epochs + (cfg.max_epochs - cfg.min_epochs) * (1.0 - before)
+        else:  # the trainer checks the probes at every epoch's end and stops when they are answered
+            before, epochs = None, cfg.max_epochs
+        self._note(sleep_id, "plan", recall_before=None if before is None else round(before, 3), epochs=round(epochs, 2))
 
         candidate = self.adapters.scratch(sleep_id)
         train = self._train(sleep_id, dreams, cfg, epochs, start, candidate)

@@ -82,7 +82,14 @@ def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> 
     model.eval()
     hits = 0
     device = next(model.parameters()).device
-    bf16 = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    # answered in float32, as vLLM-CPU serves (a bf16-answered adapter recalls less: BENCHMARKS.md,
+    # "bfloat16"): the frozen bf16 weights are widened for the check and narrowed back after, exactly
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.dtype == torch.bfloat16]
+    widen = device.type == "cpu"
+    if widen:
+        for p in frozen:
+            p.data = p.data.float()
+    bf16 = not widen and any(p.dtype == torch.bfloat16 for p in model.parameters())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop = tokenizer.convert_tokens_to_ids("<|im_end|>")
     try:
@@ -100,6 +107,9 @@ def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> 
             for p, row in zip(chunk, out[:, width:].tolist(), strict=True):
                 hits += recall_hit(tokenizer.decode(row, skip_special_tokens=True), p.expected, p.forbidden)
     finally:
+        if widen:
+            for p in frozen:
+                p.data = p.data.to(torch.bfloat16)
         if was_training:
             model.train()
     return hits / len(probes)
