@@ -321,18 +321,19 @@ def _gaps(c: _Clause, memory: dict):
             (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
-            gap = {w.i for w in (around or prep).subtree} | lead
+            gap = {w.i for w in (around or prep).subtree}
             yield "When", gap, "", None, "wh"
         elif nummod is not None and t.dep_ == "dobj":
             yield f"How many {t.text}", sub, "", None, "wh"
         elif prep is not None and place and prep.lower_ != "by":
-            gap = {w.i for w in (around or prep).subtree} | lead
-            where = "Where" if prep.lower_ not in ("from", "to") or c.root.lemma_ in ("move", "go", "fly", "travel",
-                                                                                      "drive", "walk", "come") else "Where"  # fmt: skip
+            gap = {w.i for w in (around or prep).subtree}
+            where = "Where"
             fill = "from" if prep.lower_ == "from" else ""
             noun = t.lemma_ if named else "place"
             alt = (f"{prep.text.lower()} which {noun}", gap, "which") if prep.lower_ not in ("from",) else None
             yield where, gap, fill, alt, "wh"
+            if lead:  # "grew up in Kilkenny" / "studying up in Tromsø": also without the particle
+                yield where, gap | lead, fill, None, "wh"
         elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)) or \
                 (prep is not None and prep.lower_ == "by" and t.pos_ == "PROPN"):  # fmt: skip
             yield "Who", sub, "", None, "who"
