@@ -192,6 +192,8 @@ def test_quick_profile_end_to_end(tmp_path, model_path):
     assert {"config", "versions", "machine", "summary", "variants", "command"} <= set(results)
     assert set(results["summary"]) == set(SUMMARY_KEYS)
     for key, value in results["summary"].items():
+        if key == "near_miss" and value is None:
+            continue  # the quick profile's personas have no two facts of one frame
         assert value is not None and 0.0 <= value <= 1.0, (key, value)
     variant = results["variants"][0]
     assert [s["status"] for s in variant["sleeps"]] and all(s["status"] in ("promoted", "rejected") for s in variant["sleeps"])
