@@ -69,7 +69,9 @@ def taught(tmp_path_factory, model_path):
 def test_sabotaged_sleep_is_rejected_and_nothing_changes(taught):
     store = taught.store()
     assert len(store.memories(status="pending")) == 5
-    row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 4, "max_epochs": 4})
+    # every epoch at a learning rate that breaks the model (the early stop would end it once the probes are
+    # answered, before the damage: here the gate must see a broken candidate)
+    row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 4, "max_epochs": 4, "stop_recall": None})
     assert row["status"] == "rejected", row
     assert row["details"]["rejected_because"]
     assert taught.health()["adapter"] is None and store.active_adapter() is None
