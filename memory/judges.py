@@ -94,20 +94,24 @@ class LLMJudge:
         return parse(self.generate_json(prompt, TurnAnalysis.model_json_schema()))
 
 
+def gemini_client(api_key: str, base_url: str | None = None, timeout_s: float = 30.0, attempts: int = 4):
+    """A `google-genai` client with the project's timeout and retries (the judge, the grader, paraphrases)."""
+    from google import genai
+    from google.genai import types
+
+    http = types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000),
+                             retry_options=types.HttpRetryOptions(attempts=attempts, initial_delay=1.0, max_delay=20.0))  # fmt: skip
+    return genai.Client(api_key=api_key, http_options=http)
+
+
 class GeminiJudge:
     name = "gemini"
 
     def __init__(self, store: Store, api_key: str, model: str = "gemini-2.0-flash", fallback: ExtractorJudge | None = None,
                  base_url: str | None = None, attempts: int = 4, timeout_s: float = 30.0):  # fmt: skip
-        from google import genai
         from google.genai import types
 
-        http = types.HttpOptions(
-            base_url=base_url,
-            timeout=int(timeout_s * 1000),
-            retry_options=types.HttpRetryOptions(attempts=attempts, initial_delay=1.0, max_delay=20.0),
-        )
-        self.client = genai.Client(api_key=api_key, http_options=http)
+        self.client = gemini_client(api_key, base_url, timeout_s, attempts)
         self.types = types
         self.store = store
         self.model = model

@@ -31,6 +31,7 @@ a verb and a subject gets no parsed questions (the templates still ask).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from memory.answers import norm
 from memory.language import inflect, parse
@@ -58,7 +59,7 @@ class QA:
 
 
 def _you(memory: dict) -> str:
-    return (memory.get("meta") or {}).get("you") or memory.get("you") or memory["text"]
+    return (memory.get("meta") or {}).get("you") or memory.get("you") or memory.get("text") or ""
 
 
 class _Clause:
@@ -145,21 +146,25 @@ class _Clause:
         return {t.i for t in tokens if t.pos_ == "PROPN"}
 
     @property
+    def plural(self) -> bool:
+        return self.subject.tag_ in ("NNS", "NNPS")
+
+    @property
     def progressive(self) -> bool:
         """"is studying": also asked in the simple present ("What does my daughter study?")."""
         return self.inv is not None and self.inv is not self.root and self.inv.lemma_ == "be" and self.root.tag_ == "VBG"
 
-    def head(self, plural: bool) -> tuple[str, str]:
+    def head(self) -> tuple[str, str]:
         """The inverted auxiliary (or do/does/did) and the verb as it follows the subject."""
         if self.simple and self.progressive:
-            return ("do" if self.user_subject or plural else "does"), self.root.lemma_
+            return ("do" if self.user_subject or self.plural else "does"), self.root.lemma_
         if self.inv is not None:
             aux = self.inv.text
             if self.user_subject:
                 aux = (WE if self.we else FIRST_PERSON).get(aux.lower(), aux)
             return aux, ""
         tag = self.root.tag_
-        do = "did" if tag == "VBD" else ("do" if self.user_subject or plural or tag == "VBP" else "does")
+        do = "did" if tag == "VBD" else ("do" if self.user_subject or self.plural or tag == "VBP" else "does")
         return do, self.root.lemma_
 
     def statement(self, gap: set[int]) -> str:
@@ -203,24 +208,17 @@ class _Clause:
             return None
         gap = {w.i for c in self.root.children if c.i not in self.subj_idx and c.dep_ not in ("aux", "auxpass", "neg")
                and c not in when and not c.is_punct for w in c.subtree}  # fmt: skip
-        return self._doing(gap), _content(self, gap | {self.root.i})
-
-    def _doing(self, gap: set[int]) -> str:
-        plural = self.subject.tag_ in ("NNS", "NNPS")
-        aux, _ = self.head(plural)
+        aux, _ = self.head()
         verb = "doing" if self.root.tag_ == "VBG" else "do"
-        if self.inv is None:
-            aux = aux
         rest = self.words([t.i for t in self.sent if t.i not in self.subj_idx and t.i not in gap and t.i != self.root.i
                            and (self.inv is None or t.i != self.inv.i) and not t.is_punct
                            and t.dep_ not in ("aux", "auxpass")])  # fmt: skip
-        text = " ".join(p for p in ["What", aux, self.subject_text(), verb, rest] if p)
-        return text + "?"
+        question = " ".join(p for p in ["What", aux, self.subject_text(), verb, rest] if p) + "?"
+        return question, _content(self, gap | {self.root.i})
 
     def question(self, wh: str, gap: set[int], subject: str = "short", fill: str = "") -> str:
         """`wh` + inverted auxiliary + subject + the rest of the clause without `gap` (`fill` in its place)."""
-        plural = self.subject.tag_ in ("NNS", "NNPS")
-        aux, verb = self.head(plural)
+        aux, verb = self.head()
         skip = self.subj_idx | gap | {t.i for t in self.sent if t.is_punct and t.i == self.sent.end - 1}
         if self.inv is not None:
             skip.add(self.inv.i)
@@ -273,7 +271,7 @@ def _alive(t) -> bool:
 
 def _gaps(c: _Clause, memory: dict):
     """(wh, gap indices, fill, alternative (wh, gap) or None, frame) for each part of the clause that can be asked for."""
-    value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type")
+    value_type = memory.get("value_type")
     for t in c.sent:
         if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
             continue
@@ -327,13 +325,12 @@ def _gaps(c: _Clause, memory: dict):
             yield f"How many {t.text}", sub, "", None, "wh"
         elif prep is not None and place and prep.lower_ != "by":
             gap = {w.i for w in (around or prep).subtree}
-            where = "Where"
             fill = "from" if prep.lower_ == "from" else ""
             noun = t.lemma_ if named else "place"
             alt = (f"{prep.text.lower()} which {noun}", gap, "which") if prep.lower_ not in ("from",) else None
-            yield where, gap, fill, alt, "wh"
+            yield "Where", gap, fill, alt, "wh"
             if lead:  # "grew up in Kilkenny" / "studying up in Tromsø": also without the particle
-                yield where, gap | lead, fill, None, "wh"
+                yield "Where", gap | lead, fill, None, "wh"
         elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)) or \
                 (prep is not None and prep.lower_ == "by" and t.pos_ == "PROPN"):  # fmt: skip
             yield "Who", sub, "", None, "who"
@@ -388,32 +385,41 @@ def _called(c: _Clause) -> list[tuple[str, str]]:
 
 
 def ask(memory: dict) -> list[QA]:
-    """The parsed questions about `memory` (empty when its statement does not parse as a clause)."""
-    text = memory.get("text") or ""
+    """The parsed questions about `memory` (empty when its statement does not parse as a clause). A dream,
+    its frame, its contrast and the router all ask: the answer is cached per statement."""
+    value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type")
+    return list(_ask(memory.get("text") or "", memory.get("value") or "", value_type, _you(memory)))
+
+
+@lru_cache(maxsize=4096)
+def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, ...]:
     if not text:
-        return []
+        return ()
     c = _Clause(parse([text])[0])
     if not c.ok:
-        return []
-    you = _you(memory)
-    value = memory.get("value") or ""
+        return ()
+    memory = {"value": value, "value_type": value_type}
     out: list[QA] = []
 
-    def add(question: str, expected: str, frame: str) -> None:
+    def add(question: str, expected: str, frame: str, answer: str = you) -> None:
         if not expected.strip():
             return
         is_value = bool(value) and (norm(value) in norm(expected) or norm(expected) in norm(value))
-        out.append(QA(question, you, value if is_value and norm(value) in norm(expected) else expected, frame, is_value))
+        out.append(QA(question, answer, value if is_value and norm(value) in norm(expected) else expected, frame, is_value))
+
+    def add_with_short(wh: str, gap: set[int], fill: str, expected: str, frame: str) -> None:
+        """The question, and its short form without the verb's other complements."""
+        add(c.question(wh, gap, fill=fill), expected, frame)
+        short = c.bare(gap)
+        if short:
+            add(c.question(wh, gap | short, fill=fill), expected, frame)
 
     named = bool(c.name_tokens())
     for wh, gap, fill, alt, frame in _gaps(c, memory):
         expected = _content(c, gap)
         if c.progressive and frame in ("wh", "who") and wh != "When":  # "What does my daughter study?"
             c.simple = True
-            add(c.question(wh, gap, fill=fill), expected, frame)
-            short = c.bare(gap)
-            if short:
-                add(c.question(wh, gap | short, fill=fill), expected, frame)
+            add_with_short(wh, gap, fill, expected, frame)
             c.simple = False
         if c.we and frame in ("wh", "who"):  # said as "we", asked as "I" too: "How many kids do I have?"
             add(_as_i(c.question(wh, gap, fill=fill)), expected, frame)
@@ -424,10 +430,7 @@ def ask(memory: dict) -> list[QA]:
                 add(f"{wh[:-3]} {be} {who}?", expected, "wh")
                 add(f"{alt[0][:-3]} {be} {who}?", expected, alt[2])
             continue
-        add(c.question(wh, gap, fill=fill), expected, frame)
-        short = c.bare(gap)
-        if short:
-            add(c.question(wh, gap | short, fill=fill), expected, frame)
+        add_with_short(wh, gap, fill, expected, frame)
         if alt is not None and alt[2] == "cleft":
             add(f"{alt[0]} {c.statement(alt[1])}?", expected, "cleft")
         elif alt is not None:
@@ -439,7 +442,7 @@ def ask(memory: dict) -> list[QA]:
         add(f"What is my {noun}'s name?", name, "name")
     doing = c.doing()
     if doing:
-        add(doing[0], doing[1], "wh")
+        add(*doing, "wh")
     owner = c.subject_text("short")
     if named and owner.startswith("my "):
         name = c.subject_text("named")
@@ -455,9 +458,7 @@ def ask(memory: dict) -> list[QA]:
         wh = "Who" if _alive(c.subject) or (c.root.pos_ == "VERB" and not _ents(c.subject.subtree) & places) else "What"
         add(f"{wh} {rest}?", c.subject_text("full"), "subject")
     full = c.subject_text("full")
-    body = c.question("", set(), subject="full")
-    add(body, value or _content(c, {t.i for t in c.sent}), "yesno")
-    out[-1:] = [QA(q.question, "Yes. " + you, q.expected, "yesno", q.value) for q in out[-1:]]
+    add(c.question("", set(), subject="full"), value or _content(c, {t.i for t in c.sent}), "yesno", "Yes. " + you)
     if full not in ("I", "we"):  # "What do you know about me?" is about every memory of the user
         add(f"What do you know about {full.rstrip(',')}?", value or you, "recite")
     seen: set[str] = set()
@@ -467,4 +468,4 @@ def ask(memory: dict) -> list[QA]:
         if key not in seen:
             seen.add(key)
             unique.append(q)
-    return unique
+    return tuple(unique)

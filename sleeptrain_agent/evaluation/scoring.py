@@ -71,12 +71,11 @@ class GeminiGrader:
 
     def __init__(self, store: Store, api_key: str, model: str = "gemini-2.0-flash", base_url: str | None = None,
                  attempts: int = 4):  # fmt: skip
-        from google import genai
         from google.genai import types
 
-        http = types.HttpOptions(base_url=base_url, timeout=30_000,
-                                 retry_options=types.HttpRetryOptions(attempts=attempts, initial_delay=1.0, max_delay=20.0))  # fmt: skip
-        self.client = genai.Client(api_key=api_key, http_options=http)
+        from memory.judges import gemini_client
+
+        self.client = gemini_client(api_key, base_url, attempts=attempts)
         self.types = types
         self.store = store
         self.model = model

@@ -274,12 +274,11 @@ class SleepCycle:
         """Rewordings by Gemini when a key is set, else by the served base model (JSON-schema output)."""
         key = gemini_api_key(self.settings)
         if key:
-            from google import genai
             from google.genai import types
 
-            client = genai.Client(api_key=key, http_options=types.HttpOptions(
-                base_url=self.settings.hippocampus.gemini_base_url, timeout=30_000,
-                retry_options=types.HttpRetryOptions(attempts=4, initial_delay=1.0, max_delay=20.0)))  # fmt: skip
+            from memory.judges import gemini_client
+
+            client = gemini_client(key, self.settings.hippocampus.gemini_base_url)
             model = self.settings.hippocampus.gemini_model
 
             def generate_json(prompt: str, schema: dict) -> str:
