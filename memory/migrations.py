@@ -185,3 +185,25 @@ def m006_forget(db: sqlite_utils.Database) -> None:
     # rebuilds the adapter from the base model. Adapter versions trained on it are erased then (`erased_at`).
     db["users"].add_column("deep_sleep_due", int, not_null_default=0)
     db["adapters"].add_column("erased_at", str)
+
+
+@migration
+def m007_user_adapters(db: sqlite_utils.Database) -> None:
+    # Each user has an adapter lineage (`state/adapters/<user>/vNNNN/`): adapters and sleeps name their user,
+    # and each user has at most one active adapter. A shared lineage from before goes to the one user whose
+    # memories it consolidated (its files move at the daemon's next start). One that consolidated several
+    # users' memories knows all of them, so it is served to nobody: its rows keep `user` NULL (the daemon's
+    # next start erases them, files included) and each of those users' next sleep is a deep one.
+    db["adapters"].add_column("user", str)
+    db["sleeps"].add_column("user", str)
+    owners = [r[0] for r in db.execute(
+        "select distinct user from memories where consolidated_in is not null and user is not null order by user")]  # fmt: skip
+    if len(owners) <= 1:
+        owner = owners[0] if owners else "default"
+        db.execute("update adapters set user = ?", [owner])
+        db.execute("update sleeps set user = ?", [owner])
+    else:
+        db.execute("update adapters set active = 0")
+        db.execute(f"update users set deep_sleep_due = 1 where id in ({', '.join('?' * len(owners))})", owners)
+    db["adapters"].create_index(["user", "active"])
+    db["sleeps"].create_index(["user", "id"])

@@ -580,10 +580,13 @@ class Store:
 
     # -- sleeps and adapters -----------------------------------------------
 
-    def start_sleep(self, trigger: str, details: dict | None = None) -> dict:
+    def start_sleep(self, trigger: str, details: dict | None = None, user: str = DEFAULT_USER) -> dict:
+        """Record a sleep of `user` (it learns into that user's adapter lineage) as running."""
+        user = self._ident("user", user)
         with self._write() as db:
             sid = db["sleeps"].insert(
-                {"status": "running", "trigger": trigger, "started_at": now(), "details": self._json("details", details or {}, dict)}
+                {"status": "running", "trigger": trigger, "user": user, "started_at": now(),
+                 "details": self._json("details", details or {}, dict)}  # fmt: skip
             ).last_pk
         return self.sleep(sid)
 
@@ -606,16 +609,21 @@ class Store:
             raise NotFound(f"no sleep {sleep_id}")
         return row
 
-    def sleeps(self, limit: int | None = None) -> list[dict]:
-        return [self._row("sleeps", r) for r in self.db["sleeps"].rows_where(order_by="id desc", limit=limit)]
+    def sleeps(self, limit: int | None = None, user: str | None = None) -> list[dict]:
+        """Sleeps newest first (of `user` only, when given)."""
+        where, params = ("user = ?", [user]) if user is not None else (None, [])
+        return [self._row("sleeps", r) for r in self.db["sleeps"].rows_where(where, params, order_by="id desc", limit=limit)]
 
     def add_adapter(
-        self, version: str, path: str | Path, *, sleep_id: int | None = None, parent: str | None = None, scores: dict | None = None
+        self, version: str, path: str | Path, *, user: str = DEFAULT_USER, sleep_id: int | None = None,
+        parent: str | None = None, scores: dict | None = None,
     ) -> dict:
+        """Record adapter `version` (numbered across users, so a version names one adapter) of `user`'s lineage."""
         with self._write() as db:
             db["adapters"].insert(
                 {
                     "version": self._ident("version", version),
+                    "user": self._ident("user", user),
                     "path": str(path),
                     "sleep_id": sleep_id,
                     "parent": parent,
@@ -632,22 +640,40 @@ class Store:
             raise NotFound(f"no adapter {version!r}")
         return row
 
-    def adapters(self) -> list[dict]:
-        return [self._row("adapters", r) for r in self.db["adapters"].rows_where(order_by="created_at, version")]
+    def adapters(self, user: str | None = None) -> list[dict]:
+        """Adapter versions oldest first (of `user`'s lineage only, when given)."""
+        where, params = ("user = ?", [user]) if user is not None else (None, [])
+        return [self._row("adapters", r) for r in self.db["adapters"].rows_where(where, params, order_by="created_at, version")]
 
-    def active_adapter(self) -> dict | None:
-        rows = list(self.db["adapters"].rows_where("active = 1", limit=1))
+    def active_adapter(self, user: str) -> dict | None:
+        """The adapter that answers `user` (None: the base model answers them)."""
+        rows = list(self.db["adapters"].rows_where("active = 1 and user = ?", [user], limit=1))
         return self._row("adapters", rows[0]) if rows else None
 
-    def activate_adapter(self, version: str | None) -> dict | None:
-        """Make `version` the one active adapter (None = serve the base model)."""
+    def active_adapters(self) -> list[dict]:
+        """Every user's active adapter (one row per user that has one)."""
+        return [self._row("adapters", r) for r in self.db["adapters"].rows_where("active = 1 and user is not null",
+                                                                                 order_by="user")]  # fmt: skip
+
+    def activate_adapter(self, version: str | None, user: str | None = None) -> dict | None:
+        """Make `version` the one active adapter of its user; None (with `user`): that user is answered by
+        the base model. Returns the user's active adapter."""
         with self._write() as db:
-            if version is not None and self.adapter(version).get("erased_at"):
-                raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
-            db.execute("update adapters set active = 0 where active = 1")
+            if version is not None:
+                row = self.adapter(version)
+                if row.get("erased_at"):
+                    raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
+                if row.get("user") is None:
+                    raise InvalidInput(f"adapter {version} was shared by several users and is served to nobody")
+                if user is not None and row["user"] != user:
+                    raise InvalidInput(f"adapter {version} belongs to user {row['user']!r}, not {user!r}")
+                user = row["user"]
+            elif user is None:
+                raise InvalidInput("name the user whose adapter to deactivate")
+            db.execute("update adapters set active = 0 where active = 1 and user = ?", [user])
             if version is not None:
                 db["adapters"].update(version, {"active": 1})
-        return self.active_adapter()
+        return self.active_adapter(user)
 
     # -- helpers -----------------------------------------------------------
 

@@ -12,9 +12,10 @@ Order of work for a turn (the data flow's step 1):
 4. build the prompt: the configured system prompt (unless the client sent its
    own) plus as many of the most recent messages as fit in
    `model.context_length` minus the reply budget (oldest dropped first);
-5. route it (`serve.routing`, `memory/routing.py`): the active adapter answers
-   when the recent user messages are close to a consolidated memory, the base
-   model otherwise (a request can also ask for either);
+5. route it (`serve.routing`, `memory/routing.py`): the user's own adapter
+   answers when the recent user messages are close to one of their
+   consolidated memories, the base model otherwise (a request can also ask
+   for either); a user with no adapter is answered by the base model;
 6. stream the reply from the backend, then log it with the adapter version
    that produced it (none: the base model), the route, its finish reason and
    token counts. A reply cut short (a client that disconnects, Ctrl-C in the
@@ -168,10 +169,10 @@ class Agent:
             log.debug("dropped %d old messages to fit the context", len(history) - len(kept))
         return system + kept
 
-    def route(self, messages: list[dict], user: str | None = None) -> Route | None:
-        """Adapter or base model for this conversation of `user` (only their memories are keys); None when
-        there is nothing to route (routing off, or no adapter active). A router that fails leaves the
-        adapter answering."""
+    def route(self, messages: list[dict], user: str) -> Route | None:
+        """Their adapter or the base model for this conversation of `user` (only their memories are keys);
+        None when there is nothing to route (routing off, or no adapter of theirs). A router that fails
+        leaves their adapter answering."""
         try:
             return routes(self.router, self.store, self.backend, [messages], user=user)[0]
         except Exception:  # the embedder is an optimisation of locality, never a reason to fail a reply
@@ -193,6 +194,7 @@ class Agent:
             user_turn = self.store.log_turn(cid, "user", content)
         route = self.route(prompt, request.user) if request.route == "auto" else Route(request.route == "adapter")
         request.params.base = route is not None and not route.adapter
+        request.params.user = request.user  # their adapter, never another user's
         try:
             turn = ChatTurn(self, cid, user_turn, prompt, request.params, route)
         except (BackendError, InvalidInput) as e:

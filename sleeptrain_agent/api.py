@@ -19,17 +19,21 @@ unexpected 500), has OpenAI's shape, and an unexpected exception is logged
 with its traceback and answered without it.
 
 Endpoints
-- `POST /v1/chat/completions` (stream and not; `model: "sleeptrain"` = the
-  active adapter where the router sends the question there, else the base
-  model (`serve.routing`); `model: "<active version>"` = always the adapter,
-  `model: "base"` = always the base model; `user` selects the user;
+- `POST /v1/chat/completions` (stream and not; `user` selects the user, and
+  only that user's adapter ever answers them; `model: "sleeptrain"` = their
+  adapter where the router sends the question there, else the base model
+  (`serve.routing`); `model: "<their active version>"` = always their adapter,
+  `model: "base"` = always the base model;
   `X-Conversation-Id` groups turns and is returned on every reply, with
   `X-SleepTrain-Adapter` and `X-SleepTrain-Route`), `GET /v1/models`
 - `GET /health` -> `status` ("ok" only when the backend answers), `adapter`,
   `sleeping`, `hippocampus_queue`, ...
-- `POST /v1/sleep` (202 `{id, status}`; 409 when one runs or nothing is pending),
-  `GET /v1/sleeps`, `GET /v1/sleeps/{id}` (status, scores, live progress)
-- `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/users`, `POST /v1/users/{user}/forget`, `GET /v1/adapters`, `POST /v1/adapters/{version}/activate`
+- `POST /v1/sleep` (202 `{id, status, user, queue}`: no `user`, every user with
+  pending memories in turn; 409 when one runs or nothing is pending),
+  `GET /v1/sleeps` (`user`), `GET /v1/sleeps/{id}` (status, scores, live progress)
+- `GET /v1/memories` (`user`, `status`, `conversation`), `POST /v1/memories/{id}/forget`, `GET /v1/users`,
+  `POST /v1/users/{user}/forget`, `GET /v1/adapters` (`user`), `POST /v1/adapters/{version}/activate`
+  (`base` with `{"user": U}`: U is answered by the base model)
 """
 
 from __future__ import annotations
@@ -148,6 +152,13 @@ class SleepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     overrides: dict = Field(default_factory=dict, description="sleep.* settings for this sleep only")
     deep: bool = Field(False, description="train a new adapter from the base model (a deep sleep)")
+    user: str | None = Field(None, min_length=1, max_length=200,
+                             description="sleep this user only (default: every user with pending memories, in turn)")
+
+
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(None, min_length=1, max_length=200, description="whose lineage (needed for `base`)")
 
 
 class _Guard:
@@ -292,12 +303,12 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     def models() -> list[dict]:
-        active = daemon.backend.active
         created = int(daemon.started_at)
-        data = [{"id": MODEL_ID, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": active,
+        data = [{"id": MODEL_ID, "object": "model", "created": created, "owned_by": "sleeptrain",
                  "base_model": daemon.settings.model.name}]  # fmt: skip
-        if active:
-            data.append({"id": active, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": active})
+        for user, version in sorted(daemon.backend.serving.items()):
+            data.append({"id": version, "object": "model", "created": created, "owned_by": "sleeptrain",
+                         "adapter": version, "user": user})  # fmt: skip
         data.append({"id": BASE_MODEL_ID, "object": "model", "created": created, "owned_by": "sleeptrain", "adapter": None})
         return data
 
@@ -314,9 +325,10 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=v1)
     def chat_completions(body: ChatCompletionRequest, x_conversation_id: str | None = Header(None)):
-        if body.model not in (MODEL_ID, BASE_MODEL_ID, daemon.backend.active):
-            raise NotFound(f"model {body.model!r} does not exist; use {MODEL_ID!r} (the active adapter, routed), "
-                           f"{BASE_MODEL_ID!r} or the active adapter's version")  # fmt: skip
+        user = body.user or DEFAULT_USER
+        if body.model not in (MODEL_ID, BASE_MODEL_ID) and body.model != daemon.backend.active_for(user):
+            raise NotFound(f"model {body.model!r} does not exist for user {user!r}; use {MODEL_ID!r} (their adapter, "
+                           f"routed), {BASE_MODEL_ID!r} or their active adapter's version")  # fmt: skip
         route = {MODEL_ID: "auto", BASE_MODEL_ID: "base"}.get(body.model, "adapter")
         stop = list(body.stop or [])
         params = GenerationParams(
@@ -328,7 +340,7 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
             frequency_penalty=settings.frequency_penalty if body.frequency_penalty is None else body.frequency_penalty,
         )
         request = ChatRequest(
-            user=body.user or DEFAULT_USER,
+            user=user,
             messages=[m.model_dump() for m in body.messages],
             params=params,
             conversation_id=x_conversation_id,
@@ -390,20 +402,25 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return daemon.forget_user(user)
 
     @app.get("/v1/adapters", dependencies=v1)
-    def adapters() -> dict:
-        return {"active": daemon.backend.active, "data": daemon.store.adapters()}
+    def adapters(user: str | None = Query(None, min_length=1, max_length=200)) -> dict:
+        """Adapter versions (of `user`'s lineage); `active`: the version answering each user now."""
+        serving = daemon.backend.serving
+        active = {u: v for u, v in serving.items() if user is None or u == user}
+        return {"user": user, "active": active, "data": daemon.store.adapters(user=user)}
 
     @app.post("/v1/sleep", dependencies=v1, status_code=202)
     def sleep_now(body: SleepRequest | None = Body(None)) -> dict:
-        """Optional body: `{"overrides": {sleep config keys}}` for this sleep only (ablations, experiments),
-        `{"deep": true}` for a deep sleep (from the base model)."""
+        """Optional body: `{"user": U}` to sleep one user (default: every user with pending memories, one
+        after another, oldest pending first), `{"overrides": {sleep config keys}}` for this sleep only
+        (ablations, experiments), `{"deep": true}` for a deep sleep (from the base model)."""
         overrides = {**body.overrides, **({"deep": True} if body.deep else {})} if body else None
-        row = daemon.start_sleep("api", overrides)
-        return {"id": row["id"], "status": row["status"]}
+        row = daemon.start_sleep("api", overrides, body.user if body else None)
+        return {"id": row["id"], "status": row["status"], "user": row["user"], "queue": row["queue"]}
 
     @app.get("/v1/sleeps", dependencies=v1)
-    def sleeps(limit: int | None = Query(None, ge=1, le=MAX_ID)) -> list[dict]:
-        return daemon.store.sleeps(limit=limit)
+    def sleeps(limit: int | None = Query(None, ge=1, le=MAX_ID),
+               user: str | None = Query(None, min_length=1, max_length=200)) -> list[dict]:  # fmt: skip
+        return daemon.store.sleeps(limit=limit, user=user)
 
     @app.get("/v1/sleeps/{sleep_id}", dependencies=v1)
     def sleep_status(sleep_id: int = Path(ge=1, le=MAX_ID)) -> dict:
@@ -413,8 +430,8 @@ def create_app(daemon: Daemon, manage_lifecycle: bool = True) -> FastAPI:
         return row
 
     @app.post("/v1/adapters/{version}/activate", dependencies=v1)
-    def activate(version: str) -> dict:
-        return daemon.activate(None if version == "base" else version)
+    def activate(version: str, body: ActivateRequest | None = Body(None)) -> dict:
+        return daemon.activate(None if version == "base" else version, body.user if body else None)
 
     return app
 

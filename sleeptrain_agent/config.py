@@ -94,7 +94,8 @@ class VLLMConfig(_Section):
     dtype: str = Field("auto", pattern="^(float32|bfloat16|float16|auto)$")  # the server's; auto: bf16 on CUDA, else float32
     max_model_len: int = Field(2048, ge=256)  # context the server allocates for
     max_lora_rank: int = Field(16, ge=1)  # adapters above this rank cannot be served
-    max_loras: int = Field(2, ge=1)  # adapters resident at once (old + new during a swap)
+    max_loras: int = Field(4, ge=1)  # distinct adapters (users) in one batch; more wait for a slot
+    max_cpu_loras: int = Field(16, ge=1)  # adapters kept loaded (least recently used evicted, reloaded on use)
     cpu_kvcache_gb: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU machines
     gpu_memory_utilization: float = Field(0.45, gt=0, le=0.95)  # on GPUs: leave room for a sleep's training
     restart: bool = True  # restart the child (and reload the active adapter) if it dies

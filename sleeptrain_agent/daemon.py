@@ -3,9 +3,10 @@
 `Daemon.start()` returns at once and brings the backend up in a thread (vLLM
 takes about 50 s on the CPU), so the HTTP API can answer `/health` with
 `"starting"` meanwhile; chat requests wait for the backend up to
-`serve.request_timeout_s`. Once the backend is up, the active adapter recorded
-in the store is loaded; if that fails the base model serves and `/health`
-says why.
+`serve.request_timeout_s`. Once the backend is up, each user's active adapter
+recorded in the store is assigned to them (loaded on their first request); a
+user whose adapter cannot be served is answered by the base model and
+`/health` says why.
 
 `daemon.json` in the state directory records the pid, host and port of the
 running daemon, for `sleeptrain daemon status|stop` and the terminal chat. It
@@ -124,15 +125,16 @@ class Daemon:
             self.error = str(e)
             log.error("backend failed to start: %s", e)
             return
-        active = self.store.active_adapter()
-        if active is not None:
+        errors = []
+        for active in self.store.active_adapters():
             try:
-                self.backend.swap(active["version"], Path(active["path"]))
+                self.backend.swap(active["version"], Path(active["path"]), user=active["user"], lazy=True)
             except (AdapterError, BackendError) as e:
-                self.adapter_error = f"could not load the active adapter {active['version']}: {e}"
-                log.error("%s; serving the base model", self.adapter_error)
-        if active is not None:
-            self.agent.route([{"role": "user", "content": "warm up"}])  # embeds the memories' keys once
+                errors.append(f"could not load the adapter {active['version']} of user {active['user']!r}: {e}")
+                log.error("%s; the base model answers them", errors[-1])
+        self.adapter_error = "; ".join(errors) or None
+        for active in self.store.active_adapters():  # embeds each user's memories' keys once
+            self.agent.route([{"role": "user", "content": "warm up"}], active["user"])
         if schedule:
             self.scheduler.start()  # only once the backend can train and validate
 
@@ -152,7 +154,7 @@ class Daemon:
             status = "unavailable"  # was up, is down (a crashed child being restarted)
         return {
             "status": status,
-            "adapter": self.backend.active,
+            "adapters": self.backend.serving,  # user -> the version answering them
             "sleeping": self.sleep.running,
             "sleep": {"id": self.sleep.current, **self.sleep.progress} if self.sleep.running else None,
             "hippocampus_queue": self.hippocampus.depth(),
@@ -165,9 +167,10 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
-    def start_sleep(self, trigger: str = "manual", overrides: dict | None = None) -> dict:
-        """Start a sleep now (SleepBusy if one runs, NothingToLearn if nothing is pending)."""
-        return self.sleep.start(trigger, overrides)
+    def start_sleep(self, trigger: str = "manual", overrides: dict | None = None, user: str | None = None) -> dict:
+        """Start sleeping now: `user`, or every user with work in turn (SleepBusy if a sleep runs,
+        NothingToLearn if nothing is pending)."""
+        return self.sleep.start(trigger, overrides, user)
 
     def _last_activity(self):
         import datetime as dt
@@ -180,26 +183,31 @@ class Daemon:
         return forget(self.store, self.state_dir, memory_id)
 
     def forget_user(self, user: str) -> dict:
-        """Delete a user entirely (`sleeptrain_agent/forget.py`); serve the base model if no memory is left."""
+        """Delete a user entirely (`sleeptrain_agent/forget.py`); their adapter is no longer served."""
         with self._swap_lock:
             result = forget_user(self.store, self.state_dir, user)
-            if result["deactivate"]:
-                self.backend.swap(None, None)
+            self.backend.swap(None, None, user=user)
         return result
 
-    def activate(self, version: str | None) -> dict:
-        """Roll forward or back to a recorded adapter version (None = the base model)."""
+    def activate(self, version: str | None, user: str | None = None) -> dict:
+        """Roll a user's lineage forward or back to a recorded version (None, with `user`: the base model
+        answers them). A version names its user; `user`, when given, must be it."""
         with self._swap_lock:
             path = None
             if version is not None:
                 row = self.store.adapter(version)
                 if row.get("erased_at"):
                     raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
-                path = Path(row["path"])
-            seconds = self.backend.swap(version, path)
-            self.store.activate_adapter(version)
-            self.adapter_error = None
-        return {"adapter": version, "swap_seconds": round(seconds, 4)}
+                if row.get("user") is None:
+                    raise InvalidInput(f"adapter {version} was shared by several users and is served to nobody")
+                if user is not None and row["user"] != user:
+                    raise InvalidInput(f"adapter {version} belongs to user {row['user']!r}, not {user!r}")
+                user, path = row["user"], Path(row["path"])
+            elif user is None:
+                raise InvalidInput("name the user who is to be answered by the base model")
+            seconds = self.backend.swap(version, path, user=user)
+            self.store.activate_adapter(version, user=user)
+        return {"adapter": version, "user": user, "swap_seconds": round(seconds, 4)}
 
 
 def write_daemon_file(state_dir: Path, host: str, port: int) -> Path:

@@ -1,7 +1,7 @@
-"""The agent's routing between the active adapter and the base model (`serve.routing`).
+"""The agent's routing between the user's adapter and the base model (`serve.routing`).
 
 The router itself (`memory/routing.py`) compares a conversation's recent user
-messages with the keys of the consolidated memories; this module builds it
+messages with the keys of that user's consolidated memories; this module builds it
 from the settings and answers batches of prompts the way the agent would
 (the adapter for the routed ones, the base model for the rest), for the
 evaluation and the gate.
@@ -28,28 +28,22 @@ def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
 
 
 def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]],
-           user: str | None = None) -> list[Route | None]:  # fmt: skip
-    """The route of each prompt; None for all when nothing is routed: routing off, no adapter active, or
-    no consolidated memory (an adapter activated by hand: the router has no keys, the adapter answers;
-    but after a forget, until the deep sleep, the base model answers).
-
-    With `user`, only that user's memories are keys: a question of one user never reaches the adapter
-    through another user's memory, and a user with no consolidated memory of their own is answered by
-    the base model while someone else's are."""
-    if router is None or backend.active is None:
+           user: str) -> list[Route | None]:  # fmt: skip
+    """The route of each prompt of `user`: only their memories are keys, and only their adapter can be
+    routed to. None for all when nothing is routed: routing off or no adapter of theirs (the base model
+    answers them), or no consolidated memory of theirs (an adapter activated by hand answers; but after
+    a forget, until their deep sleep, the base model answers)."""
+    if router is None or backend.active_for(user) is None:
         return [None] * len(prompts)
-    memories = store.memories(status=ROUTED_STATUSES)
+    memories = store.memories(status=ROUTED_STATUSES, user=user)
     if not memories:  # an adapter activated by hand answers; one that still knows a forgotten memory does not
-        return [Route(False) for _ in prompts] if store.deep_sleep_due() else [None] * len(prompts)
-    own = [m for m in memories if user is None or m["user"] == user]
-    if not own:
-        return [Route(False) for _ in prompts]
-    return router.route(prompts, own)
+        return [Route(False) for _ in prompts] if user in store.deep_sleep_due() else [None] * len(prompts)
+    return router.route(prompts, memories)
 
 
 def evaluate_routed(backend: Backend, prompts: list[list[dict]], params: GenerationParams,
                     chosen: list[Route | None], adapter=EVAL_ACTIVE) -> list[str]:  # fmt: skip
-    """Answer `prompts` as routed: `adapter` (the active one, or a candidate directory) for the prompts
+    """Answer `prompts` as routed: `adapter` (`params.user`'s, or a candidate directory) for the prompts
     routed to it or not routed at all, the base model for the rest; each group in one batch."""
     base = {i for i, r in enumerate(chosen) if r is not None and not r.adapter}
     to_base, to_adapter = sorted(base), [i for i in range(len(prompts)) if i not in base]

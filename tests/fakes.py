@@ -15,10 +15,10 @@ class FakeBackend:
     def __init__(self, on_generate=None):
         self.replies: list[str] = []
         self.history: list[tuple[list[dict], GenerationParams]] = []
-        self.swaps: list[tuple[str | None, Path | None]] = []
+        self.swaps: list[tuple[str | None, Path | None, str]] = []
         self.on_generate = on_generate  # called with the messages, before replying
         self.fail_swap: Exception | None = None
-        self._active: str | None = None
+        self._served: dict[str, str] = {}  # user -> version
         self._ready = threading.Event()
 
     def enqueue(self, *replies: str) -> None:
@@ -39,9 +39,12 @@ class FakeBackend:
     def status(self) -> dict:
         return {"backend": self.name}
 
+    def active_for(self, user: str | None) -> str | None:
+        return self._served.get(user) if user is not None else None
+
     @property
-    def active(self) -> str | None:
-        return self._active
+    def serving(self) -> dict[str, str]:
+        return dict(self._served)
 
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
         self.history.append((messages, params))
@@ -50,7 +53,7 @@ class FakeBackend:
         text = self.replies.pop(0) if self.replies else "ok"
         words = [w + " " for w in text.split(" ")]
         words[-1] = words[-1].rstrip(" ")
-        reply = Reply(iter(words), None if params.base else self._active)
+        reply = Reply(iter(words), None if params.base else self.active_for(params.user))
         reply.finish_reason = "stop"
         reply.completion_tokens = len(words)
         return reply
@@ -58,9 +61,12 @@ class FakeBackend:
     def evaluate(self, prompts, params, adapter="active") -> list[str]:
         return [self.generate(p, params).text() for p in prompts]
 
-    def swap(self, version: str | None, path: Path | None) -> float:
+    def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:
         if self.fail_swap:
             raise self.fail_swap
-        self.swaps.append((version, path))
-        self._active = version
+        self.swaps.append((version, path, user))
+        if version is None:
+            self._served.pop(user, None)
+        else:
+            self._served[user] = version
         return 0.001

@@ -44,10 +44,14 @@ def test_user_turn_is_stored_before_generation_and_reply_after(agent):
 
 
 def test_reply_names_the_adapter_that_produced_it(agent):
-    agent.backend.swap("v0003", None)
+    agent.backend.swap("v0003", None, user="alice")
+    agent.backend.swap("v0004", None, user="bob")
     turn = ask(agent, "hello")
     turn.text()
-    assert turn.reply_turn["adapter"] == "v0003"
+    assert turn.reply_turn["adapter"] == "v0003"  # alice's own, never bob's
+    turn = ask(agent, "hello", user="carol")  # no adapter of hers: the base model
+    turn.text()
+    assert turn.reply_turn["adapter"] is None and agent.backend.history[-1][1].user == "carol"
 
 
 def test_system_prompt_is_added_unless_given(agent):

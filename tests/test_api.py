@@ -64,11 +64,14 @@ def test_streaming_sse(api):
 def test_health_and_models(api):
     daemon, client = api
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["adapter"] is None and health["sleeping"] is False
+    assert health["status"] == "ok" and health["adapters"] == {} and health["sleeping"] is False
     assert health["hippocampus_queue"] == 0
-    daemon.backend.swap("v0002", None)
+    daemon.backend.swap("v0002", None, user="default")
+    daemon.backend.swap("v0003", None, user="bob")
+    assert client.get("/health").json()["adapters"] == {"default": "v0002", "bob": "v0003"}
     models = client.get("/v1/models").json()["data"]
-    assert [m["id"] for m in models] == ["sleeptrain", "v0002", "base"] and models[0]["adapter"] == "v0002"
+    assert [m["id"] for m in models] == ["sleeptrain", "v0003", "v0002", "base"]
+    assert [m.get("user") for m in models[1:3]] == ["bob", "default"]
 
 
 @pytest.mark.parametrize(
@@ -122,14 +125,22 @@ def test_activate_and_rollback(api, tmp_path):
     store: Store = daemon.store
     store.add_adapter("v0001", tmp_path / "v0001")
     store.add_adapter("v0002", tmp_path / "v0002")
+    store.add_adapter("v0003", tmp_path / "v0003", user="bob")
     assert client.post("/v1/adapters/v0002/activate").json()["adapter"] == "v0002"
     assert client.post("/v1/adapters/v0001/activate").json()["adapter"] == "v0001"
-    assert store.active_adapter()["version"] == "v0001" and daemon.backend.active == "v0001"
+    assert client.post("/v1/adapters/v0003/activate").json()["user"] == "bob"
+    assert store.active_adapter("default")["version"] == "v0001" and daemon.backend.active_for("default") == "v0001"
+    assert store.active_adapter("bob")["version"] == "v0003" and daemon.backend.active_for("bob") == "v0003"
     listing = client.get("/v1/adapters").json()
-    assert listing["active"] == "v0001" and len(listing["data"]) == 2
+    assert listing["active"] == {"default": "v0001", "bob": "v0003"} and len(listing["data"]) == 3
+    mine = client.get("/v1/adapters", params={"user": "bob"}).json()
+    assert mine["active"] == {"bob": "v0003"} and [a["version"] for a in mine["data"]] == ["v0003"]
     assert client.post("/v1/adapters/v0099/activate").status_code == 404
-    assert client.post("/v1/adapters/base/activate").json()["adapter"] is None
-    assert store.active_adapter() is None
+    wrong = client.post("/v1/adapters/v0003/activate", json={"user": "default"})  # bob's adapter for default: no
+    assert wrong.status_code == 400 and daemon.backend.active_for("default") == "v0001"
+    assert client.post("/v1/adapters/base/activate").status_code == 400  # whose? not said
+    assert client.post("/v1/adapters/base/activate", json={"user": "default"}).json()["adapter"] is None
+    assert store.active_adapter("default") is None and store.active_adapter("bob")["version"] == "v0003"
 
 
 def test_failed_swap_keeps_the_active_adapter(api, tmp_path):
@@ -140,7 +151,7 @@ def test_failed_swap_keeps_the_active_adapter(api, tmp_path):
     daemon.backend.fail_swap = AdapterError("weights are corrupt")
     r = client.post("/v1/adapters/v0002/activate")
     assert r.status_code == 422 and "corrupt" in r.json()["error"]["message"]
-    assert daemon.store.active_adapter()["version"] == "v0001" and daemon.backend.active == "v0001"
+    assert daemon.store.active_adapter("default")["version"] == "v0001" and daemon.backend.active_for("default") == "v0001"
 
 
 def test_memories_endpoint_and_forget(api):

@@ -99,7 +99,7 @@ def test_users_list_and_forget(state):
     assert result.exit_code == 1 and "Aborted" in result.output
     assert len(json.loads(run("users", "list", "--state-dir", state, "--json").output)) == 2  # nothing changed
     out = run("users", "forget", "bob", "--yes", "--state-dir", state).output
-    assert out == "deleted user bob: 1 memories, 1 turns, 0 decisions; 0 adapter(s) deleted\n"
+    assert out == "deleted user bob: 1 memories, 1 turns, 0 decisions, 0 sleeps; 0 adapter(s) deleted\n"
     assert [u["id"] for u in json.loads(run("users", "list", "--state-dir", state, "--json").output)] == ["alice"]
     assert "Bergen" not in run("turns", "--state-dir", state, "--json").output
     result = run("users", "forget", "bob", "--yes", "--state-dir", state, ok=False)
@@ -175,17 +175,29 @@ def test_sleeps_and_adapters_commands(state, tmp_path):
                                 "scores": {"recall": 0.9, "retention": None, "locality": 1.0}})  # fmt: skip
     store.add_adapter("v0001", tmp_path / "v0001", sleep_id=s["id"])
     store.add_adapter("v0002", tmp_path / "v0002", parent="v0001")
+    store.add_adapter("v0003", tmp_path / "v0003", user="bob")
     store.activate_adapter("v0002")
+    store.activate_adapter("v0003")
+    store.start_sleep("manual", {"new": [2]}, user="bob")
     store.close()
-    [row] = json.loads(run("sleeps", "--state-dir", state, "--json").output)
+    rows = json.loads(run("sleeps", "--state-dir", state, "--json", "--user", "default").output)
+    [row] = rows
     assert (row["status"], row["new"], row["steps"], row["recall"], row["adapter"]) == ("promoted", 1, 12, 0.9, "v0001")
-    assert row["deep"] == "forget"
+    assert row["deep"] == "forget" and row["user"] == "default"
+    assert [r["user"] for r in json.loads(run("sleeps", "--state-dir", state, "--json").output)] == ["bob", "default"]
     assert "promoted" in run("sleeps", "--state-dir", state).output
     listed = json.loads(run("adapters", "list", "--state-dir", state, "--json").output)
-    assert [(a["version"], a["active"]) for a in listed] == [("v0001", 0), ("v0002", 1)]
+    assert [(a["version"], a["user"], a["active"]) for a in listed] == [("v0001", "default", 0), ("v0002", "default", 1),
+                                                                         ("v0003", "bob", 1)]  # fmt: skip
+    bobs = json.loads(run("adapters", "list", "--state-dir", state, "--json", "--user", "bob").output)
+    assert [a["version"] for a in bobs] == ["v0003"]
     result = run("adapters", "activate", "v0001", "--state-dir", state)
-    assert result.output == "v0001 is active; the daemon loads it when it starts\n"
-    assert Store(state / "sleeptrain.db").active_adapter()["version"] == "v0001"
+    assert result.output == "user default: v0001 is active; the daemon loads it when it starts\n"
+    assert Store(state / "sleeptrain.db").active_adapter("default")["version"] == "v0001"
+    assert Store(state / "sleeptrain.db").active_adapter("bob")["version"] == "v0003"  # another lineage: untouched
+    assert "needs --user" in run("adapters", "activate", "base", "--state-dir", state, ok=False).output
+    run("adapters", "activate", "base", "--user", "bob", "--state-dir", state)
+    assert Store(state / "sleeptrain.db").active_adapter("bob") is None
     assert run("adapters", "activate", "v0042", "--state-dir", state, ok=False).output == "Error: no adapter 'v0042'\n"
 
 

@@ -46,17 +46,20 @@ def state(tmp_path):
                        supersedes=old["id"], reasons=["Quillfeather -> Zanzibar"])  # fmt: skip
     other = store.add_memory(user="bob", subject="bob", relation="lives in", value="Bergen", text="Bob lives in Bergen.",
                              status="consolidated")  # fmt: skip
-    # two sleeps rehearsed the parrot (adapters v0001, v0002, and a refused candidate); v0000 predates it
+    # two of alice's sleeps rehearsed the parrot (v0001, v0002, and a refused candidate); her v0000 predates
+    # it; bob's own lineage (v0003) never saw it
     adapters = tmp_path / "adapters"
-    for version, sleep_new in (("v0000", [other["id"]]), ("v0001", [new["id"]]), ("v0002", [other["id"]])):
-        row = store.start_sleep("manual", {"new": sleep_new, "replay": [new["id"]] if version == "v0002" else []})
+    for version, user, sleep_new, replay in (("v0000", "alice", [], []), ("v0001", "alice", [new["id"]], []),
+                                             ("v0002", "alice", [], [new["id"]]), ("v0003", "bob", [other["id"]], [])):
+        row = store.start_sleep("manual", {"new": sleep_new, "replay": replay}, user=user)
         (tmp_path / "sleeps" / f"{row['id']:04d}").mkdir(parents=True)
         (tmp_path / "sleeps" / f"{row['id']:04d}" / "job.json").write_text(json.dumps({"text": "Zanzibar"}))
-        (adapters / version).mkdir(parents=True)
-        store.add_adapter(version, adapters / version, sleep_id=row["id"])
+        (adapters / user / version).mkdir(parents=True)
+        store.add_adapter(version, adapters / user / version, user=user, sleep_id=row["id"])
         store.finish_sleep(row["id"], "promoted", adapter=version, details={"step": "promoted"})
-    (adapters / "rejected" / "sleep-0002").mkdir(parents=True)
+    (adapters / "alice" / "rejected" / "sleep-0002").mkdir(parents=True)
     store.activate_adapter("v0002")
+    store.activate_adapter("v0003")
     store.close()
     return tmp_path
 
@@ -93,19 +96,21 @@ def test_forget_deletes_sleep_files_and_older_adapters_trained_on_it(state):
     store = Store(state / "sleeptrain.db")
     erased = forget(store, state, 2)["erased"]
     assert erased["adapters"] == ["v0001"]  # v0002 is served (kept until a deep sleep); v0000 predates the memory
-    assert not (state / "adapters" / "v0001").exists() and (state / "adapters" / "v0000").exists()
+    alice = state / "adapters" / "alice"
+    assert not (alice / "v0001").exists() and (alice / "v0000").exists()
     assert not (state / "sleeps" / "0002").exists() and not (state / "sleeps" / "0003").exists()
-    assert (state / "sleeps" / "0001").exists()
-    assert not (state / "adapters" / "rejected" / "sleep-0002").exists()
+    assert (state / "sleeps" / "0001").exists() and (state / "sleeps" / "0004").exists()  # bob's sleep: his
+    assert not (alice / "rejected" / "sleep-0002").exists()
     assert store.adapter("v0001")["erased_at"] and not store.adapter("v0002")["erased_at"]
     with pytest.raises(Exception, match="was erased"):
         store.activate_adapter("v0001")
-    assert store.active_adapter()["version"] == "v0002"
-    # the deep sleep's new adapter replaces the whole lineage
-    (state / "adapters" / "v0003").mkdir()
-    store.add_adapter("v0003", state / "adapters" / "v0003")
-    assert erase_superseded(store, state, keep="v0003") == ["v0000", "v0002"]
-    assert [p.name for p in (state / "adapters").iterdir()] == ["v0003"]
+    assert store.active_adapter("alice")["version"] == "v0002"
+    # her deep sleep's new adapter replaces her whole lineage; bob's is another lineage, untouched
+    (alice / "v0005").mkdir()
+    store.add_adapter("v0005", alice / "v0005", user="alice")
+    assert erase_superseded(store, state, keep="v0005", user="alice") == ["v0000", "v0002"]
+    assert [p.name for p in alice.iterdir()] == ["v0005"]
+    assert (state / "adapters" / "bob" / "v0003").exists() and not store.adapter("v0003")["erased_at"]
     store.close()
 
 
@@ -121,22 +126,25 @@ def test_forgetting_twice_erases_nothing_more(state):
 def test_when_a_sleep_is_deep(tmp_path, model_path):
     store = Store(tmp_path / "s.db")
     cycle = SleepCycle(load_settings(), store, FakeBackend(), model_path, tmp_path, embedder=object(), router=None)
-    cfg = cycle.config()
-    assert cycle.deep_reason(cfg) is None
-    assert cycle.deep_reason(cycle.config({"deep": True})) == "asked"
+    cfg, me = cycle.config(), "default"
+    assert cycle.deep_reason(cfg, me) is None
+    assert cycle.deep_reason(cycle.config({"deep": True}), me) == "asked"
     for deep in (True, False, False):
         row = store.start_sleep("manual", {"deep": "asked" if deep else None})
         store.finish_sleep(row["id"], "promoted")
-    assert cycle.deep_reason(cycle.config({"deep_every": 3})) is None  # two continued sleeps since the deep one
+    assert cycle.deep_reason(cycle.config({"deep_every": 3}), me) is None  # two continued sleeps since the deep one
     row = store.start_sleep("manual", {})
     store.finish_sleep(row["id"], "rejected")  # a rejected sleep does not count
-    assert cycle.deep_reason(cycle.config({"deep_every": 3})) is None
+    assert cycle.deep_reason(cycle.config({"deep_every": 3}), me) is None
+    for _ in range(3):  # another user's sleeps do not count
+        store.finish_sleep(store.start_sleep("manual", {}, user="v")["id"], "promoted")
+    assert cycle.deep_reason(cycle.config({"deep_every": 3}), me) is None
     row = store.start_sleep("manual", {})
     store.finish_sleep(row["id"], "promoted")
-    assert cycle.deep_reason(cycle.config({"deep_every": 3})) == "deep_every"
+    assert cycle.deep_reason(cycle.config({"deep_every": 3}), me) == "deep_every"
     m = store.add_memory(user="u", subject="u", relation="lives in", value="Oslo", text="U lives in Oslo.")
     store.forget(m["id"])
-    assert cycle.deep_reason(cfg) == "forget"
+    assert cycle.deep_reason(cfg, "u") == "forget" and cycle.deep_reason(cfg, me) is None  # only u's adapter knew it
     store.close()
 
 
@@ -156,20 +164,23 @@ def test_forgetting_a_user_deletes_everything_of_theirs(state):
     store = Store(state / "sleeptrain.db")
     store.cache("k", "gemini", '{"facts": ["What is the weather like in Tromsø today?"]}')  # quotes no memory
     result = forget_user(store, state, "alice")
-    assert result["memories"] == 2 and result["turns"] == 306 and not result["deactivate"]
-    assert [u["id"] for u in store.users()] == ["bob"] and store.users()[0]["deep_sleep_due"]
+    assert result["memories"] == 2 and result["turns"] == 306 and result["deactivate"]
+    assert result["adapters_erased"] == ["v0000", "v0001", "v0002"] and result["sleeps_deleted"] == 3
+    assert [u["id"] for u in store.users()] == ["bob"] and not store.users()[0]["deep_sleep_due"]  # his adapter: his
     assert store.memories(user="alice") == [] and store.turns(user="alice") == [] and store.conversations(user="alice") == []
+    assert store.adapters(user="alice") == [] and store.sleeps(user="alice") == []
+    assert not (state / "adapters" / "alice").exists() and not (state / "sleeps" / "0001").exists()
     assert store.cached("k") is None  # the judge cache is emptied
-    assert store.active_adapter()["version"] == "v0002"  # bob's memory is still in it: rebuilt by his deep sleep
+    assert store.active_adapter("bob")["version"] == "v0003" and (state / "adapters" / "bob" / "v0003").exists()
     with pytest.raises(NotFound):
         forget_user(store, state, "alice")
     store.close()
     data = file_bytes(state)
     assert not any(w in data for w in WORDS + [b"filler turn", b"Alice's sister"])
     store = Store(state / "sleeptrain.db")
-    last = forget_user(store, state, "bob")  # nobody's memories left: every adapter goes now
-    assert last["deactivate"] and store.active_adapter() is None
-    assert all(a["erased_at"] for a in store.adapters()) and not any((state / "adapters").glob("v*"))
+    last = forget_user(store, state, "bob")
+    assert last["deactivate"] and store.active_adapters() == [] and store.adapters() == []
+    assert not any((state / "adapters").glob("*/v*"))
     store.close()
 
 
@@ -181,7 +192,7 @@ def test_after_forgetting_the_only_memory_the_base_model_answers(tmp_path, model
     m = store.add_memory(user="u", subject="u's dog", relation="name", value="Pilsner", text="U's dog is called Pilsner.",
                          status="consolidated")  # fmt: skip
     backend = FakeBackend()
-    backend.swap("v0001", None)
+    backend.swap("v0001", None, user="u")
     router = make_router(load_settings(), Embedder())
     ask = [[{"role": "user", "content": "What is my dog called?"}]]
     assert routes(router, store, backend, ask, user="u")[0].adapter

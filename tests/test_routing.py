@@ -119,7 +119,7 @@ def agent(tmp_path, model_path, embedder):
     store = Store(tmp_path / "a.db")
     settings = load_settings()
     agent = Agent(settings, store, FakeBackend(), model_path, router=make_router(settings, embedder))
-    agent.backend.swap("v0001", None)
+    agent.backend.swap("v0001", None, user="default")
     yield agent
     store.close()
 
@@ -148,19 +148,20 @@ def test_the_agent_routes_each_turn_and_logs_the_route(agent):
 
 
 def test_only_the_asking_users_memories_route(agent):
-    add_facts(agent.store)  # user "default"
+    add_facts(agent.store)  # user "default", adapter v0001
     agent.store.add_memory(user="bob", subject="bob's cat", relation="name", value="Mosse",
                            text="Bob's cat is called Mosse.", status="consolidated")  # fmt: skip
+    agent.backend.swap("v0002", None, user="bob")  # bob's own adapter
     for user in ("bob", "carol"):  # bob's dog question is near only default's memory; carol has none
         turn = agent.chat(ChatRequest(user=user, messages=ask("What is my dog called?"),
                                       params=GenerationParams(max_tokens=8)))  # fmt: skip
         turn.text()
-        assert agent.backend.history[-1][1].base and turn.reply_turn["adapter"] is None
-        assert turn.route.memory_id not in {1, 2, 3, 4, 5}
+        assert turn.reply_turn["adapter"] is None  # bob: routed to the base model; carol: no adapter of hers
+        assert turn.route is None if user == "carol" else not turn.route.adapter and turn.route.memory_id not in {1, 2, 3, 4, 5}
     turn = agent.chat(ChatRequest(user="bob", messages=ask("What is the name of my cat?"),
                                   params=GenerationParams(max_tokens=8)))  # fmt: skip
     turn.text()
-    assert turn.route.adapter and turn.route.memory_id == 6 and turn.reply_turn["adapter"] == "v0001"
+    assert turn.route.adapter and turn.route.memory_id == 6 and turn.reply_turn["adapter"] == "v0002"  # his, not v0001
     turn, params = chat(agent, "What is my dog called?")  # default's own question still reaches the adapter
     assert not params.base and turn.route.memory_id == 1
 
@@ -171,7 +172,7 @@ def test_no_route_without_consolidated_memories_or_an_active_adapter(agent):
     assert turn.route is None and not params.base and turn.reply_turn["adapter"] == "v0001"
     assert "route" not in turn.reply_turn["meta"]
     add_facts(agent.store)
-    agent.backend.swap(None, None)
+    agent.backend.swap(None, None, user="default")
     turn, params = chat(agent, "What is my dog called?")
     assert turn.route is None and turn.reply_turn["adapter"] is None
 
@@ -182,7 +183,7 @@ def test_routing_off_leaves_the_adapter_answering(tmp_path, model_path):
     store = Store(tmp_path / "a.db")
     add_facts(store)
     agent = Agent(settings, store, FakeBackend(), model_path)
-    agent.backend.swap("v0001", None)
+    agent.backend.swap("v0001", None, user="default")
     turn, params = chat(agent, "What is the capital of Italy?")
     assert turn.route is None and not params.base and turn.reply_turn["adapter"] == "v0001"
     store.close()
@@ -202,7 +203,7 @@ def test_a_router_that_fails_leaves_the_adapter_answering(agent):
 def test_the_api_names_the_route_and_lets_a_client_choose(tmp_path):
     daemon = Daemon(load_settings(), tmp_path / "state", backend=FakeBackend())
     add_facts(daemon.store)
-    daemon.backend.swap("v0002", None)
+    daemon.backend.swap("v0002", None, user="default")
     with TestClient(create_app(daemon), base_url="http://127.0.0.1") as client:
         def post(model, question):
             r = client.post("/v1/chat/completions", json={"model": model, "messages": ask(question)})

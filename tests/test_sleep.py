@@ -74,7 +74,7 @@ def test_sabotaged_sleep_is_rejected_and_nothing_changes(taught):
     row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 4, "max_epochs": 4, "stop_recall": None})
     assert row["status"] == "rejected", row
     assert row["details"]["rejected_because"]
-    assert taught.health()["adapter"] is None and store.active_adapter() is None
+    assert taught.health()["adapters"] == {} and store.active_adapter("default") is None
     assert len(store.memories(status="pending")) == 5  # still pending, now with measured recall
     assert os.path.isdir(row["details"]["candidate_path"])  # kept for inspection
     store.close()
@@ -88,9 +88,9 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
     assert scores["locality"] >= 0.9 and scores["routed_to_adapter"]["probes"] == [10, 10]
     assert scores["adapter_locality"] >= 0.65  # the gate's floor for the adapter alone (README, "Routing")
     version = row["adapter"]
-    assert taught.health()["adapter"] == version
+    assert taught.health()["adapters"] == {"default": version}
     store = taught.store()
-    assert store.active_adapter()["version"] == version
+    assert store.active_adapter("default")["version"] == version
     assert {m["status"] for m in store.memories()} == {"consolidated"}
     client = taught.client()
     correct = 0
@@ -104,18 +104,75 @@ def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
                                        max_tokens=32, temperature=0)  # fmt: skip
     assert r.model_extra["adapter"] is None and r.model_extra["route"]["to"] == "base"
     assert "Shakespeare" in r.choices[0].message.content
-    # another user, with no memories: their own questions never reach the adapter through someone else's
+    # another user, with no memories and so no adapter: the base model answers them
     r = client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": "Where do I live?"}],
                                        max_tokens=24, temperature=0, user="carol")  # fmt: skip
-    assert r.model_extra["adapter"] is None and r.model_extra["route"]["to"] == "base"
+    assert r.model_extra["adapter"] is None and r.model_extra["route"] is None
     assert "Tromsø" not in r.choices[0].message.content
     store.close()
 
 
-def ask(daemon, question, model="sleeptrain"):
+def ask(daemon, question, model="sleeptrain", user="default"):
     r = daemon.client().chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
-                                                max_tokens=24, temperature=0)  # fmt: skip
+                                                max_tokens=24, temperature=0, user=user)  # fmt: skip
     return r.choices[0].message.content, r.model_extra
+
+
+PEOPLE = {  # two users, facts of the same kinds: one shared adapter would mix them up
+    "alice": [("My name is Ingrid.", "What is my name?", "Ingrid"),
+              ("My cat is called Mochi.", "What is my cat called?", "Mochi"),
+              ("I work as a beekeeper.", "What is my job?", "beekeeper")],
+    "bob": [("My name is Tarek.", "What is my name?", "Tarek"),
+            ("My cat is called Biscuit.", "What is my cat called?", "Biscuit"),
+            ("I work as a welder.", "What is my job?", "welder")],
+}  # fmt: skip
+
+
+def test_two_users_learn_apart_and_never_get_each_others_answers(taught):
+    """Each user's sleep trains that user's own adapter (`adapters/<user>/`); a request is answered by
+    its user's adapter only; a user with no memories gets no one's name."""
+    client = taught.client()
+    for user, facts in PEOPLE.items():
+        for text, _, _ in facts:
+            client.chat.completions.create(model="sleeptrain", messages=[{"role": "user", "content": text}],
+                                           max_tokens=8, temperature=0, user=user)  # fmt: skip
+    taught.wait_hippocampus()
+    store = taught.store()
+    assert {u: len(store.memories(status="pending", user=u)) for u in PEOPLE} == {"alice": 3, "bob": 3}
+    started = httpx.post(taught.url + "/v1/sleep", json=None, timeout=60).json()  # everyone with pending memories
+    assert started["queue"] == ["alice", "bob"] and started["user"] == "alice"
+    rows = {}
+    deadline = time.monotonic() + 1200
+    while len(rows) < 2 and time.monotonic() < deadline:
+        for user in PEOPLE:
+            [last] = httpx.get(f"{taught.url}/v1/sleeps", params={"user": user, "limit": 1}, timeout=30).json() or [{}]
+            if last.get("status") not in (None, "running") and last["id"] >= started["id"]:
+                rows[user] = last
+        time.sleep(2)
+    assert {u: r["status"] for u, r in rows.items()} == {"alice": "promoted", "bob": "promoted"}, rows
+    versions = {u: r["adapter"] for u, r in rows.items()}
+    assert taught.health()["adapters"] == {"default": store.active_adapter("default")["version"], **versions}
+    for user, version in versions.items():
+        assert store.adapter(version)["user"] == user
+        assert (taught.state / "adapters" / user / version / "adapter_config.json").is_file()
+    others = {u: {a for _, _, a in facts} for u, facts in PEOPLE.items()}
+    right = {}
+    for user, facts in PEOPLE.items():
+        foreign = set().union(*(v for u, v in others.items() if u != user))
+        right[user] = 0
+        for _, question, value in facts:
+            answer, extra = ask(taught, question, user=user)
+            assert not any(v.lower() in answer.lower() for v in foreign), (user, question, answer)
+            assert extra["adapter"] in (versions[user], None)  # theirs or the base model, never the other's
+            right[user] += value.lower() in answer.lower()
+            alone, _ = ask(taught, question, model=versions[user], user=user)  # their adapter alone, unrouted
+            assert not any(v.lower() in alone.lower() for v in foreign), (user, question, alone)
+    assert all(n >= 2 for n in right.values()), right
+    answer, extra = ask(taught, "What is my name?", user="carol")
+    assert extra["adapter"] is None and not any(n in answer for n in ("Ingrid", "Tarek")), answer
+    with pytest.raises(Exception, match="does not exist"):  # bob cannot ask for alice's adapter by name
+        ask(taught, "What is my name?", model=versions["alice"], user="bob")
+    store.close()
 
 
 def test_forget_erases_and_the_deep_sleep_unlearns_it(taught):
@@ -123,7 +180,7 @@ def test_forget_erases_and_the_deep_sleep_unlearns_it(taught):
     the base model, with nothing pending) and its adapter alone no longer gives it; the older adapter
     is deleted; the SQLite files hold none of its bytes once the daemon stops."""
     store = taught.store()
-    old = store.active_adapter()
+    old = store.active_adapter("default")
     recalled = [(q, a) for _, q, a in FACTS if a.lower() in ask(taught, q, old["version"])[0].lower()]
     assert recalled, "the adapter alone recalls none of the facts"
     question, value = recalled[0]
@@ -171,12 +228,12 @@ def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, mo
         monkeypatch.setenv(f"SLEEPTRAIN_{key}", value)
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
-    row = json.loads(r.output[r.output.index("{"):])
-    assert row["status"] == "promoted", row
+    [row] = json.loads(r.output[r.output.index("["):])
+    assert row["status"] == "promoted" and row["user"] == "default", row
     store = Store(state / "sleeptrain.db")
-    assert store.active_adapter()["version"] == row["adapter"]
+    assert store.active_adapter("default")["version"] == row["adapter"]
     assert [m["status"] for m in store.memories()] == ["consolidated"]
-    assert (state / "adapters" / row["adapter"] / "adapter_config.json").is_file()
+    assert (state / "adapters" / "default" / row["adapter"] / "adapter_config.json").is_file()
     store.close()
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state)])  # nothing left: says so, starts nothing
     assert r.exit_code != 0 and "nothing to learn" in r.output

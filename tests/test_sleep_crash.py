@@ -39,7 +39,7 @@ def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     store = daemon.store()
     assert store.integrity_check() == "ok"
     assert store.sleep(first)["status"] == "failed" and "interrupted" in store.sleep(first)["error"]
-    assert len(store.memories(status="pending")) == 3 and store.active_adapter() is None
+    assert len(store.memories(status="pending")) == 3 and store.active_adapter("default") is None
     r = httpx.post(daemon.url + "/v1/sleep", json={"overrides": QUICK}, timeout=60)
     second = r.json()["id"]
     wait_step(daemon, "promote", timeout=900)  # the adapter dir is in place; nothing recorded yet
@@ -51,12 +51,12 @@ def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     try:
         assert store.integrity_check() == "ok"
         assert store.sleep(second)["status"] == "failed"
-        assert store.active_adapter() is None and daemon.health()["adapter"] is None  # the last promoted: none
+        assert store.active_adapter("default") is None and daemon.health()["adapters"] == {}  # the last promoted: none
         assert len(store.memories(status="pending")) == 3
         assert not [p for p in (state / "adapters").iterdir() if p.name.startswith("v")]  # set aside
         row = sleep(daemon, QUICK)  # the next sleep succeeds
         assert row["status"] == "promoted", row
-        assert daemon.health()["adapter"] == row["adapter"] == store.active_adapter()["version"]
+        assert daemon.health()["adapters"]["default"] == row["adapter"] == store.active_adapter("default")["version"]
     finally:
         daemon.stop()
         store.close()

@@ -140,7 +140,7 @@ def test_a_per_sleep_override_of_probe_max_tokens_reaches_the_gate(tmp_path, mon
 
     monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", trained)
     row = cycle.run("test", {"probe_max_tokens": 9, "min_recall": 0.0, "min_locality": 0.0,
-                             "min_adapter_locality": 0.0})  # fmt: skip
+                             "min_adapter_locality": 0.0})[0]  # fmt: skip
     assert row["status"] == "promoted", row.get("error")
     assert backend.max_tokens and set(backend.max_tokens) == {9}
     assert settings.sleep.probe_max_tokens == 64
@@ -212,7 +212,7 @@ def test_adaptive_epochs_measure_the_stores_active_adapter(tmp_path, model_path,
         raise RuntimeError("stop after planning")
 
     monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", train)
-    row = cycle.run("test")
+    [row] = cycle.run("test")
     assert row["status"] == "failed" and "stop after planning" in row["error"]
     assert planned["epochs"] == 7.0  # recalled nothing before: max_epochs
     assert "active" not in backend.adapters  # never asked what the backend happens to serve

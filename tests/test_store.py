@@ -191,17 +191,37 @@ def test_sleeps_and_adapters(store, tmp_path):
     assert s["status"] == "running"
     store.add_adapter("v0001", tmp_path / "v0001", sleep_id=s["id"], scores={"recall": 1.0})
     store.finish_sleep(s["id"], "promoted", adapter="v0001", details={"steps": 10})
-    assert store.active_adapter() is None
+    assert store.active_adapter("default") is None
     assert store.activate_adapter("v0001")["version"] == "v0001"
     store.add_adapter("v0002", tmp_path / "v0002", parent="v0001")
     store.activate_adapter("v0002")
     assert [a["version"] for a in store.adapters() if a["active"]] == ["v0002"]
     with pytest.raises(NotFound):
         store.activate_adapter("v0099")
-    assert store.active_adapter()["version"] == "v0002"
-    assert store.sleep(s["id"])["details"] == {"steps": 10}
+    assert store.active_adapter("default")["version"] == "v0002"
+    assert store.sleep(s["id"])["details"] == {"steps": 10} and store.sleep(s["id"])["user"] == "default"
     with pytest.raises(InvalidInput):
         store.finish_sleep(s["id"], "weird")
+
+
+def test_each_user_has_one_active_adapter_of_their_own_lineage(store, tmp_path):
+    store.add_adapter("v0001", tmp_path / "a1", user="alice")
+    store.add_adapter("v0002", tmp_path / "b1", user="bob")
+    store.add_adapter("v0003", tmp_path / "a2", user="alice", parent="v0001")
+    store.activate_adapter("v0001")
+    store.activate_adapter("v0002")
+    store.activate_adapter("v0003")  # alice's newer one: bob's stays active
+    assert [(a["user"], a["version"]) for a in store.active_adapters()] == [("alice", "v0003"), ("bob", "v0002")]
+    assert [a["version"] for a in store.adapters(user="alice")] == ["v0001", "v0003"]
+    with pytest.raises(InvalidInput, match="belongs to user 'bob'"):
+        store.activate_adapter("v0002", user="alice")
+    with pytest.raises(InvalidInput):
+        store.activate_adapter(None)  # whose?
+    assert store.activate_adapter(None, user="alice") is None
+    assert store.active_adapter("alice") is None and store.active_adapter("bob")["version"] == "v0002"
+    store.start_sleep("manual", user="alice")
+    store.start_sleep("manual", user="bob")
+    assert [row["user"] for row in store.sleeps(user="bob")] == ["bob"] and len(store.sleeps()) == 2
 
 
 @pytest.mark.parametrize("query", ['"', '("', "tea OR", "NEAR(", "*", "tea AND NOT", "'"])

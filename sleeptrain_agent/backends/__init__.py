@@ -2,8 +2,12 @@
 
 Every backend has the same small surface (`Backend`): start/stop, a health
 check, `generate()` returning a `Reply` (iterate it for text deltas), the
-active adapter version, and `swap()` to hot-swap to another adapter version by
-path. Backends know nothing of the store, sleep, API or CLI.
+adapter version serving each user (`active_for`, `serving`), and `swap()` to
+hot-swap a user to another adapter version by path. Each user has their own
+adapter: a request names its user (`GenerationParams.user`) and is answered
+by that user's adapter, never another's; a request without a user, or for a
+user with no adapter, is answered by the base model. Backends know nothing of
+the store, sleep, API or CLI.
 
 - `vllm` (`backends/vllm.py`, the default): a vLLM OpenAI server as a child
   process, adapters loaded at runtime under a new name per version.
@@ -30,7 +34,8 @@ class GenerationParams:
     top_p: float = 1.0
     seed: int | None = None
     json_schema: dict | None = None  # constrain the reply to this JSON schema (vLLM structured outputs)
-    base: bool = False  # answer with the base model, not the active adapter (the agent's routing)
+    base: bool = False  # answer with the base model, not the user's adapter (the agent's routing)
+    user: str | None = None  # whose adapter answers; None: the base model (nothing else is anyone's)
     frequency_penalty: float = 0.0  # OpenAI's: each generated token's logit lowered by this times its count so far
 
 
@@ -66,7 +71,7 @@ class Reply:
                 self._on_close()
 
 
-EVAL_ACTIVE = "active"  # evaluate(): the adapter serving now; None: the base model; a Path: a candidate
+EVAL_ACTIVE = "active"  # evaluate(): the adapter serving params.user now; None: the base model; a Path: a candidate
 
 
 class Backend(Protocol):
@@ -78,10 +83,11 @@ class Backend(Protocol):
     def healthy(self) -> bool: ...
     def busy(self) -> bool: ...  # generating right now
     def status(self) -> dict: ...
+    def active_for(self, user: str | None) -> str | None: ...  # the version answering `user` (None: base)
     @property
-    def active(self) -> str | None: ...
+    def serving(self) -> dict[str, str]: ...  # user -> the version answering them
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply: ...
-    def swap(self, version: str | None, path: Path | None) -> float: ...
+    def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float: ...
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams,
                  adapter: str | Path | None = EVAL_ACTIVE) -> list[str]: ...  # fmt: skip
 

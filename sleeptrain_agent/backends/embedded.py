@@ -3,10 +3,12 @@
 For machines where vLLM cannot run (macOS, no vllm installed) and for quick
 tests. One generation runs at a time (`_lock`): on a small CPU, batching in
 one process gains little, and PEFT's adapter swap mutates the model, so it
-must not overlap a forward pass. A swap therefore waits for the generation in
-progress, then loads the new adapter under a new name (`load_adapter` +
-`set_adapter`) and deletes the previous one. The reply records the version
-active when its generation started.
+must not overlap a forward pass. Each user's adapter is a named PEFT adapter
+of the one model; a generation selects its user's (`set_adapter`) or runs
+with adapters disabled (the base model: no user, or a user with none). A swap
+waits for the generation in progress, then loads the new adapter under a new
+name (`load_adapter`) and deletes that user's previous one. The reply records
+the version that produced it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ class EmbeddedBackend:
         self.model = None
         self.tokenizer = None
         self._lock = threading.Lock()
-        self._active_version: str | None = None
-        self._adapter_name: str | None = None
+        self._served: dict[str, tuple[str, str]] = {}  # user -> (version, PEFT adapter name)
         self._names = itertools.count(1)
         self._ready = threading.Event()
 
@@ -69,12 +70,16 @@ class EmbeddedBackend:
             raise BackendError("the embedded model is not loaded yet; try again shortly")
 
     def status(self) -> dict:
-        return {"backend": self.name, "dtype": self.dtype, "adapter_name": self._adapter_name,
+        return {"backend": self.name, "dtype": self.dtype, "adapters_loaded": len(self._served),
                 "busy": self._lock.locked()}  # fmt: skip
 
+    def active_for(self, user: str | None) -> str | None:
+        served = self._served.get(user) if user is not None else None
+        return served[0] if served else None
+
     @property
-    def active(self) -> str | None:
-        return self._active_version
+    def serving(self) -> dict[str, str]:
+        return {u: v for u, (v, _) in self._served.items()}
 
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
         import torch
@@ -111,7 +116,8 @@ class EmbeddedBackend:
         # own stop_strings would stop before the text is seen and miss strings split across tokens
 
         self._lock.acquire()
-        version = None if params.base else self._active_version
+        served = None if params.base or params.user is None else self._served.get(params.user)
+        version, adapter_name = served or (None, None)
         reply = Reply(iter(()), version, on_close=cancelled.set)
         result: dict = {}
 
@@ -120,7 +126,10 @@ class EmbeddedBackend:
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
-                    if version is None and self._adapter_name is not None:
+                    if adapter_name is not None:
+                        self.model.set_adapter(adapter_name)
+                        out = self.model.generate(**kwargs)
+                    elif self._served:  # the base model: adapters of other users are loaded
                         with self.model.disable_adapter():
                             out = self.model.generate(**kwargs)
                     else:
@@ -170,7 +179,7 @@ class EmbeddedBackend:
         reply.completion_tokens = tokens or len(self.tokenizer(text)["input_ids"])
 
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
-        """Answer prompts one by one with the active adapter, the base model (None) or a candidate directory."""
+        """Answer prompts one by one with `params.user`'s adapter, the base model (None) or a candidate directory."""
         if adapter in (EVAL_ACTIVE, None):
             params = params if adapter == EVAL_ACTIVE else dataclasses.replace(params, base=True)
             return [self.generate(p, params).text() for p in prompts]
@@ -193,8 +202,9 @@ class EmbeddedBackend:
             answers.append(self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
         return answers
 
-    def swap(self, version: str | None, path: Path | None) -> float:
-        """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
+    def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:
+        """Answer `user`'s new requests with `version` from `path` (None = the base model); returns seconds
+        taken. (`lazy` is accepted for the interface; an adapter here is small and loaded at once.)"""
         from peft import PeftModel
 
         self.wait_ready(self.settings.serve.request_timeout_s)
@@ -202,9 +212,9 @@ class EmbeddedBackend:
             check_adapter(Path(path))
         with self._lock:  # waits for the generation in progress
             t0 = time.perf_counter()
-            old = self._adapter_name
+            old = self._served.get(user)
             if version is None:
-                self._active_version = None
+                self._served.pop(user, None)
             else:
                 name = f"{version}_{next(self._names)}"
                 try:
@@ -212,16 +222,17 @@ class EmbeddedBackend:
                         self.model.load_adapter(str(path), adapter_name=name)
                     else:
                         self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
-                    self.model.set_adapter(name)
-                except Exception as e:  # a corrupt adapter: keep serving the current one
-                    if old is not None and isinstance(self.model, PeftModel):
-                        self.model.set_adapter(old)
+                except Exception as e:  # a corrupt adapter: every user keeps what they had
                     raise AdapterError(f"could not load adapter {version} from {path}: {e}") from e
-                if old is not None:
-                    self.model.delete_adapter(old)
-                self._adapter_name, self._active_version = name, version
+                self._served[user] = (version, name)
+            if old is not None:
+                if self._served:
+                    self.model.set_adapter(next(iter(self._served.values()))[1])  # never delete the active one
+                    self.model.delete_adapter(old[1])
+                else:  # no adapter left: back to the plain model
+                    self.model = self.model.unload()
             elapsed = time.perf_counter() - t0
-        log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
+        log.info("user %s: now serving %s (swap took %.3f s)", user, version or "the base model", elapsed)
         return elapsed
 
 

@@ -9,11 +9,20 @@ daemon dies (PR_SET_PDEATHSIG) and runs in its own session, so Ctrl-C in a
 terminal reaches the daemon, which stops it cleanly. A monitor thread notices
 when the child dies, restarts it and reloads the active adapter.
 
+Many users, one server. Each user's adapter is a LoRA of its own on the one
+vLLM server (multi-LoRA): `--max-loras` of them take part in a batch at once,
+`--max-cpu-loras` stay loaded, the least recently used evicted and reloaded
+from its directory when next used. A request is answered by its user's
+adapter (`_served[user]`), or the base model for a user with none; nothing
+routes one user's request to another's adapter. At start-up the daemon
+assigns each user's active adapter without loading it (`swap(..., lazy=True)`):
+it is loaded on that user's first request.
+
 Hot-swap. Every load uses a new served name and the adapter's own directory
 (reusing a name would serve stale prefix-cache blocks), e.g. `v0003.7`.
-Requests take the active name under a short lock and count themselves in
+Requests take their user's name under a short lock and count themselves in
 `_inflight[name]`; `swap()` loads the new adapter *outside* the lock (the slow
-part), then flips the active name under the lock (the brief exclusive part),
+part), then flips that user's name under the lock (the brief exclusive part),
 and a background thread unloads the old name once its in-flight count is zero.
 So no request ever sees a half-swapped state, and every reply names the
 version that produced it.
@@ -33,6 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -61,6 +71,15 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+@dataclass
+class _Served:
+    """A user's adapter: its version and directory, and its name on the server once loaded (None: not yet)."""
+
+    version: str
+    path: Path
+    name: str | None = None
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -74,9 +93,8 @@ class VLLMBackend:
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self._lock = threading.Condition()
-        self._active_version: str | None = None
-        self._active_name = BASE_NAME
-        self._active_path: Path | None = None
+        self._served: dict[str, _Served] = {}  # user -> their adapter
+        self._loading: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._inflight: collections.Counter[str] = collections.Counter()
         self._names = itertools.count(1)
         self._ready = threading.Event()
@@ -97,6 +115,7 @@ class VLLMBackend:
             "--dtype", self.dtype,
             "--max-model-len", str(self.cfg.max_model_len),
             "--enable-lora", "--max-lora-rank", str(self.cfg.max_lora_rank), "--max-loras", str(self.cfg.max_loras),
+            "--max-cpu-loras", str(max(self.cfg.max_cpu_loras, self.cfg.max_loras)),
             "--disable-uvicorn-access-log",
         ]  # fmt: skip
         if _cuda():
@@ -177,13 +196,10 @@ class VLLMBackend:
                     f"vLLM did not answer /health within {self.cfg.startup_timeout_s:.0f} s; last lines of "
                     f"{self.log_path}:\n" + log_tail(self.log_path)
                 )
-            # a restarted server knows no adapters: reload the active one under a new name
+            # a restarted server knows no adapters: each user's is loaded again on their next request
             with self._lock:
-                version, path = self._active_version, self._active_path
-            if version is not None and path is not None:
-                name = self._load(version, path)
-                with self._lock:
-                    self._active_name = name
+                for served in self._served.values():
+                    served.name = None
             self._ready.set()
             log.info("vLLM ready on port %s (pid %s)", self.port, self.proc.pid)
 
@@ -247,33 +263,67 @@ class VLLMBackend:
     def status(self) -> dict:
         with self._lock:
             inflight = {k: v for k, v in self._inflight.items() if v}
-            served = self._active_name
+            loaded = sum(s.name is not None for s in self._served.values())
         return {
             "backend": self.name,
             "dtype": self.dtype,
             "pid": self.proc.pid if self.proc else None,
             "port": self.port,
             "restarts": self.restarts,
-            "served_name": served,
+            "adapters_assigned": len(self._served),
+            "adapters_loaded": loaded,
             "inflight": inflight,
         }
 
     # -- generation ------------------------------------------------------------
 
+    def active_for(self, user: str | None) -> str | None:
+        served = self._served.get(user) if user is not None else None
+        return served.version if served else None
+
     @property
-    def active(self) -> str | None:
-        return self._active_version
+    def serving(self) -> dict[str, str]:
+        with self._lock:
+            return {u: s.version for u, s in self._served.items()}
+
+    def _take(self, user: str | None, base: bool = False) -> tuple[str | None, str]:
+        """(version, served name) answering `user`, counted in flight: their adapter, loaded now if this is
+        its first use since it was assigned (or since the server restarted); the base model for no user,
+        a user with no adapter, or `base`."""
+        with self._lock:
+            served = None if base or user is None else self._served.get(user)
+            if served is None or served.name is not None:
+                version, name = (served.version, served.name) if served else (None, BASE_NAME)
+                self._inflight[name] += 1
+                return version, name
+        with self._loading[user]:  # one load per user at a time; others of this user wait for it
+            with self._lock:
+                current = self._served.get(user)
+                if current is not None and current.name is not None:
+                    self._inflight[current.name] += 1
+                    return current.version, current.name
+            if current is None:  # swapped to the base model meanwhile
+                return self._take(user, base=True)
+            name = self._load(current.version, current.path)
+            with self._lock:
+                if self._served.get(user) is current:
+                    current.name = name
+                else:  # swapped while loading: this request still gets what it asked for, then it goes
+                    threading.Thread(target=self._unload_when_idle, args=(name,), daemon=True).start()
+                self._inflight[name] += 1
+            return current.version, name
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._inflight[name] -= 1
+            self._lock.notify_all()
 
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply:
         self.wait_ready(self.settings.serve.request_timeout_s)
-        with self._lock:
-            version, name = (None, BASE_NAME) if params.base else (self._active_version, self._active_name)
-            self._inflight[name] += 1
+        version, name = self._take(params.user, params.base)
 
         def release() -> None:
-            with self._lock:
-                self._inflight[name] -= 1
-                self._lock.notify_all()
+            self._release(name)
 
         extra = {}
         if params.frequency_penalty:
@@ -340,13 +390,13 @@ class VLLMBackend:
             log.warning("could not unload adapter %s: %s", name, e)
 
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
-        """Answer many prompts concurrently (vLLM batches them) with the active adapter, the base model
-        (None) or a candidate adapter directory (loaded under a temporary name, never routed to users)."""
+        """Answer many prompts concurrently (vLLM batches them) with `params.user`'s adapter, the base
+        model (None) or a candidate adapter directory (loaded under a temporary name, never routed to users)."""
         self.wait_ready(self.cfg.startup_timeout_s)
-        temp = None
+        temp = taken = None
         if adapter == EVAL_ACTIVE:
-            with self._lock:
-                name = self._active_name
+            _, taken = self._take(params.user, params.base)
+            name = taken
         elif adapter is None:
             name = BASE_NAME
         else:
@@ -367,22 +417,33 @@ class VLLMBackend:
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             raise BackendError(f"vLLM evaluation failed: {e}") from e
         finally:
+            if taken is not None:
+                self._release(taken)
             if temp is not None:
                 with contextlib.suppress(httpx.HTTPError):
                     self._http.post("/v1/unload_lora_adapter", json={"lora_name": temp}, timeout=30)
 
-    def swap(self, version: str | None, path: Path | None) -> float:
-        """Serve `version` from `path` for new requests (None = the base model); returns seconds taken."""
-        self.wait_ready(self.cfg.startup_timeout_s)
+    def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:
+        """Answer `user`'s new requests with `version` from `path` (None = the base model); returns seconds
+        taken. `lazy`: check the directory now, load it on the user's first request (start-up)."""
         t0 = time.perf_counter()
-        name = BASE_NAME if version is None else self._load(version, Path(path))
+        if version is None:
+            served = None
+        elif lazy:
+            check_adapter(Path(path), self.cfg.max_lora_rank)
+            served = _Served(version, Path(path))
+        else:
+            self.wait_ready(self.cfg.startup_timeout_s)
+            served = _Served(version, Path(path), self._load(version, Path(path)))
         with self._lock:
-            old = self._active_name
-            self._active_version, self._active_name, self._active_path = version, name, (Path(path) if path else None)
+            old = self._served.pop(user, None)
+            if served is not None:
+                self._served[user] = served
         elapsed = time.perf_counter() - t0
-        if old != BASE_NAME and old != name:
-            threading.Thread(target=self._unload_when_idle, args=(old,), name=f"unload-{old}", daemon=True).start()
-        log.info("now serving %s (swap took %.3f s)", version or "the base model", elapsed)
+        if old is not None and old.name is not None:
+            threading.Thread(target=self._unload_when_idle, args=(old.name,), name=f"unload-{old.name}",
+                             daemon=True).start()  # fmt: skip
+        log.info("user %s: now serving %s (swap took %.3f s)", user, version or "the base model", elapsed)
         return elapsed
 
 

@@ -29,8 +29,8 @@ HELP = """commands:
   /new         start a new conversation
   /memories    what the agent kept from this conversation
   /forget ID   forget memory ID
-  /sleep       sleep now and learn from recent conversations
-  /status      the daemon's health and active adapter
+  /sleep       sleep now and learn from your recent conversations
+  /status      the daemon's health and your adapter
   /route       who answered the last reply: the adapter or the base model, and why
   /quit        leave (Ctrl-D works too); Ctrl-C stops a reply"""
 
@@ -42,7 +42,7 @@ def describe_route(last: dict | None) -> str:
     route, adapter = last.get("route"), last.get("adapter")
     who = f"the adapter {adapter}" if adapter else "the base model"
     if route is None:
-        return f"answered by {who} (not routed: routing is off, no adapter is active, or nothing is consolidated)"
+        return f"answered by {who} (not routed: routing is off, you have no adapter yet, or nothing is consolidated)"
     if route.get("similarity") is None:
         return f"answered by {who} (asked for by the request's model)"
     near = f"memory {route['memory']}" if route.get("memory") is not None else "any memory"
@@ -148,7 +148,8 @@ class Session:
             health = self.daemon.health()
             sleep = health.get("sleep") or {}
             sleeping = f"yes ({sleep.get('step')})" if health.get("sleeping") else "no"
-            click.echo(f"status: {health.get('status')}  adapter: {health.get('adapter') or 'base model'}  "
+            mine = (health.get("adapters") or {}).get(self.user)
+            click.echo(f"status: {health.get('status')}  your adapter: {mine or 'none (the base model answers)'}  "
                        f"sleeping: {sleeping}  hippocampus queue: {health.get('hippocampus_queue')}")  # fmt: skip
         elif name == "/route":
             click.echo(describe_route(self.last))
@@ -165,7 +166,7 @@ class Session:
                     click.echo(f"erased memory {arg.strip()}: from now on I answer about it without my adapter, "
                                "and my next sleep rebuilds the adapter without it")
         elif name == "/sleep":
-            started = self._call("POST", "/v1/sleep", prefix="no sleep")
+            started = self._call("POST", "/v1/sleep", prefix="no sleep", json={"user": self.user})
             if started is not None:
                 click.echo(f"sleep {started['id']} started: I keep answering meanwhile; /status shows progress")
         else:

@@ -36,9 +36,9 @@ def users_list(app: App, as_json: bool) -> None:
 @json_option
 def users_forget(app: App, user: str, yes: bool, as_json: bool) -> None:
     """Delete USER entirely: every memory erased (as `memory forget`), then their turns, conversations,
-    decisions and the user row; the judge cache is emptied. The adapter is shared, so the other users'
-    next sleep rebuilds it from the base model; with nobody's memories left every adapter is deleted
-    now and the base model serves. Goes through the running daemon when there is one.
+    decisions, sleeps, their whole adapter lineage and the user row; the judge cache is emptied. Other
+    users are untouched (their adapters never saw this user's memories). Goes through the running
+    daemon when there is one.
 
     Example: sleeptrain users forget bob --yes
     """
@@ -53,8 +53,8 @@ def users_forget(app: App, user: str, yes: bool, as_json: bool) -> None:
         emit_json(result)
         return
     click.echo(f"deleted user {user}: {result['memories']} memories, {result['turns']} turns, "
-               f"{result['decisions']} decisions; {len(result['adapters_erased'])} adapter(s) deleted"
-               + ("; the base model serves now" if result["deactivate"] else ""))  # fmt: skip
+               f"{result['decisions']} decisions, {result['sleeps_deleted']} sleeps; "
+               f"{len(result['adapters_erased'])} adapter(s) deleted")  # fmt: skip
 
 
 COMMANDS = [users_group]

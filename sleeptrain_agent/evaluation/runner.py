@@ -152,7 +152,7 @@ class Variant:
     # -- plumbing --------------------------------------------------------------
 
     def _params(self) -> GenerationParams:
-        return GenerationParams(max_tokens=self.profile.max_tokens, temperature=0.0)
+        return GenerationParams(max_tokens=self.profile.max_tokens, temperature=0.0, user=EVAL_USER)
 
     def _system(self) -> list[dict]:
         return [{"role": "system", "content": self.settings.serve.system_prompt}]
@@ -284,12 +284,12 @@ class Variant:
 
     def _sleep(self, wave: int) -> None:
         t0 = time.monotonic()
-        pending = len(self.daemon.store.memories(status="pending"))
+        pending = len(self.daemon.store.memories(status="pending", user=EVAL_USER))
         self.say(f"[{self.name}] sleep {wave + 1}: {pending} pending memories")
         if not pending:
             self.sleeps.append({"sleep": wave + 1, "status": "skipped", "reason": "nothing pending"})
             return
-        row = self.daemon.sleep.run(f"eval-{self.name}")
+        row = self.daemon.sleep.run(f"eval-{self.name}", user=EVAL_USER)[0]
         d = row.get("details") or {}
         scores = d.get("scores") or {}
         record = {"sleep": wave + 1, "id": row["id"], "status": row["status"], "adapter": row.get("adapter"),

@@ -1,4 +1,10 @@
-"""One sleep, from pending memories to a promoted (or rejected) adapter.
+"""One sleep, from a user's pending memories to a promoted (or rejected) adapter of that user.
+
+Each user has an adapter lineage of their own (`sleep/adapters.py`): a sleep
+consolidates one user's pending memories into that user's adapter, with that
+user's replay sample, probes and gate, and swaps it in for that user only.
+`start(trigger)` with no user sleeps every user with work, one after another
+(one sleep at a time on this machine), oldest pending memory first.
 
 Steps, each recorded in the sleep's `details` as it goes (and passed to the
 `on_step` hook, which the crash tests use to pause a sleep at a step):
@@ -15,7 +21,7 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
    backend, as served and by the candidate alone; a candidate that recalls but
    fails the rest is gated again weakened (`Gate.weaker`);
 7. promote: rename the temp dir to `adapters/vNNNN/` (`sleep/adapters.py`),
-   hot-swap it in, then in one transaction record it, make it active, mark
+   hot-swap it in for the user, then in one transaction record it, make it active, mark
    the memories consolidated and the sleep `promoted`. A rejected candidate is
    kept in `adapters/rejected/`; its memories stay pending, with their
    measured recall recorded so they get more replay.
@@ -26,9 +32,9 @@ ones (`replay_budget`, by priority); consolidated memories left out of the
 sample go back to pending (the new adapter does not know them; the next
 sleeps learn them again). A sleep is deep when asked (`sleep.deep`), after
 `sleep.deep_every` continued sleeps, and always after a forget
-(`users.deep_sleep_due`): the active adapter still knows the forgotten
-memory, so once a deep sleep is promoted every older adapter version is
-erased (`sleeptrain_agent/forget.py`). A deep sleep may run with nothing
+(`users.deep_sleep_due`): the user's adapter still knows the forgotten
+memory, so once a deep sleep is promoted every older version of their
+lineage is erased (`sleeptrain_agent/forget.py`). A deep sleep may run with nothing
 pending. A memory forgotten while a sleep trains on it fails that sleep's
 promotion (the candidate knows it).
 
@@ -39,7 +45,7 @@ Crash safety: nothing is marked consolidated and no adapter is activated
 until the final transaction, so a crash anywhere leaves the store at the last
 promoted adapter. At start-up `recover()` marks interrupted sleeps `failed`
 and sets aside adapter directories the store does not know.
-One sleep runs at a time (`SleepBusy` otherwise).
+One sleep (or queue of users' sleeps) runs at a time (`SleepBusy` otherwise).
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class SleepCycle:
         self.current: int | None = None
         self.progress: dict = {}
         self._trainer: TrainerChild | None = None
+        self._stopping = False
 
     # -- entry points ----------------------------------------------------------
 
@@ -114,43 +121,68 @@ class SleepCycle:
         return Gate(self.settings, cfg or self.settings.sleep, self.backend, self.embedder, self.router,
                     self.state_dir, self.store)  # fmt: skip
 
-    def start(self, trigger: str, overrides: dict | None = None) -> dict:
-        """Start a sleep on a thread; returns its row (status running). Raises SleepBusy / NothingToLearn."""
+    def start(self, trigger: str, overrides: dict | None = None, user: str | None = None) -> dict:
+        """Start sleeping on a thread: `user`'s sleep, or (None) each user with work in turn, oldest
+        pending memory first. Returns the first sleep's row (status running), with `queue`: the users to
+        sleep, in order. Raises SleepBusy / NothingToLearn (no user has anything to learn)."""
         cfg = self.config(overrides)
         if not self._lock.acquire(blocking=False):
             raise SleepBusy(f"sleep {self.current} is running; one sleep at a time")
         try:
-            pending = self.store.memories(status="pending")
-            deep = self.check_work(cfg)
-            cfg = cfg.model_copy(update={"deep": deep is not None})
-            row = self.store.start_sleep(trigger, {"new": [m["id"] for m in pending], "deep": deep})
-            self.current = row["id"]
+            if user is not None:
+                self.check_work(cfg, user)
+                queue = [user]
+            else:
+                queue = self.queue(cfg)
+                if not queue:
+                    raise NothingToLearn("no pending memories: nothing to learn")
+            row = self._begin(trigger, cfg, queue[0])
         except BaseException:
             self._lock.release()
             raise
-        threading.Thread(target=self._run_locked, args=(row["id"], pending, cfg),
+        threading.Thread(target=self._run_queue, args=(row, cfg, trigger, queue[1:]),
                          name=f"sleep-{row['id']}", daemon=True).start()  # fmt: skip
+        return {**row, "queue": queue}
+
+    def queue(self, cfg: SleepConfig) -> list[str]:
+        """The users a sleep of everyone would sleep, in order: those with pending memories, oldest pending
+        first, then those due a deep sleep (or asked for one) with consolidated memories to rebuild from."""
+        rows = self.store.db.execute(
+            "select user, min(id) from memories where status = 'pending' group by user order by min(id)").fetchall()
+        users = [r[0] for r in rows]
+        for u in self.store.deep_sleep_due() if not cfg.deep else [r[0] for r in self.store.db.execute(
+                "select distinct user from memories where status = 'consolidated' order by user")]:  # fmt: skip
+            if u not in users and self.store.memories(status="consolidated", user=u, limit=1):
+                users.append(u)
+        return users
+
+    def _begin(self, trigger: str, cfg: SleepConfig, user: str) -> dict:
+        """Record `user`'s sleep as running (with what it will learn) and make it the current one."""
+        pending = self.store.memories(status="pending", user=user)
+        deep = self.deep_reason(cfg, user)
+        row = self.store.start_sleep(trigger, {"new": [m["id"] for m in pending], "deep": deep}, user=user)
+        self.current = row["id"]
         return row
 
-    def check_work(self, cfg: SleepConfig) -> str | None:
-        """Raise NothingToLearn unless memories are pending or a deep sleep has consolidated ones to
-        rebuild from; returns `deep_reason(cfg)`."""
-        deep = self.deep_reason(cfg)
-        if not self.store.memories(status="pending", limit=1) and not (
-            deep and self.store.memories(status="consolidated", limit=1)
+    def check_work(self, cfg: SleepConfig, user: str) -> str | None:
+        """Raise NothingToLearn unless `user` has pending memories or a deep sleep has consolidated ones
+        to rebuild from; returns `deep_reason(cfg, user)`."""
+        deep = self.deep_reason(cfg, user)
+        if not self.store.memories(status="pending", user=user, limit=1) and not (
+            deep and self.store.memories(status="consolidated", user=user, limit=1)
         ):
-            raise NothingToLearn("no pending memories: nothing to learn")
+            raise NothingToLearn(f"no pending memories of user {user!r}: nothing to learn")
         return deep
 
-    def deep_reason(self, cfg: SleepConfig) -> str | None:
-        """Why the next sleep is deep (None: it continues the active adapter)."""
-        if self.store.deep_sleep_due():
+    def deep_reason(self, cfg: SleepConfig, user: str) -> str | None:
+        """Why `user`'s next sleep is deep (None: it continues their active adapter)."""
+        if user in self.store.deep_sleep_due():
             return "forget"
         if cfg.deep:
             return "asked"
         if cfg.deep_every:
             continued = 0
-            for s in self.store.sleeps():  # newest first
+            for s in self.store.sleeps(user=user):  # newest first
                 if s["status"] != "promoted":
                     continue
                 if (s.get("details") or {}).get("deep"):
@@ -160,27 +192,46 @@ class SleepCycle:
                 return "deep_every"
         return None
 
-    def run(self, trigger: str, overrides: dict | None = None) -> dict:
-        """Run a sleep to the end in this thread; returns the final row."""
-        row = self.start(trigger, overrides)
+    def run(self, trigger: str, overrides: dict | None = None, user: str | None = None) -> list[dict]:
+        """Sleep (`user`, or every user with work) to the end in this thread; returns the final rows."""
+        first = self.start(trigger, overrides, user)
         while self.running:
             time.sleep(0.2)
-        return self.store.sleep(row["id"])
+        return [r for r in reversed(self.store.sleeps()) if r["id"] >= first["id"] and r["user"] in first["queue"]]
 
     def stop(self) -> None:
+        self._stopping = True
         if self._trainer is not None:
             self._trainer.kill()
 
-    def _run_locked(self, sleep_id: int, pending: list[dict], cfg: SleepConfig) -> None:
+    def _run_queue(self, row: dict, cfg: SleepConfig, trigger: str, rest: list[str]) -> None:
+        """Run `row`'s sleep, then each user of `rest` that still has work, one at a time."""
         try:
-            self._run(sleep_id, pending, cfg)
-        except Exception as e:  # any failure: recorded with its traceback, the active adapter stays
-            log.exception("sleep %s failed", sleep_id)
-            self.store.finish_sleep(sleep_id, "failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            self._run_locked(row, cfg)
+            for user in rest:
+                if self._stopping:
+                    break
+                try:
+                    self.check_work(cfg, user)
+                except NothingToLearn:
+                    continue
+                self._run_locked(self._begin(trigger, cfg, user), cfg)
         finally:
             self.current = None
             self.progress = {}
             self._lock.release()
+
+    def _run_locked(self, row: dict, cfg: SleepConfig) -> None:
+        sleep_id, user = row["id"], row["user"]
+        try:
+            pending = [self.store.memory(i) for i in row["details"]["new"]]
+            cfg = cfg.model_copy(update={"deep": row["details"]["deep"] is not None})
+            self._run(sleep_id, user, pending, cfg)
+        except Exception as e:  # any failure: recorded with its traceback, the active adapter stays
+            log.exception("sleep %s failed", sleep_id)
+            self.store.finish_sleep(sleep_id, "failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        finally:
+            self.progress = {}
 
     # -- the steps ---------------------------------------------------------------
 
@@ -199,10 +250,10 @@ class SleepCycle:
         with self.store.transaction() as db:
             db["sleeps"].update(sleep_id, {"details": json.dumps(merged)})
 
-    def _run(self, sleep_id: int, pending: list[dict], cfg: SleepConfig) -> None:
+    def _run(self, sleep_id: int, user: str, pending: list[dict], cfg: SleepConfig) -> None:
         t0 = time.monotonic()
         gate = self.gate(cfg)
-        consolidated = self.store.memories(status="consolidated")
+        consolidated = self.store.memories(status="consolidated", user=user)  # only this user's: their adapter
         replayed = replay.sample(consolidated, cfg.replay_budget, seed=cfg.seed + sleep_id)
         dropped = [m for m in consolidated if m["id"] not in {r["id"] for r in replayed}] if cfg.deep else []
         self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed],
@@ -214,7 +265,7 @@ class SleepCycle:
         dreams = self._dream(learn, rehearse, anchors, cfg, seed=cfg.seed + sleep_id)
         self._note(sleep_id, "dream", **self._validate(dreams, pending + replayed, cfg))
 
-        active = self.store.active_adapter()
+        active = self.store.active_adapter(user)
         start = Path(active["path"]) if active and not cfg.deep else None  # deep: from the base model
         # the store's active adapter, not whatever the backend serves: they differ when a backend is shared
         if cfg.stop_recall is None:  # no early stop: the less the current adapter recalls, the more epochs
@@ -224,7 +275,7 @@ class SleepCycle:
             before, epochs = None, cfg.max_epochs
         self._note(sleep_id, "plan", recall_before=None if before is None else round(before, 3), epochs=round(epochs, 2))
 
-        candidate = self.adapters.scratch(sleep_id)
+        candidate = self.adapters.scratch(user, sleep_id)
         train = self._train(sleep_id, dreams, cfg, epochs, start, candidate)
         self._note(sleep_id, "trained", **{f"train_{k}": v for k, v in train.items()})
 
@@ -258,7 +309,7 @@ class SleepCycle:
                 "step": "rejected", "duration_s": duration,
                 "rejected_because": [f"memories {erased} were forgotten during the sleep"]})  # fmt: skip
             return
-        self._promote(sleep_id, candidate, active, pending, replayed, dropped, scores, duration, cfg.deep)
+        self._promote(sleep_id, user, candidate, active, pending, replayed, dropped, scores, duration, cfg.deep)
 
     def _dream(self, pending: list[dict], replayed: list[dict], anchors: list[tuple[str, str]], cfg: SleepConfig,
                seed: int) -> DreamSet:  # fmt: skip
@@ -334,14 +385,14 @@ class SleepCycle:
         finally:
             self._trainer = None
 
-    def _promote(self, sleep_id, candidate, active, pending, replayed, dropped, scores, duration, deep) -> None:
+    def _promote(self, sleep_id, user, candidate, active, pending, replayed, dropped, scores, duration, deep) -> None:
         version = self.adapters.next_version()
         final = self.adapters.promote(candidate, version)
         self._note(sleep_id, "promote", adapter=version)
-        swap_s = self.backend.swap(version, final)  # a corrupt adapter fails here, before anything is recorded
+        swap_s = self.backend.swap(version, final, user=user)  # a corrupt adapter fails here, before anything is recorded
         with self.store.transaction():
             parent = active["version"] if active and not deep else None  # deep: trained from the base model
-            self.store.add_adapter(version, final, sleep_id=sleep_id, parent=parent, scores=scores)
+            self.store.add_adapter(version, final, user=user, sleep_id=sleep_id, parent=parent, scores=scores)
             self.store.activate_adapter(version)
             for m in pending:
                 self.store.update_memory(m["id"], status="consolidated", consolidated_in=sleep_id)
@@ -351,9 +402,9 @@ class SleepCycle:
                 self.store.update_memory(m["id"], status="pending")
             self.store.finish_sleep(sleep_id, "promoted", adapter=version,
                                     details={"step": "promoted", "duration_s": duration, "swap_s": round(swap_s, 4)})  # fmt: skip
-        if deep and self.store.deep_sleep_due():  # the older versions descend from weights that knew a forgotten memory
-            erased = erase_superseded(self.store, self.state_dir, keep=version)
-            self.store.clear_deep_sleep()  # only now: a crash before leaves the next sleep deep again
+        if deep and user in self.store.deep_sleep_due():  # their older versions descend from weights that knew a forgotten memory
+            erased = erase_superseded(self.store, self.state_dir, keep=version, user=user)
+            self.store.clear_deep_sleep([user])  # only now: a crash before leaves the next sleep deep again
             self._note(sleep_id, "promoted", erased_adapters=erased)
         log.info("sleep %s promoted %s (%s)", sleep_id, version, _figures(scores))
 
@@ -366,6 +417,7 @@ class SleepCycle:
             if row["status"] == "running":
                 self.store.finish_sleep(row["id"], "failed", error="interrupted: the daemon stopped during this sleep")
                 notes.append(f"sleep {row['id']} was interrupted; marked failed")
+        notes += self.adapters.migrate_layout()
         notes += self.adapters.set_aside_unknown()
         for note in notes:
             log.warning("recovery: %s", note)
