@@ -116,9 +116,9 @@ def perturb(setup: Setup, args) -> None:
 
     from sleeptrain_agent.sleep.adapters import weaken_adapter
 
-    row = setup.cycle.run("diag")
+    [row] = setup.cycle.run("diag", user="default")
     print("sleep:", row["status"])
-    adapters = setup.state / "adapters"
+    adapters = setup.state / "adapters" / "default"
     cand = next(p for p in [adapters / "v0001", adapters / "rejected" / "sleep-0001"] if p.exists())
     base = load_file(cand / "adapter_model.safetensors")
 

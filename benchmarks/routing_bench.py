@@ -46,7 +46,8 @@ def taught(embedder: Embedder, texts: list[str], store: Store) -> list[dict]:
 
 
 class _Serving:
-    active = "v0001"  # routes() routes only while an adapter is active
+    def active_for(self, user):  # routes() routes only while the user has an adapter
+        return "v0001"
 
 
 def main() -> None:
@@ -100,7 +101,7 @@ def main() -> None:
         times = []
         for q in general[:50]:  # as the agent does it: the store's consolidated memories, then the router
             t0 = time.perf_counter()
-            routes(router, store, _Serving(), [[{"role": "user", "content": q}]])
+            routes(router, store, _Serving(), [[{"role": "user", "content": q}]], user="default")
             times.append(time.perf_counter() - t0)
         print(f"{'':>9} {extra:>6} one chat message routed in {statistics.median(times) * 1000:.1f} ms "
               "(median of 50; store read + embedding + similarity)")  # fmt: skip

@@ -223,7 +223,7 @@ def sleeps(args) -> None:
                                          value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
                     cycle = SleepCycle(settings, store, backend, path, state)
                     t0 = time.monotonic()
-                    row = cycle.run("bench")
+                    [row] = cycle.run("bench", user="default")
                     times[(pending, consolidated)] = time.monotonic() - t0
                     d = row["details"]
                     print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
@@ -274,7 +274,7 @@ def facts(args) -> None:
         backend.start()
         try:
             t0 = time.monotonic()
-            row = SleepCycle(settings, store, backend, path, state, embedder).run("bench")
+            [row] = SleepCycle(settings, store, backend, path, state, embedder).run("bench", user="default")
         finally:
             backend.stop()
         d = row["details"]
