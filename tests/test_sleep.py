@@ -228,7 +228,7 @@ def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, mo
         monkeypatch.setenv(f"SLEEPTRAIN_{key}", value)
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
-    [row] = json.loads(r.output[r.output.index("["):])
+    [row] = json.loads(r.output[r.output.rindex("[\n  {"):])  # after the model loaders' progress bars
     assert row["status"] == "promoted" and row["user"] == "default", row
     store = Store(state / "sleeptrain.db")
     assert store.active_adapter("default")["version"] == row["adapter"]
