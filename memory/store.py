@@ -490,14 +490,16 @@ class Store:
         return self.memory(memory_id)
 
     def users(self) -> list[dict]:
-        """Every user: id, created_at, memories (not forgotten), turns, and whether their next sleep is deep."""
+        """Every user: id, created_at, memories (not forgotten), turns, their active adapter version (None:
+        the base model answers them) and whether their next sleep is deep."""
         rows = self.db.execute(
             "select u.id, u.created_at, u.deep_sleep_due,"
             " (select count(*) from memories m where m.user = u.id and m.status != 'forgotten'),"
-            " (select count(*) from turns t where t.user = u.id) from users u order by u.id"
+            " (select count(*) from turns t where t.user = u.id),"
+            " (select a.version from adapters a where a.user = u.id and a.active = 1) from users u order by u.id"
         ).fetchall()
-        return [{"id": r[0], "created_at": r[1], "deep_sleep_due": bool(r[2]), "memories": r[3], "turns": r[4]}
-                for r in rows]  # fmt: skip
+        return [{"id": r[0], "created_at": r[1], "deep_sleep_due": bool(r[2]), "memories": r[3], "turns": r[4],
+                 "adapter": r[5]} for r in rows]  # fmt: skip
 
     def deep_sleep_due(self) -> list[str]:
         """Users whose adapter still knows a forgotten memory (their next sleep rebuilds it from the base)."""

@@ -73,6 +73,7 @@ def test_a_sleep_of_everyone_trains_each_user_their_own_adapter(cycle, tmp_path)
     assert "Mochi" in _taught(alice) and "beekeeper" in _taught(alice) and "Biscuit" not in _taught(alice)
     assert [(v, u) for v, _, u in cycle.backend.swaps] == [("v0001", "bob"), ("v0002", "alice")]
     assert cycle.backend.serving == {"bob": "v0001", "alice": "v0002"}
+    assert {u["id"]: u["adapter"] for u in store.users()} == {"alice": "v0002", "bob": "v0001"}
     assert {m["status"] for m in store.memories()} == {"consolidated"}
 
     # one user's sleep: theirs continues from their own adapter, replays their memories, and nobody else's

@@ -18,7 +18,7 @@ def users_group() -> None:
 @state_options
 @json_option
 def users_list(app: App, as_json: bool) -> None:
-    """Users with their memory and turn counts, and whether their next sleep is deep.
+    """Users with their memory and turn counts, their active adapter, and whether their next sleep is deep.
 
     Example: sleeptrain users list
     """
@@ -26,7 +26,7 @@ def users_list(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
     else:
-        table(rows, ["id", "memories", "turns", "deep_sleep_due", "created_at"], title="users")
+        table(rows, ["id", "memories", "turns", "adapter", "deep_sleep_due", "created_at"], title="users")
 
 
 @users_group.command("forget")
