@@ -204,7 +204,7 @@ def sleeps(args) -> None:
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
 
-    settings = load_settings()
+    settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     path = model_dir(settings)
     with tempfile.TemporaryDirectory() as tmp:
         backend = VLLMBackend(settings, path, Path(tmp) / "logs")
@@ -304,6 +304,7 @@ def main() -> None:
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
+    s.add_argument("--overrides", default="{}", help="sleep.* settings for these sleeps, as JSON")
     f = sub.add_parser("facts")
     f.add_argument("--overrides", default="{}", help="sleep.* settings for this run, as JSON")
     args = ap.parse_args()
