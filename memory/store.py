@@ -657,19 +657,23 @@ class Store:
         return [self._row("adapters", r) for r in self.db["adapters"].rows_where("active = 1 and user is not null",
                                                                                  order_by="user")]  # fmt: skip
 
+    def servable_adapter(self, version: str, user: str | None = None) -> dict:
+        """Adapter `version`'s row if it may serve its user (and `user`, when given, is that user)."""
+        row = self.adapter(version)
+        if row.get("erased_at"):
+            raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
+        if row.get("user") is None:
+            raise InvalidInput(f"adapter {version} was shared by several users and is served to nobody")
+        if user is not None and row["user"] != user:
+            raise InvalidInput(f"adapter {version} belongs to user {row['user']!r}, not {user!r}")
+        return row
+
     def activate_adapter(self, version: str | None, user: str | None = None) -> dict | None:
         """Make `version` the one active adapter of its user; None (with `user`): that user is answered by
         the base model. Returns the user's active adapter."""
         with self._write() as db:
             if version is not None:
-                row = self.adapter(version)
-                if row.get("erased_at"):
-                    raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
-                if row.get("user") is None:
-                    raise InvalidInput(f"adapter {version} was shared by several users and is served to nobody")
-                if user is not None and row["user"] != user:
-                    raise InvalidInput(f"adapter {version} belongs to user {row['user']!r}, not {user!r}")
-                user = row["user"]
+                user = self.servable_adapter(version, user)["user"]
             elif user is None:
                 raise InvalidInput("name the user whose adapter to deactivate")
             db.execute("update adapters set active = 0 where active = 1 and user = ?", [user])

@@ -195,13 +195,7 @@ class Daemon:
         with self._swap_lock:
             path = None
             if version is not None:
-                row = self.store.adapter(version)
-                if row.get("erased_at"):
-                    raise InvalidInput(f"adapter {version} was erased: it was trained on a memory that was forgotten")
-                if row.get("user") is None:
-                    raise InvalidInput(f"adapter {version} was shared by several users and is served to nobody")
-                if user is not None and row["user"] != user:
-                    raise InvalidInput(f"adapter {version} belongs to user {row['user']!r}, not {user!r}")
+                row = self.store.servable_adapter(version, user)
                 user, path = row["user"], Path(row["path"])
             elif user is None:
                 raise InvalidInput("name the user who is to be answered by the base model")
