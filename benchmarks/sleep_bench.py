@@ -2,7 +2,7 @@
 
     python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--dtypes float32 bfloat16] [--overrides '{"layers": 8}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
-    python -m benchmarks.sleep_bench facts [--overrides '{"target_modules": ["q_proj", "v_proj"]}']
+    python -m benchmarks.sleep_bench facts [--overrides '{}' '{"learning_rate": 6e-4}'] [--seeds 0 1 2]
 
 `trainer`: the same dream data (synthetic memories + anchors) trained once by a
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
@@ -22,10 +22,12 @@ CUDA machine a third variant runs the same job through Unsloth (when it is
 installed) and checks that its adapter has the PEFT path's format.
 
 `facts`: the README's learning-vs-locality table: five fictional facts told
-in the chat's words, judged by the hippocampus, then one sleep with the given
-`sleep.*` overrides (JSON); prints recall on held-out paraphrases and locality
-as served (routed, `serve.routing`) and by the adapter alone, how many probes
-the router sent to the adapter, and the time taken.
+in the chat's words, judged by the hippocampus, then one sleep per variant
+(`--overrides`, JSON `sleep.*` settings each) and seed (`--seeds`), variants
+alternating on one vLLM server; prints recall on held-out paraphrases and
+locality as served (routed, `serve.routing`) and by the adapter alone, how
+many probes the router sent to the adapter, and the time taken, then each
+variant's medians and its time against the first variant's.
 
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
@@ -254,41 +256,70 @@ FIVE_FACTS = ["My dog is called Pilsner.", "I live in Tromsø.", "I work as a gl
 
 
 def facts(args) -> None:
+    """One sleep over the five facts per variant and seed (variants alternating, one vLLM server for all);
+    with several runs, the medians of each variant and their ratio against the first."""
+    import statistics
+
     from memory.embeddings import Embedder
     from memory.extractor import ExtractorJudge
     from memory.hippocampus import Hippocampus
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
 
-    settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
-    path = model_dir(settings)
+    variants = [json.loads(v) for v in args.overrides]
+    base = load_settings()
+    path = model_dir(base)
+    embedder = Embedder()
+    results: dict[int, list[dict]] = {i: [] for i in range(len(variants))}
     with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp)
-        store = Store(state / "sleeptrain.db")
-        embedder = Embedder()
-        hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
-        conv = store.start_conversation("default")
-        for text in FIVE_FACTS:
-            hippo.process(store.log_turn(conv, "user", text))
-        backend = VLLMBackend(settings, path, state / "logs")
+        backend = VLLMBackend(base, path, Path(tmp) / "logs")
         backend.start()
         try:
-            t0 = time.monotonic()
-            [row] = SleepCycle(settings, store, backend, path, state, embedder).run("bench", user="default")
+            for seed in args.seeds:
+                for i, overrides in enumerate(variants):
+                    settings = load_settings(overrides={"sleep": {"seed": seed, **overrides}})
+                    state = Path(tmp) / f"v{i}-s{seed}"
+                    store = Store(state / "sleeptrain.db")
+                    hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
+                    conv = store.start_conversation("default")
+                    for text in FIVE_FACTS:
+                        hippo.process(store.log_turn(conv, "user", text))
+                    t0 = time.monotonic()
+                    [row] = SleepCycle(settings, store, backend, path, state, embedder).run("bench", user="default")
+                    seconds = time.monotonic() - t0
+                    d = row["details"]
+                    scores = d.get("scores", {})
+                    results[i].append({"seconds": seconds, "steps": d.get("train_steps"), **scores,
+                                       "promoted": row["status"] == "promoted"})  # fmt: skip
+                    print(f"overrides {json.dumps(overrides)}, seed {seed}: {row['status']}; recall {scores.get('recall')}, "
+                          f"locality {scores.get('locality')} as served, adapter alone: recall {scores.get('adapter_recall')}, "
+                          f"locality {scores.get('adapter_locality')}; routed to the adapter {scores.get('routed_to_adapter')}; "
+                          f"{d.get('train_steps')} steps, {d.get('train_epochs')} of {d.get('epochs')} epochs"
+                          f"{' (stopped early)' if d.get('train_stopped_early') else ''}, {seconds:.0f} s", flush=True)  # fmt: skip
+                    for t in scores.get("scales_tried", []):  # the gate's fallback: the weakened candidates it tried
+                        print(f"  tried: scale {t['scale']}: recall {t['recall']}, "
+                              f"locality {t['locality']:.3f}, adapter alone {t.get('adapter_locality')}")  # fmt: skip
+                    for lost in scores.get("locality_lost", []):
+                        print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")
+                    store.close()
         finally:
             backend.stop()
-        d = row["details"]
-        scores = d.get("scores", {})
-        print(f"overrides {args.overrides}: {row['status']}; recall {scores.get('recall')}, "
-              f"locality {scores.get('locality')} as served, adapter alone: recall {scores.get('adapter_recall')}, "
-              f"locality {scores.get('adapter_locality')}; routed to the adapter {scores.get('routed_to_adapter')}; "
-              f"{d.get('train_steps')} steps, {time.monotonic() - t0:.0f} s")  # fmt: skip
-        for t in scores.get("scales_tried", []):  # the gate's fallback: the weakened candidates it tried
-            print(f"  tried: scale {t['scale']}: recall {t['recall']}, "
-                  f"locality {t['locality']:.3f}, adapter alone {t.get('adapter_locality')}")  # fmt: skip
-        for lost in scores.get("locality_lost", []):
-            print(f"  lost: {lost['q']}  base: {lost['base'][:60]!r}  now: {lost['a'][:80]!r}")
-        store.close()
+    if len(args.seeds) * len(variants) < 2:
+        return
+
+    def median(runs, key):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    first = median(results[0], "seconds")
+    print(f"medians over seeds {args.seeds}:")
+    for i, overrides in enumerate(variants):
+        runs = results[i]
+        seconds = median(runs, "seconds")
+        print(f"  {json.dumps(overrides)}: {seconds:.0f} s ({seconds / first:.2f} of the first), "
+              f"{median(runs, 'steps')} steps, recall {median(runs, 'recall')}, locality {median(runs, 'locality')} "
+              f"as served, adapter alone {median(runs, 'adapter_locality')}; "
+              f"promoted {sum(r['promoted'] for r in runs)}/{len(runs)}")  # fmt: skip
 
 
 def main() -> None:
@@ -306,7 +337,9 @@ def main() -> None:
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
     s.add_argument("--overrides", default="{}", help="sleep.* settings for these sleeps, as JSON")
     f = sub.add_parser("facts")
-    f.add_argument("--overrides", default="{}", help="sleep.* settings for this run, as JSON")
+    f.add_argument("--overrides", nargs="+", default=["{}"],
+                   help="sleep.* settings, as JSON, one per variant (compared against the first)")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0], help="sleep.seed of each run of every variant")
     args = ap.parse_args()
     {"trainer": trainer, "sleeps": sleeps, "facts": facts}[args.what](args)
 
