@@ -12,6 +12,13 @@ templates). General questions: the 75 prompts of the anchors file (sleeptrain_ag
 per threshold and store size, the share of memory questions routed to the adapter (want 1.0) and of
 general questions routed to the base model (want ~1.0); then the router's latency for one chat
 message (median of 50, keys cached) and the one-off cost of embedding the keys.
+
+Then the fallback for questions about the user (`serve.routing_personal`, memory/personal.py) on
+first-person questions written before it and never changed to suit it
+(benchmarks/data/personal_questions.yaml: questions asking for a fact about the asker, and
+first-person requests for help; `tune` was looked at while writing the rule, `held_out` never):
+the share of each sent the right way, with the fallback and without it (similarity alone), at the
+configured threshold over the same memories.
 """
 
 from __future__ import annotations
@@ -105,8 +112,30 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         print(f"{'':>9} {extra:>6} one chat message routed in {statistics.median(times) * 1000:.1f} ms "
               "(median of 50; store read + embedding + similarity)")  # fmt: skip
+    personal_questions(router, store.memories(status="consolidated"), settings.serve.routing_similarity)
     store.close()
     tmp.cleanup()
+
+
+def personal_questions(router: MemoryRouter, memories: list[dict], threshold: float) -> None:
+    import yaml
+
+    questions = yaml.safe_load((Path(__file__).parent / "data" / "personal_questions.yaml").read_text())
+    router.threshold = threshold
+    print(f"questions in the first person (benchmarks/data/personal_questions.yaml), threshold {threshold}, "
+          f"{len(memories)} memories:")  # fmt: skip
+    for part in ("tune", "held_out"):
+        for kind, want in (("personal", True), ("general", False)):
+            qs = questions[part][kind]
+            line = []
+            for on in (True, False):
+                got = router.route([[{"role": "user", "content": q}] for q in qs], memories, personal=on)
+                right = [r.adapter == want for r in got]
+                line.append(f"{sum(right)}/{len(qs)} {'with' if on else 'without'} the fallback")
+                if on:
+                    wrong = [q for q, ok in zip(qs, right, strict=True) if not ok]
+            print(f"  {part:>8} {kind:>8} -> {'adapter' if want else 'base':>7}: {', '.join(line)}"
+                  f"{'; wrong: ' + ' | '.join(wrong) if wrong else ''}")  # fmt: skip
 
 
 if __name__ == "__main__":

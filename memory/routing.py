@@ -14,7 +14,10 @@ parse and `qa_templates.yaml`, never the held-out probe phrasings, so the
 gate's probes also test the router), its reference answer and its text -- and a
 question goes to the adapter when its cosine similarity to any key reaches
 `threshold`. In a conversation the last `turns` user messages count, so a
-follow-up ("and where does she work?") stays with the adapter.
+follow-up ("and where does she work?") stays with the adapter. A question
+near no key still goes to the adapter when it asks for a fact about the
+asker (`personal`, memory/personal.py: "What's my trade?", "What fruit can't
+I eat?"): only the user's memories can answer it, the base model invents.
 
 Measured (`python -m benchmarks.routing_bench`, all-MiniLM-L6-v2) on the 32
 memories of the sleep tests' 5 facts and the people benchmark's 27: every
@@ -35,6 +38,7 @@ import numpy as np
 
 from memory.dreams import rehearsals
 from memory.embeddings import Embedder
+from memory.personal import asks_about_user
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,12 @@ class Route:
     adapter: bool  # True: the adapter answers; False: the base model
     similarity: float | None = None  # the best cosine of the recent user messages to a key (None: asked for)
     memory_id: int | None = None  # the memory of the best key
+    personal: bool = False  # sent to the adapter because it asks about the user, though near no key
 
     def as_dict(self) -> dict:
         similarity = None if self.similarity is None else round(self.similarity, 3)
-        return {"to": "adapter" if self.adapter else "base", "similarity": similarity, "memory": self.memory_id}
+        return {"to": "adapter" if self.adapter else "base", "similarity": similarity, "memory": self.memory_id,
+                "personal": self.personal}  # fmt: skip
 
 
 class MemoryRouter:
@@ -53,8 +59,9 @@ class MemoryRouter:
     memory (id and value), so a request embeds only its own messages and memories new since the last."""
 
     def __init__(self, embedder: Embedder, templates: dict, threshold: float = 0.45, held_out: int = 2,
-                 turns: int = 2, questions: int = 8):  # fmt: skip
+                 turns: int = 2, questions: int = 8, personal: bool = True):  # fmt: skip
         self.embedder = embedder
+        self.personal = personal
         self.templates = templates
         self.threshold = threshold
         self.held_out = held_out
@@ -90,8 +97,10 @@ class MemoryRouter:
         ids = np.concatenate([np.full(len(b), m["id"]) for m, b in zip(memories, blocks, strict=True)])
         return np.concatenate(blocks), ids
 
-    def route(self, conversations: list[list[dict]], memories: list[dict]) -> list[Route]:
-        """One route per conversation (OpenAI-style messages; its last `turns` user messages count)."""
+    def route(self, conversations: list[list[dict]], memories: list[dict], personal: bool = True) -> list[Route]:
+        """One route per conversation (OpenAI-style messages; its last `turns` user messages count).
+        `personal=False`: no question goes to the adapter for being about the user (after a forget, until
+        the deep sleep, the adapter still knows the forgotten memory)."""
         matrix, ids = self._index(memories)
         recent = [[m["content"] for m in messages if m["role"] == "user"][-self.turns :] for messages in conversations]
         texts = [t for ts in recent for t in ts]
@@ -106,7 +115,10 @@ class MemoryRouter:
             if not len(ts):
                 routes.append(Route(False, 0.0))
                 continue
-            routes.append(self._choose(block.max(axis=0), ids, by_id, topics(ts)))
+            route = self._choose(block.max(axis=0), ids, by_id, topics(ts))
+            if not route.adapter and self.personal and personal and asks_about_user(ts[-1]):  # the message being answered
+                route = Route(True, route.similarity, route.memory_id, personal=True)
+            routes.append(route)
         return routes
 
     def _choose(self, sims: np.ndarray, ids: np.ndarray, by_id: dict[int, dict], asked: set[str]) -> Route:

@@ -84,6 +84,7 @@ class ServeConfig(_Section):
     routing: bool = True
     routing_similarity: float = Field(0.45, ge=0.0, le=1.0)  # cosine to a memory's keys at which the adapter answers
     routing_turns: int = Field(2, ge=1)  # the last N user messages of a conversation count
+    routing_personal: bool = True  # a question asking for a fact about the user goes to their adapter even when near no memory's keys (memory/personal.py)
 
 
 class VLLMConfig(_Section):

@@ -24,7 +24,8 @@ def make_router(settings: Settings, embedder: Embedder) -> MemoryRouter | None:
         return None
     templates = data("qa_templates.yaml")
     return MemoryRouter(embedder, templates, threshold=settings.serve.routing_similarity,
-                        held_out=settings.sleep.probes_per_memory, turns=settings.serve.routing_turns)  # fmt: skip
+                        held_out=settings.sleep.probes_per_memory, turns=settings.serve.routing_turns,
+                        personal=settings.serve.routing_personal)  # fmt: skip
 
 
 def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts: list[list[dict]],
@@ -32,13 +33,15 @@ def routes(router: MemoryRouter | None, store: Store, backend: Backend, prompts:
     """The route of each prompt of `user`: only their memories are keys, and only their adapter can be
     routed to. None for all when nothing is routed: routing off or no adapter of theirs (the base model
     answers them), or no consolidated memory of theirs (an adapter activated by hand answers; but after
-    a forget, until their deep sleep, the base model answers)."""
+    a forget, until their deep sleep, the base model answers). After a forget, until the deep sleep, no
+    question goes to the adapter for being about the user (`serve.routing_personal`): only by its keys."""
     if router is None or backend.active_for(user) is None:
         return [None] * len(prompts)
     memories = store.memories(status=ROUTED_STATUSES, user=user)
+    forgot = user in store.deep_sleep_due()  # their adapter still knows a forgotten memory until the deep sleep
     if not memories:  # an adapter activated by hand answers; one that still knows a forgotten memory does not
-        return [Route(False) for _ in prompts] if user in store.deep_sleep_due() else [None] * len(prompts)
-    return router.route(prompts, memories)
+        return [Route(False) for _ in prompts] if forgot else [None] * len(prompts)
+    return router.route(prompts, memories, personal=not forgot)
 
 
 def evaluate_routed(backend: Backend, prompts: list[list[dict]], params: GenerationParams,

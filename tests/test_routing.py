@@ -106,6 +106,20 @@ def test_key_vectors_are_embedded_once_per_memory(memories, embedder, store):
     assert counting.texts - first == len(router.keys(more[-1])) + 2  # the new memory's keys and two user messages
 
 
+def test_a_question_about_the_user_near_no_key_goes_to_the_adapter(memories, embedder):
+    """Asked about the user in words far from every key: the adapter (only it can know), marked personal;
+    first-person requests for help stay with the base model; `personal=False` turns it off."""
+    router = MemoryRouter(embedder, TEMPLATES, threshold=0.45)
+    about, help_ = "Which sport did I play as a teenager?", "How should I prepare for my driving test?"
+    far, request = router.route([ask(about), ask(help_)], memories)
+    assert far.adapter and far.personal and far.similarity < 0.45, far
+    assert not request.adapter and not request.personal, request
+    near = router.route([ask("What is my dog called?")], memories)[0]
+    assert near.adapter and not near.personal  # near a key: routed by similarity, as before
+    off = MemoryRouter(embedder, TEMPLATES, threshold=0.45, personal=False).route([ask(about)], memories)[0]
+    assert not off.adapter and not off.personal
+
+
 def test_without_memories_nothing_goes_to_the_adapter(embedder):
     route = MemoryRouter(embedder, TEMPLATES).route([ask("What is my dog called?")], [])[0]
     assert not route.adapter and route.similarity == 0.0
@@ -141,10 +155,12 @@ def test_the_agent_routes_each_turn_and_logs_the_route(agent):
     route = turn.reply_turn["meta"]["route"]
     assert route["to"] == "adapter" and route["similarity"] >= 0.9 and route["memory"] == 1
     turn, params = chat(agent, "What is the capital of Italy?", route="adapter")  # asked for: no routing
-    assert not params.base and turn.reply_turn["meta"]["route"] == {"to": "adapter", "similarity": None, "memory": None}
+    assert not params.base and turn.reply_turn["meta"]["route"] == {"to": "adapter", "similarity": None, "memory": None,
+                                                            "personal": False}  # fmt: skip
     agent.store.forget(1)  # its keys leave the index: from now on the base model answers about the dog
     turn, params = chat(agent, "What is my dog called?")
     assert params.base and not turn.route.adapter and turn.route.memory_id != 1  # the sister is near, not asked about
+    assert not turn.route.personal  # about the user, but the adapter still knows the dog until the deep sleep
 
 
 def test_only_the_asking_users_memories_route(agent):
@@ -153,11 +169,17 @@ def test_only_the_asking_users_memories_route(agent):
                            text="Bob's cat is called Mosse.", status="consolidated")  # fmt: skip
     agent.backend.swap("v0002", None, user="bob")  # bob's own adapter
     for user in ("bob", "carol"):  # bob's dog question is near only default's memory; carol has none
-        turn = agent.chat(ChatRequest(user=user, messages=ask("What is my dog called?"),
+        turn = agent.chat(ChatRequest(user=user, messages=ask("Where is my sister these days?"),
                                       params=GenerationParams(max_tokens=8)))  # fmt: skip
         turn.text()
-        assert turn.reply_turn["adapter"] is None  # bob: routed to the base model; carol: no adapter of hers
-        assert turn.route is None if user == "carol" else not turn.route.adapter and turn.route.memory_id not in {1, 2, 3, 4, 5}
+        if user == "carol":  # no adapter of hers: the base model
+            assert turn.route is None and turn.reply_turn["adapter"] is None
+        else:  # about bob, near none of his keys: his own adapter, never default's memory (Anna) or v0001
+            assert turn.route.personal and turn.route.memory_id == 6 and turn.reply_turn["adapter"] == "v0002"
+    turn = agent.chat(ChatRequest(user="bob", messages=ask("What is the capital of Peru?"),
+                                  params=GenerationParams(max_tokens=8)))  # fmt: skip
+    turn.text()
+    assert not turn.route.adapter and turn.reply_turn["adapter"] is None
     turn = agent.chat(ChatRequest(user="bob", messages=ask("What is the name of my cat?"),
                                   params=GenerationParams(max_tokens=8)))  # fmt: skip
     turn.text()
@@ -237,6 +259,8 @@ def test_the_chat_says_who_answered():
     assert describe_route({"adapter": "v0002", "route": {"to": "adapter", "similarity": None, "memory": None}}) == \
         "answered by the adapter v0002 (asked for by the request's model)"  # fmt: skip
     assert describe_route({"adapter": "v0002", "route": None}).startswith("answered by the adapter v0002 (not routed")
+    assert describe_route({"adapter": "v0002", "route": {"to": "adapter", "similarity": 0.3, "memory": 2, "personal": True}}) \
+        == "answered by the adapter v0002: a question about you (similarity 0.30 to memory 2)"  # fmt: skip
 
 
 def test_evaluate_routed_sends_each_group_to_its_model(memories, embedder):

@@ -46,6 +46,8 @@ def describe_route(last: dict | None) -> str:
     if route.get("similarity") is None:
         return f"answered by {who} (asked for by the request's model)"
     near = f"memory {route['memory']}" if route.get("memory") is not None else "any memory"
+    if route.get("personal"):
+        return f"answered by {who}: a question about you (similarity {route['similarity']:.2f} to {near})"
     return f"answered by {who}: similarity {route['similarity']:.2f} to {near}"
 
 
