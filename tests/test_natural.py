@@ -61,8 +61,10 @@ def test_free_form_facts_are_answered_when_asked_otherwise(slept):
         answers[question] = (answer, r.model_extra["route"]["to"])
         right += recall_hit(answer, value, never)
         swapped += [question for v in never if v.lower() in answer.lower()]
-    # the issue's target is 8 of 10; measured here 6 (BENCHMARKS.md, "Consolidation of free-form memories"):
-    # two questions far from every trained phrasing go to the base model, one instrument comes back wrong
+    print(f"{right}/10 right:", answers)  # shown with -s
+    # the issue's target is 8 of 10; measured here 6, then 7 once questions about the user near no key went
+    # to the adapter too (BENCHMARKS.md, "Questions about the user near no key"): one town comes back as the
+    # sister's city, the instrument and the fruit not learned exactly
     assert right >= 6, answers
     assert not swapped, {q: answers[q] for q in swapped}  # the two pets' names never swapped
     age, _ = answers["How many years old is Jonas?"]
