@@ -266,7 +266,7 @@ def dream(
                 train = train + _reworded(train, held, m, paraphrase, paraphrases)
             pairs_of[m["id"]] = [(qa.question, qa.answer) for qa in train]
             old = corrections.get(m["id"])
-            near = [theirs for _, theirs in neighbours.get(m["id"], [])]
+            near = list(dict.fromkeys(theirs for _, theirs, _ in neighbours.get(m["id"], [])))
             for qa in held:
                 forbidden = [v for v in [old, *near] if v] if qa.value else []
                 out_probes.append(Probe(m["id"], qa.question, qa.expected, qa.answer, kind,
@@ -304,37 +304,53 @@ def dream(
     return DreamSet(arrange(examples, order, rng), out_probes)
 
 
-def frame(memory: dict) -> tuple[tuple, str] | None:
-    """Memories of one frame can be confused with each other: the same user and relation, or both naming
-    something of the user's (the dog's name and the cat's; a brother's city and a sister's). Returns the
-    frame's key and the value a neighbour's answer must not give, or None."""
+BROAD_TYPES = ("place", "date", "number", "person")  # values of one kind are confused whatever the relation
+
+
+def frames(memory: dict) -> list[tuple[tuple, str]]:
+    """Memories of one frame can be confused with each other: both naming something of the user's (the
+    dog's name and the cat's), both holding a place, a date, a number or a person (the town the user grew
+    up in and the city a sister lives in: asked about one, a small model gives the other), or the same
+    relation otherwise. Each frame's key with the value a neighbour's answer must not give; a memory can be
+    in two ("My sister Petra lives in Gdańsk": a name and a place)."""
+    out = []
     named = next((qa for qa in ask(memory) if qa.frame == "name"), None) if memory.get("text") else None
     if named is not None:
-        return (memory.get("user"), "name"), named.expected
-    if not memory.get("relation") or not memory.get("value"):
-        return None
-    value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type") or ""
-    return (memory.get("user"), memory["relation"].lower(), value_type), expected_value(memory)
-
-
-def _neighbours(memories: list[dict], most: int = 2) -> dict[int, list[tuple[dict, str]]]:
-    """Each memory's neighbours in its frame (at most `most`), with the value each must not be answered with."""
-    by_frame: dict[tuple, list[tuple[dict, str]]] = defaultdict(list)
-    for m in memories:
-        f = frame(m)
-        if f is not None:
-            by_frame[f[0]].append((m, f[1]))
-    out: dict[int, list[tuple[dict, str]]] = {}
-    for group in by_frame.values():
-        for m, mine in group:
-            others = [(n, theirs) for n, theirs in group if n["id"] != m["id"] and norm(n["subject"]) != norm(m["subject"])
-                      and norm(theirs) != norm(mine)]  # fmt: skip
-            if others:
-                out[m["id"]] = others[:most]
+        out.append(((memory.get("user"), "name"), named.expected))
+    if memory.get("relation") and memory.get("value"):
+        value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type") or ""
+        if value_type in BROAD_TYPES:
+            out.append(((memory.get("user"), "type", value_type), expected_value(memory)))
+        elif named is None:
+            out.append(((memory.get("user"), memory["relation"].lower(), value_type), expected_value(memory)))
     return out
 
 
-def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str]]], pairs_of: dict,
+def _neighbours(memories: list[dict], most: int = 2) -> dict[int, list[tuple[dict, str, str]]]:
+    """Each memory's neighbours (at most `most` per frame): (neighbour, the value it must not be answered
+    with, its own value in that frame)."""
+    by_frame: dict[tuple, list[tuple[dict, str]]] = defaultdict(list)
+    for m in memories:
+        for key, value in frames(m):
+            by_frame[key].append((m, value))
+    out: dict[int, list[tuple[dict, str, str]]] = defaultdict(list)
+    for group in by_frame.values():
+        for m, mine in group:
+            others = [(n, theirs, mine) for n, theirs in group if n["id"] != m["id"] and not _same_fact(m, n)
+                      and norm(theirs) != norm(mine) and norm(theirs) not in norm(m.get("text") or "")
+                      and norm(mine) not in norm(n.get("text") or "")]  # fmt: skip
+            known = {n["id"] for n, _, _ in out[m["id"]]}
+            out[m["id"]] += [o for o in others if o[0]["id"] not in known][:most]
+    return {k: v for k, v in out.items() if v}
+
+
+def _same_fact(m: dict, n: dict) -> bool:
+    """The same subject and relation: one fact's two values (an update), not two facts to tell apart."""
+    return norm(m.get("subject") or "") == norm(n.get("subject") or "") and \
+        norm(m.get("relation") or "") == norm(n.get("relation") or "")  # fmt: skip
+
+
+def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str, str]]], pairs_of: dict,
               system: list[dict]) -> list[Example]:  # fmt: skip
     """For memories of one frame: a dialogue asking each next to the other, and a yes/no question with the
     neighbour's value answered "No" with the memory's own words."""
@@ -343,7 +359,7 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str]]
     done: set[tuple[int, int]] = set()
     for mid, others in neighbours.items():
         m = by_id[mid]
-        for n, _ in others:
+        for n, _, _ in others:
             pair = tuple(sorted((mid, n["id"])))
             if pair in done or not pairs_of.get(mid) or not pairs_of.get(n["id"]):
                 continue
@@ -352,9 +368,8 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str]]
             out.append(Example(system + [{"role": "user", "content": qa}, {"role": "assistant", "content": aa},
                                          {"role": "user", "content": qb}, {"role": "assistant", "content": ab}],
                                "contrast", f"contrast:{entity(m)}+{entity(n)}", [mid, n["id"]]))  # fmt: skip
-        for _, theirs in others[:1]:
+        for _, theirs, mine in others[:1]:
             yes_no = next((qa for qa in ask(m) if qa.frame == "yesno"), None)
-            mine = frame(m)[1]
             if yes_no is not None and mine in yes_no.question:
                 question = yes_no.question.replace(mine, theirs)
                 answer = "No. " + yes_no.answer.removeprefix("Yes. ")

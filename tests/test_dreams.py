@@ -114,6 +114,23 @@ def test_memories_of_one_frame_are_contrasted_and_probed_for_each_other():
     validate(d, [1, 2, 3], words, 200)
 
 
+def test_places_of_different_relations_are_neighbours_but_one_fact_s_update_is_not():
+    """Two places are confused whatever the relation (asked where the user grew up, a small model gives the
+    sister's city): contrasted and probed for each other. A value said in the memory's own words is never
+    forbidden ("moved from Oslo"), and a thing of another relation is no neighbour (a bassoon, a kiwi)."""
+    town, sister = _said(1, "I grew up in Kilkenny."), _said(2, "My sister Petra lives in Gdańsk.")
+    moved, bassoon, kiwi = _said(3, "I moved from Oslo to Bergen."), _said(4, "I play the bassoon."), _said(5, "I'm allergic to kiwi.")
+    oslo = _said(6, "My brother lives in Oslo.")
+    d = dream([town, sister, moved, bassoon, kiwi, oslo], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    pairs = [set(ex.memory_ids) for ex in d.examples if ex.kind == "contrast" and len(ex.messages) == 5]
+    assert {1, 2} in pairs
+    forbidden = {p.memory_id: p.forbidden for p in d.probes if p.forbidden}
+    assert "Gdańsk" in str(forbidden.get(1)) and "Kilkenny" in str(forbidden.get(2))
+    assert "Oslo" not in str(forbidden.get(3, ""))  # Bergen's memory says "from Oslo": never forbidden there
+    assert not ({4, 5} & set(forbidden)) and not any({4, 5} & s for s in pairs)
+    validate(d, [1, 2, 3, 4, 5, 6], words, 400)
+
+
 def test_a_statement_is_rehearsed_with_the_questions_of_its_parse():
     liv = _said(1, "My daughter Liv is studying marine biology in Tromsø.")
     d = dream([liv], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
