@@ -19,6 +19,11 @@ first-person questions written before it and never changed to suit it
 first-person requests for help; `tune` was looked at while writing the rule, `held_out` never):
 the share of each sent the right way, with the fallback and without it (similarity alone), at the
 configured threshold over the same memories.
+
+`--locomo PATH` (a local copy of LoCoMo, `data/locomo10.zip`; never committed): the fallback's rule on
+text nobody here wrote -- of the question sentences in the first person in its conversations (friends
+talking, so few ask the other for their own facts), the share it reads as asking about the asker,
+with a sample of them to judge by eye.
 """
 
 from __future__ import annotations
@@ -61,7 +66,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.35, 0.4, 0.45, 0.5, 0.55])
     ap.add_argument("--extra", type=int, nargs="+", default=[0, 100, 500])
+    ap.add_argument("--locomo", type=Path, help="a local copy of LoCoMo (data/locomo10.zip): the fallback on its questions")
     args = ap.parse_args()
+    if args.locomo:
+        locomo_questions(args.locomo)
     settings = load_settings()
     templates = data("qa_templates.yaml")
     anchors = data("anchors.yaml")
@@ -115,6 +123,23 @@ def main() -> None:
     personal_questions(router, store.memories(status="consolidated"), settings.serve.routing_similarity)
     store.close()
     tmp.cleanup()
+
+
+def locomo_questions(path: Path, sample: int = 12) -> None:
+    import random
+    import re
+
+    from benchmarks.locomo_bench import load, sessions
+    from memory.personal import asks_about_user
+
+    asked = [sent for conv in load(path) for _, _, turns in sessions(conv) for t in turns
+             for sent in re.split(r"(?<=[.!?])\s+", t.get("text") or "")
+             if sent.endswith("?") and re.search(r"\b(I|my|me|I'm|I've|mine)\b", sent)]  # fmt: skip
+    about = [q for q in asked if asks_about_user(q)]
+    print(f"LoCoMo: {len(asked)} question sentences in the first person; read as asking about the asker: "
+          f"{len(about)} ({len(about) / max(1, len(asked)):.3f})")  # fmt: skip
+    for q in random.Random(0).sample(about, min(sample, len(about))):
+        print(f"  {q}")
 
 
 def personal_questions(router: MemoryRouter, memories: list[dict], threshold: float) -> None:

@@ -15,7 +15,9 @@ to the base model -- a modal ("What should I cook?", "Where can I buy ...?"; "ca
 "What fruit can't I eat?"), a how-to or a why ("How do I reset my router?", "Why does my bread never
 rise?"; "How old is my son?" asks a fact), a purpose or condition ("What do I need to start a garden?",
 "... if I'm in Chicago?"), a request to the assistant ("Can you recommend a book for my commute?",
-"Help me plan my week.") or an open choice ("What's a good name for my puppy?"). "Remind me ...",
+"Help me plan my week.") or an open choice ("What's a good name for my puppy?"), and so does a
+statement or thought ending in a question mark ("I'm curious whether you know a good film?", "I baked
+bread today - want the recipe?": the clause must open with a wh-word or an auxiliary). "Remind me ...",
 "Tell me ...", "Do you remember/know ..." are read through to the clause they introduce.
 
 Measured on first-person questions written before this rule and never changed to suit it
@@ -55,7 +57,7 @@ def asks_about_user(text: str) -> bool:
         if inner is None:  # "Do you know my name?"
             return question and _owned(root, ("dobj",))
         clause = inner
-    elif not question:
+    elif not question or not _interrogative(root):
         return False
     return _asks_a_fact(clause) and _about_first_person(clause)
 
@@ -74,9 +76,21 @@ def _inner(verb):
                  and any(g.dep_ in ("nsubj", "nsubjpass", "attr", "dobj", "advmod") for g in c.children)), None)  # fmt: skip
 
 
+def _interrogative(verb) -> bool:
+    """Asked as a question: the clause (after any "Btw, ..." before a comma) opens with a wh-word or an
+    auxiliary ("Which ...?", "Do I ...?"), not a statement with a tag ("I baked bread today - want the
+    recipe?") or a thought ("I'm curious whether you know a good film?")."""
+    tokens = [t for t in verb.subtree if not t.is_space]
+    before = [i for i, t in enumerate(tokens) if t.text == "," and t.i < verb.i]
+    first = tokens[before[-1] + 1] if before else tokens[0]
+    return first.tag_ in ("WDT", "WP", "WP$", "WRB") or first.pos_ == "AUX" or first.tag_ == "MD"
+
+
 def _asks_a_fact(verb) -> bool:
     """Not a request for help: no modal (but "can't"), no how-to or why, no purpose or condition clause,
-    not addressed to "you", not an imperative."""
+    not addressed to "you" (anywhere in it: "..., what do you think?"), not an imperative."""
+    if any(t.lower_ == "you" and t.dep_ in ("nsubj", "nsubjpass") for t in verb.subtree):
+        return False
     children = list(verb.children)
     negated = any(c.dep_ == "neg" for c in children)
     for c in children:
