@@ -16,7 +16,8 @@ from sleeptrain_agent.backends.vllm import free_port
 
 @contextlib.contextmanager
 def running_daemon(state: Path, backend: str = "vllm", **env_overrides: str):
-    """Yield (url, health) of a daemon on a free port; stop it afterwards."""
+    """Yield (url, health) of a daemon on a free port; stop it afterwards. `health["ready_s"]`: seconds
+    from launch until /health said ok."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTRAIN_") or k == "SLEEPTRAIN_MODEL_DIR"}
     env.update(env_overrides)
@@ -35,8 +36,9 @@ def running_daemon(state: Path, backend: str = "vllm", **env_overrides: str):
             time.sleep(0.5)
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 health = httpx.get(url + "/health", timeout=5).json()
-        print(f"daemon ready in {time.monotonic() - t0:.1f} s ({backend} backend)")
-        yield url, health
+        ready_s = time.monotonic() - t0
+        print(f"daemon ready in {ready_s:.1f} s ({backend} backend)")
+        yield url, {**health, "ready_s": ready_s}
     finally:
         proc.terminate()
         proc.wait(timeout=60)

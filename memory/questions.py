@@ -79,6 +79,8 @@ class _Clause:
         for t in sent:
             if t.lower_ != "user" or t.i == sent.start or doc[t.i - 1].lower_ != "the":
                 continue
+            if t.i in self.repl:  # inside "the user and the user's husband", already said as "we"
+                continue
             self.repl[t.i - 1] = ""
             case = next((c for c in t.children if c.dep_ == "case"), None)
             if case is not None:
@@ -365,6 +367,9 @@ def _called(c: _Clause) -> list[tuple[str, str]]:
     out = []
     for w in c.sent:
         called = next((o for o in w.children if o.dep_ == "oprd" and o.pos_ == "PROPN"), None)
+        if called is None:  # "named their terrier Pickle": the tagger makes "terrier Pickle" one object
+            called = next((o for o in w.children if o.dep_ == "dobj" and o.pos_ == "PROPN" and any(
+                k.dep_ in ("compound", "amod") and k.i == o.i - 1 and k.pos_ in ("NOUN", "ADJ") for k in o.children)), None)  # fmt: skip
         if w.lemma_ not in ("call", "name") or called is None:
             continue
         if w.dep_ == "acl" or (w.dep_ != "ROOT" and w.head.pos_ == "NOUN"):

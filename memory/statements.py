@@ -437,7 +437,6 @@ class Reader:
         first_person = speaker or implied
         about_user = first_person or bool({t.lower_ for t in subj_tokens} & {"i", "we", "us"})
         inherited = clause["inherited"] is not None
-        we = _we(resolver, number)
         times: dict | None = None
         replace3: dict[int, str] = {}
         replace2: dict[int, str] = {}
@@ -476,7 +475,7 @@ class Reader:
                 user_named = True
                 replace2[i] = SECOND[low]
             elif low in ("we", "us") and t.tag_ == "PRP":
-                who = we or "the user and their family"
+                who = _we(resolver, number, i) or "the user and their family"
                 replace3[i] = who if not user_named else "they" if low == "we" else "them"
                 replace2[i] = who.replace("the user's", "your").replace("the user", "you").replace("their", "your")
                 user_named = True
@@ -793,10 +792,12 @@ def _third(token) -> str:
     return token.text
 
 
-def _we(resolver: Resolver, number: int) -> str | None:
-    """"We" = the user and the person of their life they were just talking about, if any."""
+def _we(resolver: Resolver, number: int, position: int) -> str | None:
+    """"We" = the user and the person of their life they were just talking about, if any: mentioned before
+    the "we" ("We named our terrier Pickle" is not the user and Pickle)."""
     for m in reversed(resolver.mentions):
-        if number - m.sentence <= 2 and m.animate == "person" and m.owner == "user" and not m.plural:
+        before = m.sentence < number or (m.sentence == number and m.position < position)
+        if before and number - m.sentence <= 2 and m.animate == "person" and m.owner == "user" and not m.plural:
             return f"the user and {m.phrase}"
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
@@ -129,6 +130,24 @@ def test_places_of_different_relations_are_neighbours_but_one_fact_s_update_is_n
     assert "Oslo" not in str(forbidden.get(3, ""))  # Bergen's memory says "from Oslo": never forbidden there
     assert not ({4, 5} & set(forbidden)) and not any({4, 5} & s for s in pairs)
     validate(d, [1, 2, 3, 4, 5, 6], words, 400)
+
+
+def test_names_said_every_way_are_one_frame_and_each_memory_is_in_few_pairs():
+    """A husband "called" Tomasz and a terrier "named" Pickle are names of one frame (asked what the dog is
+    called, a small model gave the husband's name: the natural profile); in a large frame each memory is
+    contrasted with its nearest few, not every memory with the frame's first two."""
+    said = ["My husband is called Tomasz.", "We named our terrier Pickle.", "My cat is called Miso.",
+            "My daughter Liv is studying law.", "My niece Ada is seven.", "My brother Henrik is a pilot.",
+            "My sister Greta is a baker."]  # fmt: skip
+    ms = [_said(i, text) for i, text in enumerate(said, 1)]
+    d = dream(ms, [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    pairs = [frozenset(ex.memory_ids) for ex in d.examples if ex.kind == "contrast" and len(ex.messages) == 5]
+    assert any({1, 2} <= p for p in pairs) or any({1, 3} <= p for p in pairs), pairs  # Tomasz beside a pet
+    per_memory = collections.Counter(i for p in pairs for i in p)
+    assert set(per_memory) == set(range(1, 8)) and max(per_memory.values()) <= 3, per_memory
+    forbidden = {p.memory_id: str(p.forbidden) for p in d.probes if p.forbidden}
+    assert any(name in forbidden.get(1, "") for name in ("Pickle", "Miso", "Greta", "Liv")), forbidden
+    validate(d, list(range(1, 8)), words, 400)
 
 
 def test_a_statement_is_rehearsed_with_the_questions_of_its_parse():

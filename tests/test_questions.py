@@ -91,3 +91,15 @@ def test_probes_are_asked_in_a_frame_no_trained_question_uses():
 def test_a_sentence_without_a_clause_gets_no_parsed_questions():
     assert ask({"text": "Pickles.", "subject": "user"}) == []
     assert ask({"text": "", "subject": "user"}) == []
+
+
+def test_we_said_as_the_user_and_someone_of_theirs_is_asked_as_we():
+    """The reader writes "We have three kids." (after the husband was named) as "The user and the user's
+    husband Tomasz have ...": the whole conjunct is "we", never "we my" (a bug the natural profile's dreams
+    showed: "How many kids do we my have?")."""
+    for text, question in (("The user and the user's wife Mei have two dogs.", "How many dogs do we have?"),
+                           ("The user and the user's brother Ola went to Rome in 2019.", "Where did we go in 2019?"),
+                           ("The user and their family adopted a terrier.", "What did we adopt?")):  # fmt: skip
+        asked = [qa.question for qa in ask({"text": text, "subject": "user", "value": "x"})]
+        assert question in asked, asked
+        assert not any(" my " in q or q.endswith(" my?") for q in asked), asked

@@ -71,7 +71,8 @@ def test_sabotaged_sleep_is_rejected_and_nothing_changes(taught):
     assert len(store.memories(status="pending")) == 5
     # every epoch at a learning rate that breaks the model (the early stop would end it once the probes are
     # answered, before the damage: here the gate must see a broken candidate)
-    row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 4, "max_epochs": 4, "stop_recall": None})
+    row = sleep(taught, {"learning_rate": 1e-2, "min_epochs": 2, "max_epochs": 2, "stop_recall": None,
+                        "fallback_scales": []})  # no weakened retries: `test_sleep_gate` tests those
     assert row["status"] == "rejected", row
     assert row["details"]["rejected_because"]
     assert taught.health()["adapters"] == {} and store.active_adapter("default") is None

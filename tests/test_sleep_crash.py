@@ -19,9 +19,11 @@ pytestmark = [pytest.mark.real, pytest.mark.slow,
               pytest.mark.skipif(not vllm_available(), reason="vllm not installed")]  # fmt: skip
 
 
-# Crash safety is about what survives a kill, not about learning: these sleeps are short and
-# their gate is open, so that every one that is not killed is promoted.
-QUICK = {"min_epochs": 2, "max_epochs": 2, "min_recall": 0.0, "min_locality": 0.0, "min_adapter_locality": 0.0}
+# Crash safety is about what survives a kill, not about learning: these sleeps are short (two epochs,
+# no anchor conversations, short probe answers) and their gate is open, so that every one that is not
+# killed is promoted.
+QUICK = {"min_epochs": 2, "max_epochs": 2, "anchors": False, "probe_max_tokens": 12,
+         "min_recall": 0.0, "min_locality": 0.0, "min_adapter_locality": 0.0}  # fmt: skip
 
 
 def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):

@@ -120,6 +120,8 @@ class VLLMBackend:
         ]  # fmt: skip
         if _cuda():
             cmd += ["--gpu-memory-utilization", str(self.cfg.gpu_memory_utilization)]
+        elif self.cfg.cpu_single_worker:
+            cmd += ["--distributed-executor-backend", "uni"]
         return cmd + list(self.cfg.extra_args)
 
     def _env(self) -> dict[str, str]:
@@ -131,6 +133,13 @@ class VLLMBackend:
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.cpu_kvcache_gb))
             env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")  # give vLLM both cores
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+            if self.cfg.cpu_single_worker:
+                # vLLM-CPU runs its model in a worker process of the engine process unless multiprocessing is
+                # off, and then the engine sets 1 torch thread unless OMP_NUM_THREADS says otherwise: the
+                # API server and engine stay two processes (AsyncLLM), the worker's imports (~8 s) go, and a
+                # reply takes as long (BENCHMARKS.md, "vLLM start")
+                env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+                env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
         return env
 
     def start(self) -> None:
