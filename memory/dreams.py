@@ -309,8 +309,9 @@ BROAD_TYPES = ("place", "date", "number", "person")  # values of one kind are co
 
 def frames(memory: dict) -> list[tuple[tuple, str]]:
     """Memories of one frame can be confused with each other: both naming something or someone of the
-    user's (the dog's name, the cat's, a husband's; said as "called" or in apposition), both holding a place, a date, a number or a person (the town the user grew
-    up in and the city a sister lives in: asked about one, a small model gives the other), or the same
+    user's (the dog's name, the cat's, a husband's; said in apposition, "called" or "named"), both holding
+    a place, a date, a number or a person (the town the user grew up in and the city a sister lives in:
+    asked about one, a small model gives the other), or the same
     relation otherwise. Each frame's key with the value a neighbour's answer must not give; a memory can be
     in two ("My sister Petra lives in Gdańsk": a name and a place)."""
     out = []
@@ -375,8 +376,10 @@ def _contrast(memories: list[dict], neighbours: dict[int, list[tuple[dict, str, 
             out.append(Example(system + [{"role": "user", "content": qa}, {"role": "assistant", "content": aa},
                                          {"role": "user", "content": qb}, {"role": "assistant", "content": ab}],
                                "contrast", f"contrast:{entity(m)}+{entity(n)}", [mid, n["id"]]))  # fmt: skip
-        firsts = {mine: theirs for _, theirs, mine in reversed(others)}  # each frame's nearest neighbour
-        for mine, theirs in firsts.items():
+        nearest: dict[str, str] = {}  # per frame (the memory's value in it): the nearest neighbour's value
+        for _, theirs, mine in others:
+            nearest.setdefault(mine, theirs)
+        for mine, theirs in nearest.items():
             yes_no = next((qa for qa in ask(m) if qa.frame == "yesno"), None)
             if yes_no is not None and mine in yes_no.question and _swappable(mine) and _swappable(theirs):
                 question = yes_no.question.replace(mine, theirs)

@@ -12,6 +12,18 @@ from memory.store import Store
 from sleeptrain_agent.config import load_settings, model_dir
 
 
+def pytest_addoption(parser):
+    parser.addoption("--sleep-seed", default=None, help="sleep.seed for the real-stack learning tests that take it "
+                     "(tests/test_natural.py), to measure them at other seeds")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sleep_seed(request) -> dict[str, str]:
+    """`start_daemon` overrides for `--sleep-seed` (none without it: the configured seed)."""
+    seed = request.config.getoption("--sleep-seed")
+    return {"SLEEPTRAIN_SLEEP__SEED": str(seed)} if seed is not None else {}
+
+
 @pytest.fixture(autouse=True)
 def env_setup(tmp_path, monkeypatch):
     for key in list(os.environ):

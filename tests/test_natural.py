@@ -35,8 +35,8 @@ FACTS = [
 
 
 @pytest.fixture(scope="module")
-def slept(tmp_path_factory, model_path):
-    daemon = start_daemon(tmp_path_factory.mktemp("natural") / "state", "vllm")
+def slept(tmp_path_factory, model_path, sleep_seed):
+    daemon = start_daemon(tmp_path_factory.mktemp("natural") / "state", "vllm", **sleep_seed)
     teach(daemon, [f for f, _, _, _ in FACTS])
     row = sleep(daemon)
     yield daemon, row

