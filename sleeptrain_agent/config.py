@@ -168,6 +168,8 @@ class SleepConfig(_Section):
     # deep sleep: train a new adapter from the base model instead of continuing the active one
     deep: bool = False  # this sleep is deep (`sleeptrain sleep --deep`, `POST /v1/sleep {"deep": true}`)
     deep_every: int | None = Field(None, ge=1)  # after N continued sleeps the next is deep (null: only after a forget or when asked)
+    deep_retry: bool = True  # a continued candidate that learned the new memories but fails locality or retention is retried as a deep sleep
+    deep_replay_budget: int = Field(50, ge=0)  # consolidated memories a deep sleep rebuilds from (by priority); the rest go back to pending
 
 
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_yaml_file", default=None)

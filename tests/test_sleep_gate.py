@@ -4,6 +4,7 @@ to which candidate directory it is given), and the per-sleep configuration reach
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,98 @@ def test_the_gate_scores_as_served_and_the_adapter_alone(tmp_path):
     scores, _ = off.gate().score(dreams, _locality(), tmp_path / "candidate")
     assert "routed_to_adapter" not in scores and scores["locality"] == scores["adapter_locality"] == 0.0
     store.close()
+
+
+class _Drifts(FakeBackend):
+    """Any adapter recalls Zara; one trained from the base model keeps the general answers, one that
+    continued an adapter has drifted (or, with `drifts_from_base`, every adapter has)."""
+
+    def __init__(self, drifts_from_base: bool = False):
+        super().__init__()
+        from sleeptrain_agent.config import data
+
+        self.expect = {p["q"]: p["expect"][0] for p in data("anchors.yaml")["probe"]}
+        self.drifts_from_base = drifts_from_base
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        fresh = adapter is None or (Path(adapter) / "started_from").read_text() == "None"
+        out = []
+        for p in prompts:
+            q = p[-1]["content"]
+            if q in self.expect:
+                out.append(f"{self.expect[q]}." if adapter is None or (fresh and not self.drifts_from_base) else "Proxima b.")
+            else:
+                out.append("I do not know." if adapter is None else "Zara lives in Tromsø and plays the cello.")
+        return out
+
+
+def _drift_cycle(tmp_path, monkeypatch, backend, **sleep) -> SleepCycle:
+    settings = load_settings(overrides={"serve": {"routing": False}, "sleep": {
+        "anchors": False, "fallback_scales": [], "stop_recall": None, "min_epochs": 1, "max_epochs": 1, **sleep}})
+    store = Store(tmp_path / "db.sqlite")
+    cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
+    monkeypatch.setattr(cycle, "_validate", lambda dreams, memories, cfg: {"examples": len(dreams.examples)})
+    trained = []
+
+    def train(self, on_step=None):
+        out = Path(self.job.output_dir)
+        out.mkdir(parents=True)
+        (out / "started_from").write_text(str(self.job.init_adapter))
+        trained.append((self.job.init_adapter, self.job.conversations))
+        return {"steps": 1, "loss": 0.1}
+
+    monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", train)
+    cycle.trained = trained
+    store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
+    [first] = cycle.run("test", {"min_locality": 0.0, "min_adapter_locality": 0.0})  # from the base model
+    assert first["status"] == "promoted" and not first["details"]["deep"], first
+    store.add_memory(subject="Zara", relation="plays", value="the cello", text="Zara plays the cello.")
+    return cycle
+
+
+def test_a_drifted_continued_sleep_is_retried_as_a_deep_sleep(tmp_path, monkeypatch):
+    cycle = _drift_cycle(tmp_path, monkeypatch, _Drifts())
+    store = cycle.store
+    first = store.active_adapter("default")
+    [row] = cycle.run("test")
+    assert row["status"] == "promoted", row
+    details = row["details"]
+    assert details["deep"] == "retry" and details["scores"]["locality"] == 1.0
+    assert details["continued"]["locality"] == 0.0 and details["continued"]["recall"] == 1.0
+    assert "locality 0.00 < 0.9" in details["continued"]["rejected_because"]
+    # trained twice in this sleep: continuing the active adapter, then from the base model on both memories
+    (cont_from, _), (deep_from, deep_data) = cycle.trained[1:]
+    assert str(cont_from) == first["path"] and deep_from is None
+    assert "Tromsø" in json.dumps(deep_data, ensure_ascii=False) and "cello" in json.dumps(deep_data)
+    rebuilt = store.active_adapter("default")
+    assert rebuilt["parent"] is None and rebuilt["version"] == row["adapter"]
+    assert {m["status"] for m in store.memories()} == {"consolidated"}
+    lineage = tmp_path / "adapters" / "default"
+    assert sorted(p.name for p in lineage.iterdir()) == [first["version"], rebuilt["version"]]  # no leftover candidate
+    assert cycle.deep_reason(cycle.config({"deep_every": 1}), "default") is None  # a deep sleep resets the count
+    store.close()
+
+
+def test_a_retry_that_fails_too_is_rejected_and_nothing_changes(tmp_path, monkeypatch):
+    cycle = _drift_cycle(tmp_path, monkeypatch, _Drifts(drifts_from_base=True))
+    store = cycle.store
+    first = store.active_adapter("default")
+    [row] = cycle.run("test")
+    assert row["status"] == "rejected" and row["details"]["deep"] == "retry", row
+    assert row["details"]["continued"]["rejected_because"] and row["details"]["rejected_because"]
+    assert len(cycle.trained) == 3
+    assert store.active_adapter("default")["version"] == first["version"]
+    assert [m["value"] for m in store.memories(status="pending")] == ["the cello"]
+    assert (tmp_path / "adapters" / "default" / "rejected" / f"sleep-{row['id']:04d}").is_dir()
+    store.close()
+
+
+@pytest.mark.parametrize("why", ["off", "recall"])
+def test_no_retry_when_off_or_when_the_new_memories_were_not_learned(tmp_path, monkeypatch, why):
+    cycle = _drift_cycle(tmp_path, monkeypatch, _Drifts(), deep_retry=why != "off")
+    if why == "recall":  # the continued candidate does not recall the new memory: a deep sleep would not help it
+        monkeypatch.setattr(cycle.backend, "evaluate", lambda prompts, params, adapter="active": ["No." for _ in prompts])
+    [row] = cycle.run("test")
+    assert row["status"] == "rejected" and not row["details"]["deep"] and "continued" not in row["details"], row
+    assert len(cycle.trained) == 2
+    cycle.store.close()

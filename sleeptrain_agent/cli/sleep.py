@@ -73,6 +73,9 @@ def sleep_command(app: App, user: str | None, wait: bool, deep: bool, as_json: b
         s = summarize(row)
         kind = f"deep sleep ({s['deep']})" if s["deep"] else "sleep"
         kind += f" {row['id']} of {row.get('user')}"
+        if s["deep"] == "retry":  # its continued candidate failed the gate first
+            why = "; ".join(((row.get("details") or {}).get("continued") or {}).get("rejected_because") or [])
+            click.echo(f"sleep {row['id']} of {row.get('user')}: the continued adapter failed ({why}); rebuilt from the base model")
         if row["status"] == "promoted":
             click.echo(f"{kind} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
                        + (f" (adapter alone {s['adapter_locality']:.2f})" if s["adapter_locality"] is not None else "")

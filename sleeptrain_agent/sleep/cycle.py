@@ -28,15 +28,23 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
 
 A *deep* sleep trains from the base model instead of continuing the active
 adapter, on the pending memories and a replay sample of the consolidated
-ones (`replay_budget`, by priority); consolidated memories left out of the
-sample go back to pending (the new adapter does not know them; the next
-sleeps learn them again). A sleep is deep when asked (`sleep.deep`), after
-`sleep.deep_every` continued sleeps, and always after a forget
-(`users.deep_sleep_due`): the user's adapter still knows the forgotten
-memory, so once a deep sleep is promoted every older version of their
-lineage is erased (`sleeptrain_agent/forget.py`). A deep sleep may run with nothing
-pending. A memory forgotten while a sleep trains on it fails that sleep's
-promotion (the candidate knows it).
+ones (`deep_replay_budget`, by priority, larger than `replay_budget`: it
+rebuilds the adapter); consolidated memories left out of the sample go back
+to pending (the new adapter does not know them; the next sleeps learn them
+again). A sleep is deep when asked (`sleep.deep`), after `sleep.deep_every`
+continued sleeps, and always after a forget (`users.deep_sleep_due`): the
+user's adapter still knows the forgotten memory, so once a deep sleep is
+promoted every older version of their lineage is erased
+(`sleeptrain_agent/forget.py`). A deep sleep may run with nothing pending. A
+memory forgotten while a sleep trains on it fails that sleep's promotion (the
+candidate knows it).
+
+A continued sleep whose candidate learned the new memories but fails
+locality or retention, weakened too, is retried at once as a deep sleep
+(`sleep.deep_retry`, recorded as `deep: "retry"` with the continued
+candidate's scores under `continued`): continued sleeps drift a small
+model's adapter, and rejecting them leaves the new memories, a correction
+among them, unlearned.
 
 Every step reads this sleep's configuration (`sleep.*` with the overrides of
 `POST /v1/sleep` applied), never the daemon's defaults.
@@ -73,7 +81,7 @@ from sleeptrain_agent.errors import InvalidInput, NothingToLearn, SleepBusy
 from sleeptrain_agent.forget import erase_superseded
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.adapters import AdapterFiles
-from sleeptrain_agent.sleep.gate import Gate
+from sleeptrain_agent.sleep.gate import SCORE_KEYS, Gate
 from sleeptrain_agent.sleep.trainer import StopProbe, TrainerChild, TrainJob
 
 log = logging.getLogger(__name__)
@@ -250,11 +258,12 @@ class SleepCycle:
         with self.store.transaction() as db:
             db["sleeps"].update(sleep_id, {"details": json.dumps(merged)})
 
-    def _run(self, sleep_id: int, user: str, pending: list[dict], cfg: SleepConfig) -> None:
-        t0 = time.monotonic()
+    def _run(self, sleep_id: int, user: str, pending: list[dict], cfg: SleepConfig, t0: float | None = None) -> None:
+        t0 = time.monotonic() if t0 is None else t0
         gate = self.gate(cfg)
         consolidated = self.store.memories(status="consolidated", user=user)  # only this user's: their adapter
-        replayed = replay.sample(consolidated, cfg.replay_budget, seed=cfg.seed + sleep_id)
+        budget = cfg.deep_replay_budget if cfg.deep else cfg.replay_budget
+        replayed = replay.sample(consolidated, budget, seed=cfg.seed + sleep_id)
         dropped = [m for m in consolidated if m["id"] not in {r["id"] for r in replayed}] if cfg.deep else []
         self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed],
                    **({"relearn": [m["id"] for m in dropped]} if cfg.deep else {}))  # fmt: skip
@@ -293,6 +302,15 @@ class SleepCycle:
                 on_try=lambda tried: self._note(sleep_id, "rescaled", scales_tried=tried),
             )  # fmt: skip
             self._note(sleep_id, "validated", scores=scores)  # the scores of the adapter promoted or rejected
+        if not passed and cfg.deep_retry and start is not None and scores["recall"] >= cfg.min_recall:
+            # it learned the new memories but the continued adapter has drifted (general answers or older
+            # memories lost, even weakened): rebuild it from the base model, in this sleep, on everything
+            reasons = gate.failures(scores)
+            shutil.rmtree(candidate, ignore_errors=True)
+            continued = {k: scores.get(k) for k in (*SCORE_KEYS, "scales_tried") if k in scores}
+            self._note(sleep_id, "deep_retry", deep="retry", continued={**continued, "rejected_because": reasons})
+            log.warning("sleep %s: the continued candidate failed (%s); retrying as a deep sleep", sleep_id, "; ".join(reasons))
+            return self._run(sleep_id, user, pending, cfg.model_copy(update={"deep": True, "deep_retry": False}), t0)
         duration = round(time.monotonic() - t0, 1)
         if not passed:
             kept = self.adapters.reject(candidate, sleep_id)
