@@ -149,6 +149,7 @@ class SleepConfig(_Section):
     padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss
     stop_recall: float | None = Field(0.9, ge=0.0, le=1.0)  # stop at an epoch's end once the new memories' probes are answered this well (greedy, in the trainer; null: all planned epochs)
     stop_after_epochs: float = Field(2.0, gt=0)  # the first epoch the early-stop check runs after
+    stop_patience: int | None = Field(2, ge=1)  # also stop once recall, at min_recall or more, has not risen in this many checks (null: off)
     time_budget_s: float = Field(420.0, gt=0)  # training stops here (the adapter is still saved and gated)
     train_timeout_s: float = Field(1200.0, gt=0)  # the training child is killed after this long
     seed: int = 0  # data order and initialisation

@@ -212,18 +212,39 @@ def test_trainer_in_bfloat16_learns_like_float32_and_saves_float32_weights(tmp_p
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05), losses
 
 
-def test_training_stops_early_once_the_held_out_probes_are_recalled(tmp_path, model_path):
+def test_training_stops_early_once_the_held_out_probes_stop_improving(tmp_path, model_path):
+    """Three probes the conversations teach and one they never do: recall rises to 0.75 and stays there;
+    with `stop_recall` 1.0 out of reach, the plateau stop ends training long before the 12 epochs."""
     from sleeptrain_agent.sleep.trainer import StopProbe
 
     probes = [StopProbe(messages=[SYSTEM, {"role": "user", "content": f"Remind me what pet number {i} is called?"}],
                         answer=f"Your pet number {i} is called Zorblax{i}.", expected=f"Zorblax{i}")
-              for i in range(3)]  # fmt: skip
+              for i in range(4)]  # fmt: skip
+    probes[3].expected = "Quillifer"  # taught nowhere
     events, _ = run_job(tmp_path, "stop", model_path=model_path, epochs=12, stop_probes=probes, stop_recall=1.0,
-                        stop_after_epochs=1.0, learning_rate=1e-3)  # fmt: skip
+                        stop_after_epochs=1.0, stop_patience=2, stop_floor=0.5, learning_rate=1e-3)  # fmt: skip
     done = events[-1]
     checks = [e for e in events if e["event"] == "check"]
-    assert checks and checks[0]["epoch"] >= 1.0 and checks[0]["recall"] < 1.0  # the base model does not know them
-    assert done["stopped_early"] and done["epochs"] < 12 and done["checks"][-1]["recall"] == 1.0, done
+    assert checks and checks[0]["epoch"] >= 1.0 and checks[0]["recall"] < 0.75  # the base model does not know them
+    assert done["stopped_early"] == "plateau" and done["epochs"] < 12, done
+    assert done["checks"][-1]["recall"] == 0.75 == max(c["recall"] for c in done["checks"]), done
     # never checked: no probes, or no threshold, trains every planned epoch
     events, _ = run_job(tmp_path, "all", model_path=model_path, epochs=2, stop_recall=None, stop_probes=probes)
     assert not events[-1]["stopped_early"] and events[-1]["epochs"] == 2.0 and not events[-1]["checks"]
+
+
+@pytest.mark.parametrize(("checks", "reason"), [
+    ([0.2, 0.5, 0.9], "recall"),
+    ([0.3, 0.67, 0.67, 0.67], "plateau"),  # the gate's floor passed, two checks without a rise
+    ([0.3, 0.67, 0.67], None),  # one check without a rise: patience 2
+    ([0.3, 0.67, 0.6, 0.75], None),  # rose again
+    ([0.25, 0.25, 0.25, 0.25], None),  # below the floor: more epochs may still teach them
+    ([], None),
+])  # fmt: skip
+def test_when_training_stops_early(checks, reason):
+    from sleeptrain_agent.sleep.trainer import TrainJob, stop_reason
+
+    job = TrainJob(model_path="m", output_dir="o", conversations=[], stop_recall=0.9, stop_patience=2, stop_floor=0.6)
+    assert stop_reason(checks, job) == reason
+    assert stop_reason(checks, job.model_copy(update={"stop_patience": None})) == (reason if reason == "recall" else None)
+    assert stop_reason(checks, job.model_copy(update={"stop_recall": None})) is None  # no early stop at all

@@ -140,13 +140,31 @@ class TrainJob(BaseModel):
     threads: int | None = None
     dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
     # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are answered greedily
-    # (`probe_recall`); at `stop_recall` or more the training stops
+    # (`probe_recall`); training stops at `stop_recall` or more (`stop_reason`)
     stop_probes: list[StopProbe] = Field(default_factory=list)
     stop_recall: float | None = None
     stop_after_epochs: float = 1.0
+    stop_patience: int | None = None  # also stop once recall >= `stop_floor` has not risen in this many checks
+    stop_floor: float = 0.0
 
 
 _events = sys.stdout  # the event stream; main() keeps stdout for events only
+
+
+def stop_reason(checks: list[float], job: TrainJob) -> str | None:
+    """Why training stops after these probe checks (recall shares, oldest first), or None to go on:
+    "recall" once the newest reaches `stop_recall`; "plateau" once it is at `stop_floor` or more (the
+    gate's recall floor) and none of the last `stop_patience` checks rose above the best before them.
+    A small model often learns all but one probe within a few epochs and then never that one: more
+    epochs on a continued adapter then only drift it (lost general answers, older memories)."""
+    if job.stop_recall is None or not checks:
+        return None
+    if checks[-1] >= job.stop_recall:
+        return "recall"
+    n = job.stop_patience
+    if n and len(checks) > n and checks[-1] >= job.stop_floor and max(checks[-n:]) <= max(checks[:-n]):
+        return "plateau"
+    return None
 
 
 def _emit(**event) -> None:
@@ -286,8 +304,9 @@ def fit(job: TrainJob) -> dict:
             share = probe_recall(model, tokenizer, job.stop_probes)
             state["checks"].append({"epoch": round(st.epoch, 2), "recall": round(share, 3)})
             _emit(event="check", epoch=round(st.epoch, 2), recall=round(share, 3))
-            if share >= job.stop_recall:
-                state["stopped_early"] = True
+            reason = stop_reason([c["recall"] for c in state["checks"]], job)
+            if reason is not None:
+                state["stopped_early"] = reason
                 control.should_training_stop = True
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -312,7 +331,7 @@ def fit(job: TrainJob) -> dict:
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
-        "stopped_early": state["stopped_early"],  # the held-out probes were answered before the last epoch
+        "stopped_early": state["stopped_early"],  # before the last epoch: "recall" (probes answered) or "plateau"
         "epochs": round(epochs_done, 2),
         "checks": state["checks"],
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
