@@ -228,3 +228,19 @@ def test_memory_show_and_decisions_show_the_statement_its_structure_and_why(tmp_
 def test_memory_search_with_a_stray_quote_is_no_traceback(state):
     result = run("memory", "search", '"', "--state-dir", state)
     assert result.exit_code == 0 and "no memories" in result.output
+
+
+def test_a_sleep_outcome_in_a_line():
+    from sleeptrain_agent.cli.sleep import outcome
+
+    base = {"id": 3, "user": "alice", "trigger": "manual", "started_at": "t", "finished_at": "t", "adapter": "v0004"}
+    scores = {"recall": 0.9, "locality": 1.0, "adapter_locality": 0.71, "retention": None}
+    retried = {**base, "status": "promoted", "details": {"deep": "retry", "duration_s": 549.3, "scores": scores,
+                                                         "continued": {"rejected_because": ["adapter_locality 0.58 < 0.65"]}}}  # fmt: skip
+    assert outcome(retried).splitlines() == [
+        "sleep 3 of alice: the continued adapter failed (adapter_locality 0.58 < 0.65); rebuilt from the base model",
+        "deep sleep (retry) 3 of alice promoted v0004: recall 0.90, locality 1.00 (adapter alone 0.71) (549.3 s)"]
+    rejected = {**base, "status": "rejected", "adapter": None, "details": {"rejected_because": ["recall 0.20 < 0.6"]}}
+    assert outcome(rejected) == "sleep 3 of alice rejected: recall 0.20 < 0.6; their active adapter is unchanged"
+    failed = {**base, "status": "failed", "error": "RuntimeError: boom\nTraceback ...", "details": {"deep": "forget"}}
+    assert outcome(failed) == "deep sleep (forget) 3 of alice failed: RuntimeError: boom"

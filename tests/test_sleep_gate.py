@@ -322,6 +322,7 @@ def test_a_drifted_continued_sleep_is_retried_as_a_deep_sleep(tmp_path, monkeypa
     assert details["deep"] == "retry" and details["scores"]["locality"] == 1.0
     assert details["continued"]["locality"] == 0.0 and details["continued"]["recall"] == 1.0
     assert "locality 0.00 < 0.9" in details["continued"]["rejected_because"]
+    assert "trained" in details["continued"]["step_times"] and "deep_retry" in details["step_times"]  # each attempt's
     # trained twice in this sleep: continuing the active adapter, then from the base model on both memories
     (cont_from, _), (deep_from, deep_data) = cycle.trained[1:]
     assert str(cont_from) == first["path"] and deep_from is None

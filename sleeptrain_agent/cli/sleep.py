@@ -31,6 +31,25 @@ def summarize(row: dict) -> dict:
     }  # fmt: skip
 
 
+def outcome(row: dict) -> str:
+    """One finished sleep, said in a line (two when its continued candidate failed and it was rebuilt)."""
+    s = summarize(row)
+    kind = f"deep sleep ({s['deep']})" if s["deep"] else "sleep"
+    kind += f" {row['id']} of {row.get('user')}"
+    retried = ""
+    if s["deep"] == "retry":  # its continued candidate failed the gate first
+        why = "; ".join(((row.get("details") or {}).get("continued") or {}).get("rejected_because") or [])
+        retried = f"sleep {row['id']} of {row.get('user')}: the continued adapter failed ({why}); rebuilt from the base model\n"
+    if row["status"] == "promoted":
+        return (retried + f"{kind} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
+                + (f" (adapter alone {s['adapter_locality']:.2f})" if s["adapter_locality"] is not None else "")
+                + (f", retention {s['retention']:.2f}" if s["retention"] is not None else "")
+                + f" ({s['duration_s']} s)")  # fmt: skip
+    if row["status"] == "rejected":
+        return retried + f"{kind} rejected: {'; '.join(s['rejected_because'] or [])}; their active adapter is unchanged"
+    return f"{kind} {row['status']}: {s['error']}"
+
+
 @click.command("sleep")
 @state_options
 @click.option("--user", help="Sleep this user only. Default: every user with pending memories, one after another, "
@@ -70,21 +89,9 @@ def sleep_command(app: App, user: str | None, wait: bool, deep: bool, as_json: b
         return
     failed = None
     for row in rows:
-        s = summarize(row)
-        kind = f"deep sleep ({s['deep']})" if s["deep"] else "sleep"
-        kind += f" {row['id']} of {row.get('user')}"
-        if s["deep"] == "retry":  # its continued candidate failed the gate first
-            why = "; ".join(((row.get("details") or {}).get("continued") or {}).get("rejected_because") or [])
-            click.echo(f"sleep {row['id']} of {row.get('user')}: the continued adapter failed ({why}); rebuilt from the base model")
-        if row["status"] == "promoted":
-            click.echo(f"{kind} promoted {row['adapter']}: recall {s['recall']:.2f}, locality {s['locality']:.2f}"
-                       + (f" (adapter alone {s['adapter_locality']:.2f})" if s["adapter_locality"] is not None else "")
-                       + (f", retention {s['retention']:.2f}" if s["retention"] is not None else "")
-                       + f" ({s['duration_s']} s)")  # fmt: skip
-        elif row["status"] == "rejected":
-            click.echo(f"{kind} rejected: {'; '.join(s['rejected_because'] or [])}; their active adapter is unchanged")
-        else:
-            click.echo(f"{kind} {row['status']}: {s['error']}", err=True)
+        line = outcome(row)
+        click.echo(line, err=row["status"] not in ("promoted", "rejected"))
+        if row["status"] not in ("promoted", "rejected"):
             failed = failed or row
     if failed is not None:
         raise SleepTrainError(f"sleep {failed['id']} {failed['status']}: {summarize(failed)['error']}")

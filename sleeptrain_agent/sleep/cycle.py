@@ -309,7 +309,9 @@ class SleepCycle:
             reasons = gate.failures(scores)
             shutil.rmtree(candidate, ignore_errors=True)
             continued = {k: scores.get(k) for k in (*SCORE_KEYS, "scales_tried") if k in scores}
-            self._note(sleep_id, "deep_retry", deep="retry", continued={**continued, "rejected_because": reasons})
+            continued["step_times"] = (self.store.sleep(sleep_id).get("details") or {}).get("step_times", {})
+            self._note(sleep_id, "deep_retry", deep="retry", continued={**continued, "rejected_because": reasons},
+                       step_times={})  # fmt: skip
             log.warning("sleep %s: the continued candidate failed (%s); retrying as a deep sleep", sleep_id, "; ".join(reasons))
             return self._run(sleep_id, user, pending, cfg.model_copy(update={"deep": True, "deep_retry": False}), t0)
         duration = round(time.monotonic() - t0, 1)
