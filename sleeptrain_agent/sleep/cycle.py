@@ -14,8 +14,9 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
 4. plan: with the early stop (`sleep.stop_recall`, the default) up to
    `sleep.max_epochs`, the trainer checking the new memories' probes at every
    epoch's end (stopping when they are answered, or when their recall has
-   passed `min_recall` and stopped rising: `sleep.stop_patience`); without it, probe the current adapter first: the worse it
-   recalls them, the more epochs (`sleep.min_epochs`..`sleep.max_epochs`);
+   passed `min_recall` and stopped rising: `sleep.stop_patience`); without
+   it, probe the current adapter first: the worse it recalls them, the more
+   epochs (`sleep.min_epochs`..`sleep.max_epochs`);
 5. train: `TrainerChild` runs the trainer in a child process (progress lines
    on its stdout), continuing the active adapter, into a temp directory;
 6. gate (`sleep/gate.py`): recall, retention and locality through the serving
