@@ -290,7 +290,7 @@ class _Drifts(FakeBackend):
 
 def _drift_cycle(tmp_path, monkeypatch, backend, **sleep) -> SleepCycle:
     settings = load_settings(overrides={"serve": {"routing": False}, "sleep": {
-        "anchors": False, "fallback_scales": [], "stop_recall": None, "min_epochs": 1, "max_epochs": 1, **sleep}})
+        "anchors": False, "fallback_scales": [], "min_epochs": 1, "max_epochs": 1, **sleep}})
     store = Store(tmp_path / "db.sqlite")
     cycle = SleepCycle(settings, store, backend, tmp_path / "model", tmp_path, embedder=_Embed())
     monkeypatch.setattr(cycle, "_validate", lambda dreams, memories, cfg: {"examples": len(dreams.examples)})
@@ -301,10 +301,11 @@ def _drift_cycle(tmp_path, monkeypatch, backend, **sleep) -> SleepCycle:
         out.mkdir(parents=True)
         (out / "started_from").write_text(str(self.job.init_adapter))
         trained.append((self.job.init_adapter, self.job.conversations))
+        cycle.patience.append(self.job.stop_patience)
         return {"steps": 1, "loss": 0.1}
 
     monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", train)
-    cycle.trained = trained
+    cycle.trained, cycle.patience = trained, []
     store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
     [first] = cycle.run("test", {"min_locality": 0.0, "min_adapter_locality": 0.0})  # from the base model
     assert first["status"] == "promoted" and not first["details"]["deep"], first
@@ -326,6 +327,7 @@ def test_a_drifted_continued_sleep_is_retried_as_a_deep_sleep(tmp_path, monkeypa
     # trained twice in this sleep: continuing the active adapter, then from the base model on both memories
     (cont_from, _), (deep_from, deep_data) = cycle.trained[1:]
     assert str(cont_from) == first["path"] and deep_from is None
+    assert cycle.patience == [None, 2, None]  # the plateau stop only where an adapter is continued (drift)
     assert "Tromsø" in json.dumps(deep_data, ensure_ascii=False) and "cello" in json.dumps(deep_data)
     rebuilt = store.active_adapter("default")
     assert rebuilt["parent"] is None and rebuilt["version"] == row["adapter"]

@@ -14,7 +14,8 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
 4. plan: with the early stop (`sleep.stop_recall`, the default) up to
    `sleep.max_epochs`, the trainer checking the new memories' probes at every
    epoch's end (stopping when they are answered, or when their recall has
-   passed `min_recall` and stopped rising: `sleep.stop_patience`); without
+   passed `min_recall` and stopped rising, when it continues an adapter:
+   `sleep.stop_patience`); without
    it, probe the current adapter first: the worse it recalls them, the more
    epochs (`sleep.min_epochs`..`sleep.max_epochs`);
 5. train: `TrainerChild` runs the trainer in a child process (progress lines
@@ -391,7 +392,7 @@ class SleepCycle:
             epochs=epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, packing=cfg.packing,
             padding_free=cfg.padding_free, time_budget_s=cfg.time_budget_s, seed=cfg.seed,
             dtype=self.settings.model.dtype, stop_recall=cfg.stop_recall, stop_after_epochs=cfg.stop_after_epochs,
-            stop_patience=cfg.stop_patience, stop_floor=cfg.min_recall,
+            stop_patience=cfg.stop_patience if start else None, stop_floor=cfg.min_recall,  # drift: continued only
             stop_probes=[StopProbe(messages=[{"role": "system", "content": self.settings.serve.system_prompt},
                                              {"role": "user", "content": p.question}],
                                    answer=p.answer, expected=p.expected, forbidden=p.forbidden)
