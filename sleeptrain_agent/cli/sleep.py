@@ -89,9 +89,9 @@ def sleep_command(app: App, user: str | None, wait: bool, deep: bool, as_json: b
         return
     failed = None
     for row in rows:
-        line = outcome(row)
-        click.echo(line, err=row["status"] not in ("promoted", "rejected"))
-        if row["status"] not in ("promoted", "rejected"):
+        ended = row["status"] in ("promoted", "rejected")  # else failed: said on stderr, and the command fails
+        click.echo(outcome(row), err=not ended)
+        if not ended:
             failed = failed or row
     if failed is not None:
         raise SleepTrainError(f"sleep {failed['id']} {failed['status']}: {summarize(failed)['error']}")

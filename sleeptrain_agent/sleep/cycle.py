@@ -310,7 +310,7 @@ class SleepCycle:
             # memories lost, even weakened): rebuild it from the base model, in this sleep, on everything
             reasons = gate.failures(scores)
             shutil.rmtree(candidate, ignore_errors=True)
-            continued = {k: scores.get(k) for k in (*SCORE_KEYS, "scales_tried") if k in scores}
+            continued = {k: scores[k] for k in (*SCORE_KEYS, "scales_tried") if k in scores}
             continued["step_times"] = (self.store.sleep(sleep_id).get("details") or {}).get("step_times", {})
             self._note(sleep_id, "deep_retry", deep="retry", continued={**continued, "rejected_because": reasons},
                        step_times={})  # fmt: skip
