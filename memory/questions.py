@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from memory.answers import norm
+from memory.kinds import kind
 from memory.language import inflect, parse
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
@@ -299,6 +300,8 @@ def _gaps(c: _Clause, memory: dict):
                 for o in objects[:1]:  # "allergic to shellfish": What am I allergic to?
                     gap = {w.i for w in o.subtree} - {w.i for w in o.children if w.lower_ == "to" and w.dep_ == "aux"}
                     yield "What", gap, "", ("What is it that", gap, "cleft"), "wh"
+                    if _kind(o):  # "allergic to kiwi": What fruit am I allergic to?
+                        yield f"What {_kind(o)}", gap, "", None, "wh"
             continue
         if t.dep_ in ("attr", "dobj", "oprd") and t.like_num and not list(t.children) and \
                 (c.root.lemma_ in ("be", "turn")) and _alive(c.subject):  # fmt: skip
@@ -341,11 +344,27 @@ def _gaps(c: _Clause, memory: dict):
             if prep is not None and named:
                 alt = (f"{prep.text.lower()} which {t.lemma_}", {w.i for w in prep.subtree}, "which")
             yield "What", sub, "", alt, "wh"
+            if prep is None and not named and _kind(t):  # "I play the bassoon": What instrument do I play?
+                yield f"What {_kind(t)}", sub, "", None, "wh"
     # "hoping to hike the Kungsleden trail": What am I hoping to do?
     for x in c.root.children:
         if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):
             gap = {w.i for w in x.subtree}
             yield "What", gap, "to do", None, "wh"
+
+
+def _kind(t) -> str | None:
+    """What kind of thing a common noun names, asked with ("kiwi" -> "fruit"); None for names, people and
+    nouns WordNet gives no everyday kind."""
+    if t.pos_ != "NOUN" or t.ent_type_ or _alive(t) and t.lemma_.lower() not in _pets():
+        return None
+    return kind(t.lemma_)
+
+
+def _pets() -> set[str]:
+    from memory.mentions import ANIMALS
+
+    return ANIMALS
 
 
 def _as_i(question: str) -> str:
@@ -443,8 +462,11 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         if named:
             add(c.question(wh, gap, subject="named", fill=fill), expected, frame)
     for noun, name in _called(c):  # "a golden retriever called Biscuit", "we named the terrier Pickle"
+        other = kind(noun) or noun  # the terrier asked as a dog too
         add(f"What is my {noun} called?", name, "name")
+        add(f"What is my {other}'s name?", name, "name")
         add(f"What is my {noun}'s name?", name, "name")
+        add(f"What is my {other} called?", name, "name")
     doing = c.doing()
     if doing:
         add(*doing, "wh")
@@ -455,6 +477,11 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         add(f"What is {possessive} name?", name, "name")
         add(f"What is {owner} called?", name, "name")
         add(f"Who is {name}?", owner[3:], "who")
+        head = c.subject.lemma_.lower() if c.subject.pos_ == "NOUN" else ""
+        if head and kind(head) and owner.endswith(c.subject.text):  # "my terrier Pickle": "What is my dog's name?"
+            asked = owner[: -len(c.subject.text)] + kind(head)
+            add(f"What is {asked}'s name?", name, "name")
+            add(f"What is {asked} called?", name, "name")
     elif not c.user_subject and "my" not in c.subject_text("full").split() and \
             any(t.pos_ == "PROPN" for t in c.subject.subtree):  # fmt: skip
         # about someone else: "Who wrote the novel Glass Harbour?"

