@@ -51,6 +51,11 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods"}  # fmt: skip
 VERSION = "wordnet-3.0"
+SCHEMA = 4  # the table's layout: a new one is built when it changes
+# the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
+# its most tagged sense is in
+GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
+          "writing": ("writing.n.02", "literary_composition.n.01", "book.n.01", "publication.n.01")}  # fmt: skip
 _lock = threading.Lock()
 
 
@@ -59,23 +64,48 @@ class WordNetMissing(SleepTrainError):
 
 
 def table_path() -> Path:
-    return Path(sys.prefix) / "share" / "sleeptrain" / f"kinds-{VERSION}.json"
+    return Path(sys.prefix) / "share" / "sleeptrain" / f"kinds-{VERSION}-v{SCHEMA}.json"
 
 
 def kind(noun: str) -> str | None:
     """The everyday word for what kind of thing `noun` (a lemma) is, or None (unknown, or already basic:
     "rabbit")."""
-    return _table().get(noun.lower().replace(" ", "_"))
+    return _table()["kind"].get(_key(noun))
+
+
+def is_a(noun: str, group: str) -> bool:
+    """Whether `noun` names a time ("nights", "the moment": its most tagged sense is one), a dwelling
+    (any sense: "a flat in Bergen") or a writing ("a thriller by ...": a book, a poem, a story). `group`
+    is one of `GROUPS`."""
+    return _key(noun) in _table()[group]
+
+
+def measure(adjective: str) -> str | None:
+    """The noun a measure adjective asks for ("long" -> "length", "deep" -> "depth"): WordNet's attribute
+    of its senses, the most tagged one."""
+    return _table()["measure"].get(_key(adjective))
+
+
+def phrasal(verb: str, particle: str) -> bool:
+    """Whether verb + particle is a verb of its own ("grow up", "end up"), or the particle goes with what
+    follows ("studying up in Tromsø")."""
+    return _key(f"{verb} {particle}") in _table()["phrasal"]
+
+
+def _key(noun: str) -> str:
+    return noun.lower().replace(" ", "_")
 
 
 @lru_cache(maxsize=1)
-def _table() -> dict[str, str]:
+def _table() -> dict:
     path = table_path()
     with _lock:
         if not path.is_file():
             log.info("building the table of noun kinds from WordNet once (%s)", path)
             build(path)
-        return json.loads(path.read_text())
+        table = json.loads(path.read_text())
+    return {"kind": table["kind"], "measure": table["measure"], "phrasal": set(table["phrasal"]),
+            **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
 
 
 def _wordnet_files() -> Path:
@@ -124,8 +154,8 @@ def _kind_of(wn, lemma: str, count) -> str | None:
 
 
 def build(path: Path | None = None) -> Path:
-    """Compute the kind of every noun WordNet knows as a food, animal, artifact or plant; write the table
-    atomically."""
+    """Compute the kind of every noun WordNet knows as a food, animal, artifact or plant, and the nouns of
+    each of `GROUPS`; write the table atomically."""
     path = path or table_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sleeptrain-wordnet-") as tmp:
@@ -135,16 +165,32 @@ def build(path: Path | None = None) -> Path:
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
             return sum(x.count() for s in wn.synsets(word, pos="n") for x in s.lemmas() if x.name().lower() == word)
 
-        table = {}
+        table: dict = {"kind": {}, "measure": {}, "phrasal": [], **{g: [] for g in GROUPS}}
+        table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
+        for adjective in wn.all_lemma_names(pos="a"):
+            attributes = [a for s in wn.synsets(adjective, pos="a") for a in s.attributes()]
+            if attributes:
+                best = max(attributes, key=lambda a: a.lemmas()[0].count())
+                table["measure"][adjective] = best.lemmas()[0].name().replace("_", " ")
+        below = {g: {h for n in names for h in [wn.synset(n), *wn.synset(n).closure(lambda x: x.hyponyms())]}
+                 for g, names in GROUPS.items() if isinstance(names, tuple)}  # fmt: skip
         for lemma in wn.all_lemma_names(pos="n"):
             found = _kind_of(wn, lemma, count)
             if found:
-                table[lemma] = found
+                table["kind"][lemma] = found
+            senses = wn.synsets(lemma, pos="n")
+            if senses and max(senses, key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == lemma)
+                              ).lexname() == GROUPS["time"]:  # fmt: skip
+                table["time"].append(lemma)
+            for group, synsets in below.items():
+                if any(s in synsets for s in senses):
+                    table[group].append(lemma)
     fd, tmp_name = tempfile.mkstemp(prefix=".kinds-", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(table, f, separators=(",", ":"), sort_keys=True)
     os.replace(tmp_name, path)
-    log.info("%d noun kinds written to %s", len(table), path)
+    log.info("%d noun kinds (%s) written to %s", len(table["kind"]),
+             ", ".join(f"{len(table[g])} {g}" for g in GROUPS), path)
     return path
 
 
@@ -157,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         build()
         return 0
     for word in args.words:
-        print(f"{word}: {kind(word) or '-'}")
+        groups = [g for g in GROUPS if is_a(word, g)]
+        print(f"{word}: {kind(word) or '-'}" + (f" ({', '.join(groups)})" if groups else ""))
     return 0
 
 

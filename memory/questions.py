@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from memory.answers import norm
-from memory.kinds import kind
+from memory.kinds import is_a, kind, phrasal
+from memory.kinds import measure as measured
 from memory.language import inflect, parse
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
@@ -192,13 +193,18 @@ class _Clause:
 
     def bare(self, gap: set[int]) -> set[int] | None:
         """What a short question leaves out besides `gap`: every other complement and adjunct of the verb
-        ("Where is my daughter studying?"); None when the gap is not the verb's own (a stranded preposition)."""
+        ("Where is my daughter studying?"), a preposition stranded by the gap kept ("What have I worked as?");
+        None when the gap is not the verb's own."""
         tops = [c for c in self.root.children if c.i in gap and not ({w.i for w in c.subtree} - gap)]
-        if not tops:
+        stranded = [c for c in self.root.children if c.dep_ == "prep" and c.i not in gap and gap and
+                    gap == {w.i for w in c.subtree} - {c.i}]  # fmt: skip
+        if not tops and not stranded:
             return None
         keep = ("aux", "auxpass", "neg")
         extra = {w.i for c in self.root.children if c.i not in self.subj_idx and c.i not in gap and not c.is_punct
-                 and not (c.dep_ in keep or c.dep_ == "prt" and not list(c.children)) for w in c.subtree}  # fmt: skip
+                 and c not in stranded and not (c.dep_ in keep or c.dep_ == "prt" and not list(c.children) and
+                                                 phrasal(self.root.lemma_, c.lower_))
+                 for w in c.subtree}  # fmt: skip
         return extra or None
 
     def doing(self) -> tuple[str, str] | None:
@@ -212,7 +218,7 @@ class _Clause:
         gap = {w.i for c in self.root.children if c.i not in self.subj_idx and c.dep_ not in ("aux", "auxpass", "neg")
                and c not in when and not c.is_punct for w in c.subtree}  # fmt: skip
         aux, _ = self.head()
-        verb = "doing" if self.root.tag_ == "VBG" else "do"
+        verb = "doing" if self.root.tag_ == "VBG" else "done" if aux in ("have", "has", "had") else "do"
         rest = self.words([t.i for t in self.sent if t.i not in self.subj_idx and t.i not in gap and t.i != self.root.i
                            and (self.inv is None or t.i != self.inv.i) and not t.is_punct
                            and t.dep_ not in ("aux", "auxpass")])  # fmt: skip
@@ -288,11 +294,19 @@ def _gaps(c: _Clause, memory: dict):
         tokens = [c.doc[i] for i in sorted(sub)]
         ents = _ents(tokens)
         prep = t.head if t.dep_ == "pobj" else None
+        if t.pos_ == "NOUN" and (ents & TIME_ENTS or not ents and is_a(t.lemma_, "time")):
+            if prep is None:
+                continue  # "worked nights": a time, never asked with "What"
+            if not ents & TIME_ENTS:  # "in spring": asked with "When"; "at the moment" not asked
+                if prep.lower_ not in ("in", "on", "during", "since", "until"):
+                    continue
+                ents = ents | {"DATE"}
         if t.dep_ == "acomp":
             measure = next((w for w in t.children if w.dep_ == "npadvmod" and any(n.like_num for n in w.subtree)), None)
             if measure is not None:  # "40 kilometres long", "nine years old"
                 wh = f"How {t.text.lower()}"
-                alt = ("What age", sub, "age") if t.lemma_ == "old" else None
+                noun = measured(t.lemma_)  # "What length is Lake Virsa?": the held-out frame
+                alt = (f"What {noun}", sub, "age") if noun else None
                 yield wh, sub, "", alt, "wh"
             else:
                 objects = [w for w in t.subtree if w.dep_ in ("pobj", "xcomp") and w.head.head == t or w.head == t and
@@ -332,10 +346,10 @@ def _gaps(c: _Clause, memory: dict):
             gap = {w.i for w in (around or prep).subtree}
             fill = "from" if prep.lower_ == "from" else ""
             noun = t.lemma_ if named else "place"
+            if lead and not phrasal(c.root.lemma_, c.doc[min(lead)].lower_):
+                gap = gap | lead  # "studying up in Tromsø": the particle goes with the place
             alt = (f"{prep.text.lower()} which {noun}", gap, "which") if prep.lower_ not in ("from",) else None
-            yield "Where", gap, fill, alt, "wh"
-            if lead:  # "grew up in Kilkenny" / "studying up in Tromsø": also without the particle
-                yield "Where", gap | lead, fill, None, "wh"
+            yield "Where", gap, fill, alt, "wh"  # "grew up in Kilkenny": "Where did I grow up?"
         elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)) or \
                 (prep is not None and prep.lower_ == "by" and t.pos_ == "PROPN"):  # fmt: skip
             yield "Who", sub, "", None, "who"
@@ -376,6 +390,34 @@ def _as_i(question: str) -> str:
         if w == "I" and k and out[k - 1] in ("are", "were"):
             out[k - 1] = {"are": "am", "were": "was"}[out[k - 1]]
     return " ".join(out) + "?"
+
+
+def _inferred(c: _Clause) -> list[tuple[str, str]]:
+    """(question, expected) that the statement answers without saying the question's verb: who has a
+    dwelling somewhere lives there ("My sister has a flat in Bergen": "Where does my sister live?"); the
+    person a writing is by wrote it ("reading a thriller by Mara Lindqvist": "Who wrote the thriller I'm
+    reading?"). Dwellings and writings are WordNet's (`memory.kinds`)."""
+    out = []
+    root, who = c.root, c.subject_text("short")
+    objects = [o for o in root.children if o.dep_ == "dobj" and o.pos_ in ("NOUN", "ADJ")]  # "a flat": tagged ADJ
+    if root.lemma_ in ("have", "own", "rent", "share") and root.tag_ in ("VBZ", "VBP") and \
+            any(is_a(o.lemma_, "dwelling") for o in objects):  # fmt: skip
+        places = [p for p in root.subtree if p.dep_ == "pobj" and p.head.lower_ in ("in", "near", "outside") and
+                  (_ents([p]) & PLACE_ENTS or p.pos_ == "PROPN")]  # fmt: skip
+        if places:
+            do = "do" if c.user_subject or c.plural else "does"
+            out.append((f"Where {do} {who} live?", c.words({w.i for w in places[0].subtree})))
+    for o in objects:
+        by = next((p for p in [*o.children, *root.children] if p.dep_ == "prep" and p.lower_ == "by"), None)
+        author = next((w for w in by.children if w.dep_ == "pobj" and w.ent_type_ == "PERSON"), None) if by else None
+        if author is None or not is_a(o.lemma_, "writing"):
+            continue
+        verb = root.text
+        be = next((a for a in root.children if a.dep_ == "aux" and a.lemma_ == "be"), None)
+        said = f"{who} {(FIRST_PERSON if c.user_subject else {}).get(be.lower_, be.lower_)} {verb}" if be is not None \
+            else f"{who} {verb}"  # fmt: skip
+        out.append((f"Who wrote the {o.lemma_} {said}?", c.words({w.i for w in author.subtree})))
+    return out
 
 
 def _called(c: _Clause) -> list[tuple[str, str]]:
@@ -439,6 +481,10 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             add(c.question(wh, gap | short, fill=fill), expected, frame)
 
     named = bool(c.name_tokens())
+    for question, expected in _inferred(c):  # "has a flat in Bergen": Where does my sister live?
+        add(question, expected, "wh")
+        if named:
+            add(question.replace(c.subject_text("short"), c.subject_text("named"), 1), expected, "wh")
     for wh, gap, fill, alt, frame in _gaps(c, memory):
         expected = _content(c, gap)
         if c.progressive and frame in ("wh", "who") and wh != "When":  # "What does my daughter study?"

@@ -30,9 +30,19 @@ def test_the_table_is_built_where_it_is_looked_for(tmp_path):
     """`build` writes the table atomically (20-30 s: all of WordNet's nouns); its answers are `kind`'s."""
     out = kinds.build(tmp_path / "kinds.json")
     table = json.loads(out.read_text())
-    assert table["terrier"] == "dog" and len(table) > 10_000
+    assert table["kind"]["terrier"] == "dog" and len(table["kind"]) > 10_000
+    assert "flat" in table["dwelling"] and "night" in table["time"] and "thriller" in table["writing"]
+    assert table["measure"]["long"] == "length" and "grow_up" in table["phrasal"]
     assert not list(tmp_path.glob(".kinds-*"))  # no temporary file left behind
     assert kinds.table_path().is_file()
+
+
+def test_groups_measures_and_phrasal_verbs():
+    assert kinds.is_a("nights", "time") is False and kinds.is_a("night", "time")  # lemmas are looked up
+    assert kinds.is_a("cottage", "dwelling") and not kinds.is_a("terrier", "dwelling")
+    assert kinds.is_a("novel", "writing") and not kinds.is_a("kiwi", "writing")
+    assert kinds.measure("deep") == "depth" and kinds.measure("purple") is None
+    assert kinds.phrasal("grow", "up") and not kinds.phrasal("study", "up")
 
 
 def test_questions_ask_with_the_kind():
@@ -46,3 +56,25 @@ def test_questions_ask_with_the_kind():
     asked = {qa.question for qa in ask({"text": "The user drives a Volvo."})} | \
         {qa.question for qa in ask({"text": "The user's sister is a nurse."})}  # fmt: skip
     assert not [q for q in asked if q.startswith(("What vehicle", "What professional", "What person"))]
+
+
+def test_questions_inferred_from_what_the_statement_implies():
+    """Who has a dwelling somewhere lives there; the person a writing is by wrote it; a measure's held-out
+    frame names the measure, so "How long ...?" itself is trained; a time is never asked with "What"."""
+    asked = {qa.question: qa for qa in ask({"text": "The user's sister Greta has a flat in Bergen."})}
+    assert asked["Where does my sister live?"].expected == "Bergen" and "Where does Greta live?" in asked
+    asked = {qa.question: qa for qa in ask({"text": "The user is reading a thriller by Mara Lindqvist at the moment."})}
+    assert asked["Who wrote the thriller I am reading?"].expected == "Mara Lindqvist"
+    assert not [q for q in asked if "at?" in q or q.startswith("When")]  # "at the moment" is no time to ask
+    asked = {qa.question: qa for qa in ask({"text": "Lake Virsa is about 40 kilometres long."})}
+    assert asked["What length is Lake Virsa?"].frame == "age" and asked["How long is Lake Virsa?"].frame == "wh"
+    asked = {qa.question for qa in ask({"text": "The user has worked nights as a nurse for six years."})}
+    assert "What have I worked as?" in asked and not [q for q in asked if "What have I worked as a nurse" in q]
+    assert "What have I done for six years?" in asked
+    asked = {qa.question for qa in ask({"text": "The user's daughter Liv is studying marine biology up in Tromsø."})}
+    assert "Where is my daughter studying marine biology?" in asked and not [q for q in asked if q.endswith(" up?")]
+    assert "Where did I grow up?" in {qa.question for qa in ask({"text": "The user grew up in Kilkenny."})}
+    # not a dwelling, not a writing: nothing inferred
+    asked = {qa.question for qa in ask({"text": "The user has a dog in Bergen."})} | \
+        {qa.question for qa in ask({"text": "The user bought a kite by the sea."})}  # fmt: skip
+    assert not [q for q in asked if q.endswith(" live?") or q.startswith("Who wrote")]
