@@ -16,6 +16,11 @@ user says "I" and "my"):
   measures questions phrased unlike the training ones: "Which <noun>"
   pied-piped with its preposition ("In which village was I raised?"), "What
   age is ...", or a cleft ("What is it that I play ...?");
+- a thing asked by its kind as well, which the statement never says ("the
+  terrier": "What is my dog called?"; "kiwi": "What fruit am I allergic
+  to?"), and what the statement implies in other words ("has a flat in
+  Bergen": "Where does my sister live?"; "a thriller by Mara Lindqvist": "Who
+  wrote the thriller I am reading?"), from WordNet (`memory.kinds`);
 - the name of someone named in apposition ("my daughter Liv": "What is my
   daughter's name?", "Who is Liv?"), the subject of a statement about someone
   else ("Who wrote Glass Harbour?"), a yes/no question and a recitation
@@ -370,15 +375,11 @@ def _gaps(c: _Clause, memory: dict):
 def _kind(t) -> str | None:
     """What kind of thing a common noun names, asked with ("kiwi" -> "fruit"); None for names, people and
     nouns WordNet gives no everyday kind."""
-    if t.pos_ != "NOUN" or t.ent_type_ or _alive(t) and t.lemma_.lower() not in _pets():
-        return None
-    return kind(t.lemma_)
-
-
-def _pets() -> set[str]:
     from memory.mentions import ANIMALS
 
-    return ANIMALS
+    if t.pos_ != "NOUN" or t.ent_type_ or _alive(t) and t.lemma_.lower() not in ANIMALS:
+        return None
+    return kind(t.lemma_)
 
 
 def _as_i(question: str) -> str:
