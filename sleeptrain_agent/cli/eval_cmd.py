@@ -24,8 +24,9 @@ def _fmt(value) -> str:
     "--profile",
     default="quick",
     show_default=True,
-    help="Profile of the people file: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps) "
-    "or full (7 personas, 4 sleeps).",
+    help="Profile of the people file: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps), "
+    "full (7 personas, 4 sleeps) or natural (one life told in free-form sentences and taught world facts, "
+    "4 sleeps, a correction; about 25 minutes).",
 )
 @click.option(
     "--sleeps",
