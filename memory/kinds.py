@@ -51,7 +51,7 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 4  # the table's layout: a new one is built when it changes
+SCHEMA = 5  # the table's layout: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
@@ -86,6 +86,12 @@ def measure(adjective: str) -> str | None:
     return _table()["measure"].get(_key(adjective))
 
 
+def synonym(noun: str) -> str | None:
+    """A commoner word for the same thing ("kid" -> "child"): in the noun's most tagged sense, the lemma
+    tagged most often, when both are everyday words."""
+    return _table()["synonym"].get(_key(noun))
+
+
 def phrasal(verb: str, particle: str) -> bool:
     """Whether verb + particle is a verb of its own ("grow up", "end up"), or the particle goes with what
     follows ("studying up in Tromsø")."""
@@ -104,8 +110,8 @@ def _table() -> dict:
             log.info("building the table of noun kinds from WordNet once (%s)", path)
             build(path)
         table = json.loads(path.read_text())
-    return {"kind": table["kind"], "measure": table["measure"], "phrasal": set(table["phrasal"]),
-            **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
+    return {"kind": table["kind"], "measure": table["measure"], "synonym": table["synonym"],
+            "phrasal": set(table["phrasal"]), **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
 
 
 def _wordnet_files() -> Path:
@@ -165,7 +171,7 @@ def build(path: Path | None = None) -> Path:
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
             return sum(x.count() for s in wn.synsets(word, pos="n") for x in s.lemmas() if x.name().lower() == word)
 
-        table: dict = {"kind": {}, "measure": {}, "phrasal": [], **{g: [] for g in GROUPS}}
+        table: dict = {"kind": {}, "measure": {}, "synonym": {}, "phrasal": [], **{g: [] for g in GROUPS}}
         table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
         for adjective in wn.all_lemma_names(pos="a"):
             attributes = [a for s in wn.synsets(adjective, pos="a") for a in s.attributes()]
@@ -179,6 +185,12 @@ def build(path: Path | None = None) -> Path:
             if found:
                 table["kind"][lemma] = found
             senses = wn.synsets(lemma, pos="n")
+            if senses and "_" not in lemma and count(lemma) >= MIN_COUNT:
+                best = max(senses, key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == lemma))
+                other = max((x for x in best.lemmas() if "_" not in x.name() and x.name().lower() != lemma),
+                            key=lambda x: x.count(), default=None)  # fmt: skip
+                if other is not None and other.count() > count(lemma) and other.name().islower():
+                    table["synonym"][lemma] = other.name()
             if senses and max(senses, key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == lemma)
                               ).lexname() == GROUPS["time"]:  # fmt: skip
                 table["time"].append(lemma)

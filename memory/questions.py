@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from memory.answers import norm
-from memory.kinds import is_a, kind, phrasal
+from memory.kinds import is_a, kind, phrasal, synonym
 from memory.kinds import measure as measured
 from memory.language import inflect, parse
 
@@ -347,6 +347,8 @@ def _gaps(c: _Clause, memory: dict):
             yield "When", gap, "", None, "wh"
         elif nummod is not None and t.dep_ == "dobj":
             yield f"How many {t.text}", sub, "", None, "wh"
+            if synonym(t.lemma_) and t.tag_ == "NNS":  # "three kids": How many children do I have?
+                yield f"How many {inflect(synonym(t.lemma_), 'NNS', synonym(t.lemma_) + 's')}", sub, "", None, "wh"
         elif prep is not None and place and prep.lower_ != "by":
             gap = {w.i for w in (around or prep).subtree}
             fill = "from" if prep.lower_ == "from" else ""
