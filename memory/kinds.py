@@ -51,7 +51,7 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 5  # the table's layout: a new one is built when it changes
+SCHEMA = 6  # the table's layout: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
@@ -92,6 +92,12 @@ def synonym(noun: str) -> str | None:
     return _table()["synonym"].get(_key(noun))
 
 
+def makes(verb: str) -> bool:
+    """Whether `verb` (a lemma) is making or saying something ("write", "paint", "compose", "tell"): its
+    most tagged sense is in WordNet's verb.creation or verb.communication, so its doer is asked with "Who"."""
+    return _key(verb) in _table()["makes"]
+
+
 def phrasal(verb: str, particle: str) -> bool:
     """Whether verb + particle is a verb of its own ("grow up", "end up"), or the particle goes with what
     follows ("studying up in Tromsø")."""
@@ -111,7 +117,8 @@ def _table() -> dict:
             build(path)
         table = json.loads(path.read_text())
     return {"kind": table["kind"], "measure": table["measure"], "synonym": table["synonym"],
-            "phrasal": set(table["phrasal"]), **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
+            "phrasal": set(table["phrasal"]), "makes": set(table["makes"]),
+            **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
 
 
 def _wordnet_files() -> Path:
@@ -171,8 +178,11 @@ def build(path: Path | None = None) -> Path:
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
             return sum(x.count() for s in wn.synsets(word, pos="n") for x in s.lemmas() if x.name().lower() == word)
 
-        table: dict = {"kind": {}, "measure": {}, "synonym": {}, "phrasal": [], **{g: [] for g in GROUPS}}
+        table: dict = {"kind": {}, "measure": {}, "synonym": {}, **{g: [] for g in GROUPS}}
         table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
+        table["makes"] = [v for v in wn.all_lemma_names(pos="v") if max(
+            wn.synsets(v, pos="v"), key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == v)
+        ).lexname() in ("verb.creation", "verb.communication")]  # fmt: skip
         for adjective in wn.all_lemma_names(pos="a"):
             attributes = [a for s in wn.synsets(adjective, pos="a") for a in s.attributes()]
             if attributes:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from memory.answers import norm
-from memory.kinds import is_a, kind, phrasal, synonym
+from memory.kinds import is_a, kind, makes, phrasal, synonym
 from memory.kinds import measure as measured
 from memory.language import inflect, parse
 
@@ -536,7 +536,8 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         # about someone else: "Who wrote the novel Glass Harbour?"
         rest = c.words({t.i for t in c.sent if t.i not in c.subj_idx and not (t.is_punct and t.i == c.sent.end - 1)})
         places = {"GPE", "LOC", "FAC", "ORG", "PRODUCT", "WORK_OF_ART", "EVENT"}
-        wh = "Who" if _alive(c.subject) or (c.root.pos_ == "VERB" and not _ents(c.subject.subtree) & places) else "What"
+        wh = "Who" if _alive(c.subject) or makes(c.root.lemma_) or \
+            (c.root.pos_ == "VERB" and not _ents(c.subject.subtree) & places) else "What"  # fmt: skip
         add(f"{wh} {rest}?", c.subject_text("full"), "subject")
     full = c.subject_text("full")
     add(c.question("", set(), subject="full"), value or _content(c, {t.i for t in c.sent}), "yesno", "Yes. " + you)

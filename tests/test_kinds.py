@@ -43,6 +43,7 @@ def test_groups_measures_and_phrasal_verbs():
     assert kinds.is_a("novel", "writing") and not kinds.is_a("kiwi", "writing")
     assert kinds.measure("deep") == "depth" and kinds.measure("purple") is None
     assert kinds.phrasal("grow", "up") and not kinds.phrasal("study", "up")
+    assert kinds.makes("write") and kinds.makes("paint") and not kinds.makes("live")
     assert kinds.synonym("kid") == "child" and kinds.synonym("mom") is None  # "ma" is commoner, "mom" rare
 
 
@@ -75,6 +76,8 @@ def test_questions_inferred_from_what_the_statement_implies():
     asked = {qa.question for qa in ask({"text": "The user's daughter Liv is studying marine biology up in Tromsø."})}
     assert "Where is my daughter studying marine biology?" in asked and not [q for q in asked if q.endswith(" up?")]
     assert "Where did I grow up?" in {qa.question for qa in ask({"text": "The user grew up in Kilkenny."})}
+    # spaCy reads "Ines Vallmoor" as an organisation; whoever wrote something is asked with "Who"
+    assert "Who wrote the novel The Salt Orchard?" in {qa.question for qa in ask({"text": "Ines Vallmoor wrote the novel The Salt Orchard."})}
     assert "How many children do I have?" in {qa.question for qa in ask({"text": "The user has three kids."})}
     # not a dwelling, not a writing: nothing inferred
     asked = {qa.question for qa in ask({"text": "The user has a dog in Bergen."})} | \
