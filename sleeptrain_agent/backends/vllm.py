@@ -56,6 +56,7 @@ from sleeptrain_agent.errors import AdapterError, BackendError, InvalidInput
 
 log = logging.getLogger(__name__)
 BASE_NAME = "base"
+EVAL_RETRIES = 2  # the SDK's retries of one evaluation request (connection errors, 5xx, 429)
 
 
 def free_port() -> int:
@@ -411,11 +412,16 @@ class VLLMBackend:
         else:
             temp = name = self._load(f"candidate-{Path(adapter).name}", Path(adapter))
 
+        # an evaluation request is safe to send again: the SDK's retries (with backoff) cover a keep-alive
+        # connection the server closed just as it was reused ("Server disconnected"), which failed a whole
+        # sleep's gate once; chat replies keep max_retries=0 (a dead server is reported at once)
+        client = self._client.with_options(max_retries=EVAL_RETRIES)
+
         def one(messages: list[dict]) -> str:
             extra = {}
             if params.json_schema is not None:
                 extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "a", "schema": params.json_schema}}
-            r = self._client.chat.completions.create(
+            r = client.chat.completions.create(
                 model=name, messages=messages, max_tokens=params.max_tokens, temperature=params.temperature,
                 top_p=params.top_p, seed=params.seed, stop=params.stop or None, **extra,
             )  # fmt: skip
