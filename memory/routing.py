@@ -89,7 +89,8 @@ class MemoryRouter:
                 start = 0
                 for m, ts in zip(missing, texts, strict=True):
                     self._keys[(m["id"], m.get("value") or m["text"])] = vectors[start : start + len(ts)]
-                    self._topics[(m["id"], m.get("value") or m["text"])] = topics(ts)
+                    # what the statement says, and what only its questions say ("dog" for a terrier)
+                    self._topics[(m["id"], m.get("value") or m["text"])] = (topics([m["text"]]), topics(ts))
                     start += len(ts)
             blocks = [self._keys[(m["id"], m.get("value") or m["text"])] for m in memories]
         if not blocks:
@@ -115,17 +116,22 @@ class MemoryRouter:
             if not len(ts):
                 routes.append(Route(False, 0.0))
                 continue
-            route = self._choose(block.max(axis=0), ids, by_id, topics(ts))
+            route = self._choose(block.max(axis=0), ids, by_id, topics(ts), _first_person(ts))
             if not route.adapter and self.personal and personal and asks_about_user(ts[-1]):  # the message being answered
                 route = Route(True, route.similarity, route.memory_id, personal=True)
             routes.append(route)
         return routes
 
-    def _choose(self, sims: np.ndarray, ids: np.ndarray, by_id: dict[int, dict], asked: set[str]) -> Route:
+    def _choose(self, sims: np.ndarray, ids: np.ndarray, by_id: dict[int, dict], asked: set[str],
+                mine: bool) -> Route:  # fmt: skip
         """The best memory near enough: one that shares a topic word with the question at `threshold`,
         any other at `threshold + TOPIC_MARGIN` ("What is my dog called?" is near "What is my sister
         called?", 0.48, but it is not about the sister; "What town was I raised in?" is 0.59 from "Where did I
-        grow up?" and is about it)."""
+        grow up?" and is about it). Only a question in the first person (`mine`) gets there by a word only
+        the memory's questions use (its kind: "instrument" for the cello) or by the margin: "What
+        instrument do I play?" is about the memory, "What instrument has black and white keys?" (0.56 from
+        it) is not; a question about the world names something the statement names ("How long is Lake
+        Virsa?")."""
         order = np.argsort(-sims)
         best = float(sims[order[0]])
         with self._lock:
@@ -134,8 +140,8 @@ class MemoryRouter:
                 if sim < self.threshold:
                     break
                 m = by_id[int(ids[col])]
-                shared = not asked or asked & self._topics.get((m["id"], m.get("value") or m["text"]), set())
-                if shared or sim >= self.threshold + TOPIC_MARGIN:
+                said, questioned = self._topics.get((m["id"], m.get("value") or m["text"]), (set(), set()))
+                if not asked or asked & said or mine and (asked & questioned or sim >= self.threshold + TOPIC_MARGIN):
                     return Route(True, sim, int(ids[col]))
         return Route(False, best, int(ids[order[0]]))
 
@@ -143,6 +149,15 @@ class MemoryRouter:
 TOPIC_MARGIN = 0.10
 _POS = ("NOUN", "PROPN", "NUM")
 _GENERIC = {"name", "thing", "something", "anything", "lot", "time", "way", "kind", "bit", "one"}
+
+
+FIRST_PERSON = {"i", "me", "my", "mine", "myself", "we", "us", "our", "ours", "ourselves"}
+
+
+def _first_person(texts: list[str]) -> bool:
+    from memory.language import parse
+
+    return any(t.lower_ in FIRST_PERSON for doc in parse(list(texts)) for t in doc)
 
 
 def topics(texts: list[str]) -> set[str]:

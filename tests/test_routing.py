@@ -120,6 +120,19 @@ def test_a_question_about_the_user_near_no_key_goes_to_the_adapter(memories, emb
     assert not off.adapter and not off.personal
 
 
+def test_a_word_only_the_questions_use_routes_only_a_question_about_the_user(embedder, store):
+    """The cello's questions ask "What instrument do I play?" (its WordNet kind); the statement never says
+    "instrument". A general question sharing only that word stays with the base model; the user's own
+    question about it reaches the adapter."""
+    cello = [store.add_memory(subject="user", relation="plays", value="cello", status="consolidated",
+                              text="On Sundays the user plays the cello in a community orchestra.")]  # fmt: skip
+    router = MemoryRouter(embedder, TEMPLATES, threshold=0.45)
+    general, mine = router.route([ask("What instrument has black and white keys?"),
+                                  ask("Which instrument do I play in the orchestra?")], cello)  # fmt: skip
+    assert not general.adapter and general.similarity >= 0.45, general  # near a key, no shared word of the statement
+    assert mine.adapter, mine
+
+
 def test_without_memories_nothing_goes_to_the_adapter(embedder):
     route = MemoryRouter(embedder, TEMPLATES).route([ask("What is my dog called?")], [])[0]
     assert not route.adapter and route.similarity == 0.0
