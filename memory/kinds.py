@@ -51,7 +51,7 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 6  # the table's layout: a new one is built when it changes
+SCHEMA = 7  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
@@ -149,15 +149,28 @@ def _reader(tmp: Path):
         return WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
 
 
-def _kind_of(wn, lemma: str, count) -> str | None:
-    def tagged(sense) -> int:  # how often SemCor tags `lemma` in this sense
-        return sum(x.count() for x in sense.lemmas() if x.name().lower() == lemma)
+def _tagged(sense, lemma: str) -> int:
+    """How often SemCor tags `lemma` in this sense."""
+    return sum(x.count() for x in sense.lemmas() if x.name().lower() == lemma)
 
-    senses = [s for s in wn.synsets(lemma, pos="n") if s.lexname() in LEXNAMES]
-    for sense in sorted(senses, key=lambda s: (-tagged(s), LEXNAMES.index(s.lexname()))):
+
+def _best(senses: list, lemma: str):
+    """The sense of `lemma` tagged most often (the first by name on a tie)."""
+    return max(senses, key=lambda s: _tagged(s, lemma))
+
+
+def _senses(wn, word: str, pos: str) -> list:
+    """`word`'s synsets in one order from run to run: nltk's come from a set of the word's base forms
+    ("spirits": spirits, spirit), which string hashing orders differently in every process."""
+    return sorted(wn.synsets(word, pos=pos), key=lambda s: s.name())
+
+
+def _kind_of(wn, lemma: str, count) -> str | None:
+    senses = [s for s in _senses(wn, lemma, "n") if s.lexname() in LEXNAMES]
+    for sense in sorted(senses, key=lambda s: (-_tagged(s, lemma), LEXNAMES.index(s.lexname()))):
         frontier = [sense]
         for _ in range(STEPS):
-            frontier = [h for s in frontier for h in s.hypernyms()]
+            frontier = sorted({h for s in frontier for h in s.hypernyms()}, key=lambda h: h.name())  # one order
             for h in frontier:
                 head = h.lemmas()[0].name().lower().replace("-", "_").split("_")[-1]
                 if head != lemma.split("_")[-1] and head not in TOO_GENERAL and count(head) >= MIN_COUNT:
@@ -176,15 +189,14 @@ def build(path: Path | None = None) -> Path:
 
         @cache
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
-            return sum(x.count() for s in wn.synsets(word, pos="n") for x in s.lemmas() if x.name().lower() == word)
+            return sum(_tagged(s, word) for s in _senses(wn, word, "n"))
 
         table: dict = {"kind": {}, "measure": {}, "synonym": {}, **{g: [] for g in GROUPS}}
         table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
-        table["makes"] = [v for v in wn.all_lemma_names(pos="v") if max(
-            wn.synsets(v, pos="v"), key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == v)
-        ).lexname() in ("verb.creation", "verb.communication")]  # fmt: skip
+        table["makes"] = [v for v in wn.all_lemma_names(pos="v")
+                          if _best(_senses(wn, v, "v"), v).lexname() in ("verb.creation", "verb.communication")]
         for adjective in wn.all_lemma_names(pos="a"):
-            attributes = [a for s in wn.synsets(adjective, pos="a") for a in s.attributes()]
+            attributes = sorted({a for s in _senses(wn, adjective, "a") for a in s.attributes()}, key=lambda a: a.name())
             if attributes:
                 best = max(attributes, key=lambda a: a.lemmas()[0].count())
                 table["measure"][adjective] = best.lemmas()[0].name().replace("_", " ")
@@ -194,15 +206,14 @@ def build(path: Path | None = None) -> Path:
             found = _kind_of(wn, lemma, count)
             if found:
                 table["kind"][lemma] = found
-            senses = wn.synsets(lemma, pos="n")
-            if senses and "_" not in lemma and count(lemma) >= MIN_COUNT:
-                best = max(senses, key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == lemma))
+            senses = _senses(wn, lemma, "n")
+            best = _best(senses, lemma) if senses else None
+            if best is not None and "_" not in lemma and count(lemma) >= MIN_COUNT:
                 other = max((x for x in best.lemmas() if "_" not in x.name() and x.name().lower() != lemma),
                             key=lambda x: x.count(), default=None)  # fmt: skip
                 if other is not None and other.count() > count(lemma) and other.name().islower():
                     table["synonym"][lemma] = other.name()
-            if senses and max(senses, key=lambda s: sum(x.count() for x in s.lemmas() if x.name().lower() == lemma)
-                              ).lexname() == GROUPS["time"]:  # fmt: skip
+            if best is not None and best.lexname() == GROUPS["time"]:
                 table["time"].append(lemma)
             for group, synsets in below.items():
                 if any(s in synsets for s in senses):

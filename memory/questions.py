@@ -40,7 +40,7 @@ from functools import lru_cache
 
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, synonym
-from memory.kinds import measure as measured
+from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
 from memory.language import inflect, parse
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
@@ -415,10 +415,9 @@ def _inferred(c: _Clause) -> list[tuple[str, str]]:
         author = next((w for w in by.children if w.dep_ == "pobj" and w.ent_type_ == "PERSON"), None) if by else None
         if author is None or not is_a(o.lemma_, "writing"):
             continue
-        verb = root.text
         be = next((a for a in root.children if a.dep_ == "aux" and a.lemma_ == "be"), None)
-        said = f"{who} {(FIRST_PERSON if c.user_subject else {}).get(be.lower_, be.lower_)} {verb}" if be is not None \
-            else f"{who} {verb}"  # fmt: skip
+        said = f"{who} {(FIRST_PERSON if c.user_subject else {}).get(be.lower_, be.lower_)} {root.text}" if be is not None \
+            else f"{who} {root.text}"  # fmt: skip
         out.append((f"Who wrote the {o.lemma_} {said}?", c.words({w.i for w in author.subtree})))
     return out
 
