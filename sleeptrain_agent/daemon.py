@@ -108,6 +108,7 @@ class Daemon:
         adapter and start the scheduler) on a thread; with `wait`, return only once the backend is up
         (`BackendError` if it failed). `schedule=False`: no scheduled sleeps (a one-off CLI sleep)."""
         self.sleep.recover()
+        self.sleep.prepare_trainer()
         self._starter = threading.Thread(target=self._start_backend, args=(schedule,), name="backend-start",
                                          daemon=True)  # fmt: skip
         self._starter.start()

@@ -84,6 +84,7 @@ def test_sabotaged_sleep_is_rejected_and_nothing_changes(taught):
 def test_sleep_learns_five_facts_and_keeps_general_knowledge(taught):
     row = sleep(taught)
     assert row["status"] == "promoted", row
+    assert row["details"]["train_warm"] is True  # the standby child the daemon started (`sleep.standby_trainer`)
     scores = row["details"]["scores"]
     # as served: general questions go to the base model (serve.routing), the facts' probes to the adapter
     assert scores["locality"] >= 0.9 and scores["routed_to_adapter"]["probes"] == [10, 10]

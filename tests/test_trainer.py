@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -248,3 +249,54 @@ def test_when_training_stops_early(checks, reason):
     assert stop_reason(checks, job) == reason
     assert stop_reason(checks, job.model_copy(update={"stop_patience": None})) == (reason if reason == "recall" else None)
     assert stop_reason(checks, job.model_copy(update={"stop_recall": None})) is None  # no early stop at all
+
+
+def _job(tmp_path, name, model_path, **kwargs):
+    fields = {"epochs": 1, "batch_size": 4, "rank": 8, "alpha": 16, "layers": 4, **kwargs}
+    return TrainJob(model_path=str(model_path), output_dir=str(tmp_path / name), conversations=conversations(), **fields)
+
+
+def test_a_standby_child_trains_the_same_adapter_as_a_fresh_one_and_the_next_is_started(tmp_path, model_path):
+    from safetensors.torch import load_file
+
+    from sleeptrain_agent.sleep.trainer import StandbyTrainer, TrainerChild
+
+    cold = TrainerChild(_job(tmp_path, "cold", model_path), tmp_path / "w-cold", timeout_s=600)
+    cold.run()
+    standby = StandbyTrainer(tmp_path / "standby.log")
+    try:
+        standby.prepare()
+        standby.prepare()  # one at a time
+        warm = TrainerChild(_job(tmp_path, "warm", model_path), tmp_path / "w-warm", 600, standby)
+        steps = []
+        summary = warm.run(steps.append)
+        assert cold.warm is False and warm.warm is True and steps and summary["steps"] == len(steps)
+        assert (tmp_path / "w-warm" / "trainer.log").exists()  # the job's own log, not the standby's
+        a = load_file(tmp_path / "cold" / "adapter_model.safetensors")
+        b = load_file(tmp_path / "warm" / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)  # same seed, same weights
+        assert standby.take() is None  # used up: nothing started until asked
+        standby.prepare()
+        deadline = time.monotonic() + 60
+        while (proc := standby.take()) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc is not None and proc.poll() is None  # the next one, waiting
+        proc.kill()
+        proc.wait()
+    finally:
+        standby.stop()
+
+
+def test_a_standby_child_that_times_out_is_killed_with_a_message(tmp_path, model_path):
+    from sleeptrain_agent.errors import SleepFailed
+    from sleeptrain_agent.sleep.trainer import StandbyTrainer, TrainerChild
+
+    standby = StandbyTrainer(tmp_path / "standby.log")
+    try:
+        standby.prepare()
+        child = TrainerChild(_job(tmp_path, "slow", model_path, epochs=50), tmp_path / "w", 3.0, standby)
+        with pytest.raises(SleepFailed, match="timed out"):
+            child.run()  # killed while it imports or loads: before any step
+        assert child.warm is True and not (tmp_path / "slow" / "adapter_model.safetensors").exists()
+    finally:
+        standby.stop()

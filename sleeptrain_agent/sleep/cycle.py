@@ -19,7 +19,9 @@ Steps, each recorded in the sleep's `details` as it goes (and passed to the
    it, probe the current adapter first: the worse it recalls them, the more
    epochs (`sleep.min_epochs`..`sleep.max_epochs`);
 5. train: `TrainerChild` runs the trainer in a child process (progress lines
-   on its stdout), continuing the active adapter, into a temp directory;
+   on its stdout), continuing the active adapter, into a temp directory; the
+   child is the one `StandbyTrainer` started ahead of time, its libraries
+   already imported (`sleep.standby_trainer`);
 6. gate (`sleep/gate.py`): recall, retention and locality through the serving
    backend, as served and by the candidate alone; a candidate that recalls but
    fails the rest is gated again weakened (`Gate.weaker`);
@@ -85,7 +87,7 @@ from sleeptrain_agent.forget import erase_superseded
 from sleeptrain_agent.routing import make_router
 from sleeptrain_agent.sleep.adapters import AdapterFiles
 from sleeptrain_agent.sleep.gate import SCORE_KEYS, Gate
-from sleeptrain_agent.sleep.trainer import StopProbe, TrainerChild, TrainJob
+from sleeptrain_agent.sleep.trainer import StandbyTrainer, StopProbe, TrainerChild, TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ log = logging.getLogger(__name__)
 class SleepCycle:
     def __init__(self, settings: Settings, store: Store, backend: Backend, model_path: Path, state_dir: Path,
                  embedder: Embedder | None = None, router: MemoryRouter | None = None,
-                 on_step: Callable[[str], None] | None = None):  # fmt: skip
+                 on_step: Callable[[str], None] | None = None, standby: StandbyTrainer | None = None):  # fmt: skip
         self.settings = settings
         self.store = store
         self.backend = backend
@@ -108,6 +110,15 @@ class SleepCycle:
         self.progress: dict = {}
         self._trainer: TrainerChild | None = None
         self._stopping = False
+        # the next sleep's training child, started ahead (`prepare_trainer`): given (shared, the caller
+        # stops it) or this cycle's own
+        self._owns_standby = standby is None
+        self.standby = standby or StandbyTrainer(state_dir / "logs" / "trainer-standby.log")
+
+    def prepare_trainer(self) -> None:
+        """Start the next sleep's training child now, in the background (`sleep.standby_trainer`)."""
+        if self.settings.sleep.standby_trainer:
+            self.standby.prepare()
 
     # -- entry points ----------------------------------------------------------
 
@@ -214,6 +225,8 @@ class SleepCycle:
         self._stopping = True
         if self._trainer is not None:
             self._trainer.kill()
+        if self._owns_standby:
+            self.standby.stop()
 
     def _run_queue(self, row: dict, cfg: SleepConfig, trigger: str, rest: list[str]) -> None:
         """Run `row`'s sleep, then each user of `rest` that still has work, one at a time."""
@@ -243,6 +256,8 @@ class SleepCycle:
             self.store.finish_sleep(sleep_id, "failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         finally:
             self.progress = {}
+            if self.standby.prepared and not self._stopping:  # the next sleep's trainer, while this one's gone
+                self.prepare_trainer()
 
     # -- the steps ---------------------------------------------------------------
 
@@ -403,9 +418,10 @@ class SleepCycle:
             self.progress = {"step": "train", "train_step": event["step"], "total": event["total"],
                              "loss": event["loss"], "elapsed": event.get("elapsed")}  # fmt: skip
 
-        self._trainer = TrainerChild(job, self.state_dir / "sleeps" / f"{sleep_id:04d}", cfg.train_timeout_s)
+        standby = self.standby if cfg.standby_trainer else None
+        self._trainer = TrainerChild(job, self.state_dir / "sleeps" / f"{sleep_id:04d}", cfg.train_timeout_s, standby)
         try:
-            return self._trainer.run(on_step)
+            return {**self._trainer.run(on_step), "warm": self._trainer.warm}
         finally:
             self._trainer = None
 
