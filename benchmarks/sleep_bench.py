@@ -205,11 +205,18 @@ def _same_adapter_format(a: Path, b: Path) -> bool:
 def sleeps(args) -> None:
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
+    from sleeptrain_agent.sleep.trainer import StandbyTrainer
 
     settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     path = model_dir(settings)
+    print(f"sleep.standby_trainer: {settings.sleep.standby_trainer}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         backend = VLLMBackend(settings, path, Path(tmp) / "logs")
+        # one standby for all the sleeps, as the daemon keeps one: started with the server, again after each
+        # sleep (`SleepCycle.run`), and given `--standby-wait` s untimed before each sleep to import
+        standby = StandbyTrainer(Path(tmp) / "logs" / "trainer-standby.log")
+        if settings.sleep.standby_trainer:
+            standby.prepare()
         backend.start()
         times = {}
         try:
@@ -223,7 +230,9 @@ def sleeps(args) -> None:
                     for m in synthetic(pending):
                         store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
                                          value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
-                    cycle = SleepCycle(settings, store, backend, path, state)
+                    cycle = SleepCycle(settings, store, backend, path, state, standby=standby)
+                    if settings.sleep.standby_trainer:
+                        time.sleep(args.standby_wait)  # the idle time between sleeps, in which it imports
                     t0 = time.monotonic()
                     [row] = cycle.run("bench", user="default")
                     times[(pending, consolidated)] = time.monotonic() - t0
@@ -231,12 +240,13 @@ def sleeps(args) -> None:
                     print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
                           f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
                           f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')}; "
-                          f"training {d.get('train_seconds')} s, {d.get('train_epochs')} of {d.get('epochs')} epochs"
+                          f"training {d.get('train_seconds')} s (standby child: {d.get('train_warm')}), {d.get('train_epochs')} of {d.get('epochs')} epochs"
                           f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
                     print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "
                           f"{d.get('train_checks')}", flush=True)  # fmt: skip
                     store.close()
         finally:
+            standby.stop()
             backend.stop()
     for pending in args.pending:
         if (pending, 0) in times and (pending, 500) in times:
@@ -336,6 +346,8 @@ def main() -> None:
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
     s.add_argument("--overrides", default="{}", help="sleep.* settings for these sleeps, as JSON")
+    s.add_argument("--standby-wait", type=float, default=30.0,
+                   help="untimed seconds before each sleep for the standby trainer to import (sleep.standby_trainer)")  # fmt: skip
     f = sub.add_parser("facts")
     f.add_argument("--overrides", nargs="+", default=["{}"],
                    help="sleep.* settings, as JSON, one per variant (compared against the first)")
