@@ -108,7 +108,8 @@ class Daemon:
         adapter and start the scheduler) on a thread; with `wait`, return only once the backend is up
         (`BackendError` if it failed). `schedule=False`: no scheduled sleeps (a one-off CLI sleep)."""
         self.sleep.recover()
-        self.sleep.prepare_trainer()
+        if not schedule:  # a one-off sleep comes next: its trainer imports while the backend starts
+            self.sleep.prepare_trainer()
         self._starter = threading.Thread(target=self._start_backend, args=(schedule,), name="backend-start",
                                          daemon=True)  # fmt: skip
         self._starter.start()
@@ -126,6 +127,8 @@ class Daemon:
             self.error = str(e)
             log.error("backend failed to start: %s", e)
             return
+        if schedule:
+            self.sleep.prepare_trainer()  # after the backend's start, not competing with it for the CPU
         errors = []
         for active in self.store.active_adapters():
             try:

@@ -13,7 +13,7 @@ Standby (`sleep.standby_trainer`): importing torch, transformers, TRL and
 PEFT takes a fresh child 8-10 s of every sleep. `StandbyTrainer` keeps the
 next child started ahead of time (`python -m sleeptrain_agent.sleep.trainer
 --standby`: it imports, says `ready`, then waits for one job on stdin):
-started when the daemon starts and again after each sleep, so a sleep's
+started once the daemon's backend is up and again after each sleep, so a sleep's
 trainer has its libraries loaded before the sleep begins. Each job still gets
 a process of its own that exits when it is done (nothing of one user's sleep
 is left in the next one's); there is no fork (the imports leave native
@@ -439,6 +439,7 @@ class StandbyTrainer:
                         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, preexec_fn=die_with_parent,
                     )  # fmt: skip
                 self._proc = proc
+                self._cond.notify_all()  # a `take` waiting for this start
             code = proc.wait()  # this thread outlives the child (see the class docstring)
             with self._cond:
                 if self._proc is proc:  # it exited before anyone took it
@@ -461,8 +462,12 @@ class StandbyTrainer:
                     self._failures = 0
 
     def take(self) -> subprocess.Popen | None:
-        """The standby child (still importing, perhaps), now the caller's; None when there is none."""
+        """The standby child (still importing, perhaps), now the caller's; None when there is none.
+
+        A start that `prepare` asked for and the owner thread has not made yet is waited for (it is a
+        `Popen`: milliseconds), so a sleep right after `prepare` is not cold by a race."""
         with self._cond:
+            self._cond.wait_for(lambda: not self._wanted or self._stopped, timeout=10.0)
             proc = self._proc
             if proc is None or proc.poll() is not None:  # one that died is counted by its thread
                 return None
