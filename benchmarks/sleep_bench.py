@@ -3,6 +3,7 @@
     python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--dtypes float32 bfloat16] [--overrides '{"layers": 8}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
     python -m benchmarks.sleep_bench facts [--overrides '{}' '{"learning_rate": 6e-4}'] [--seeds 0 1 2]
+    python -m benchmarks.sleep_bench gate [--concurrency 8 16 32 64] [--repeat 3] [--probes 24]
 
 `trainer`: the same dream data (synthetic memories + anchors) trained once by a
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
@@ -29,6 +30,13 @@ locality as served (routed, `serve.routing`) and by the adapter alone, how
 many probes the router sent to the adapter, and the time taken, then each
 variant's medians and its time against the first variant's.
 
+`gate`: the gate's largest request, timed: `--probes` memory questions and
+every locality probe of `anchors.yaml`, answered greedily by a rank-16 MLP
+adapter through the real vLLM server (`sleep.probe_max_tokens`), with
+`vllm.eval_concurrency` at each `--concurrency` (alternating, `--repeat`
+times); prints the median seconds of each, its ratio to the first, and
+whether every setting gave the same answers.
+
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
 prints wall time and the ratio of M=500 to M=0 (target <= 1.5: replay is
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,7 +87,6 @@ def synthetic(n: int, start: int = 0) -> list[dict]:
 
 def trainer(args) -> None:
     import os
-    import statistics
 
     import torch
 
@@ -168,7 +176,6 @@ def _parameters(path: Path) -> int:
 
 def _matmul_flops(dtype, n: int = 2048, repeat: int = 10) -> float:
     """FLOP/s of an n x n matmul in `dtype` on this machine (median of `repeat`)."""
-    import statistics
 
     import torch
 
@@ -243,7 +250,8 @@ def sleeps(args) -> None:
                           f"training {d.get('train_seconds')} s (standby child: {d.get('train_warm')}), {d.get('train_epochs')} of {d.get('epochs')} epochs"
                           f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
                     print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "
-                          f"{d.get('train_checks')}", flush=True)  # fmt: skip
+                          f"{d.get('train_checks')}; the gate's (s): {d.get('scores', {}).get('seconds')}",
+                          flush=True)  # fmt: skip
                     store.close()
         finally:
             standby.stop()
@@ -268,7 +276,6 @@ FIVE_FACTS = ["My dog is called Pilsner.", "I live in Tromsø.", "I work as a gl
 def facts(args) -> None:
     """One sleep over the five facts per variant and seed (variants alternating, one vLLM server for all);
     with several runs, the medians of each variant and their ratio against the first."""
-    import statistics
 
     from memory.embeddings import Embedder
     from memory.extractor import ExtractorJudge
@@ -332,6 +339,48 @@ def facts(args) -> None:
               f"promoted {sum(r['promoted'] for r in runs)}/{len(runs)}")  # fmt: skip
 
 
+def gate(args) -> None:
+    from sleeptrain_agent.backends import GenerationParams
+    from sleeptrain_agent.backends.vllm import VLLMBackend
+    from tests.adapters import make_adapter
+
+    settings = load_settings()
+    path = model_dir(settings)
+    spec = data("anchors.yaml")
+    questions = [f"What do you know about {m['subject']}?" for m in synthetic(args.probes)]
+    questions += [p["q"] for p in spec["probe"]]
+    system = {"role": "system", "content": settings.serve.system_prompt}
+    prompts = [[system, {"role": "user", "content": q}] for q in questions]
+    params = GenerationParams(max_tokens=settings.sleep.probe_max_tokens, temperature=0.0)
+    times: dict[int, list[float]] = {c: [] for c in args.concurrency}
+    answers: dict[int, list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = make_adapter(path, Path(tmp) / "candidate", seed=0, rank=16, scale=0.3,
+                               target_modules=("gate_proj", "up_proj", "down_proj"))  # fmt: skip
+        backend = VLLMBackend(settings, path, Path(tmp) / "logs")
+        backend.start()
+        try:
+            backend.evaluate(prompts[:4], params, adapter=adapter)  # warm-up: the first request compiles
+            print(f"{len(prompts)} questions ({args.probes} memory questions, {len(spec['probe'])} locality probes), "
+                  f"max_tokens {params.max_tokens}, vllm.dtype {backend.dtype}", flush=True)  # fmt: skip
+            for r in range(args.repeat):
+                for c in args.concurrency:
+                    backend.cfg.eval_concurrency = c
+                    t0 = time.monotonic()
+                    answers[c] = backend.evaluate(prompts, params, adapter=adapter)
+                    times[c].append(time.monotonic() - t0)
+                    print(f"  run {r + 1}, concurrency {c:3d}: {times[c][-1]:6.1f} s", flush=True)
+        finally:
+            backend.stop()
+    first = args.concurrency[0]
+    base = statistics.median(times[first])
+    for c in args.concurrency:
+        m = statistics.median(times[c])
+        same = sum(a == b for a, b in zip(answers[c], answers[first], strict=True))
+        print(f"concurrency {c:3d}: median {m:6.1f} s, {m / base:.2f}x of {first}; "
+              f"answers identical to {first}'s: {same}/{len(prompts)}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -352,8 +401,13 @@ def main() -> None:
     f.add_argument("--overrides", nargs="+", default=["{}"],
                    help="sleep.* settings, as JSON, one per variant (compared against the first)")
     f.add_argument("--seeds", type=int, nargs="+", default=[0], help="sleep.seed of each run of every variant")
+    g = sub.add_parser("gate")
+    g.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32, 64],
+                   help="vllm.eval_concurrency values to compare (against the first)")  # fmt: skip
+    g.add_argument("--repeat", type=int, default=3)
+    g.add_argument("--probes", type=int, default=24, help="memory questions besides the locality probes")
     args = ap.parse_args()
-    {"trainer": trainer, "sleeps": sleeps, "facts": facts}[args.what](args)
+    {"trainer": trainer, "sleeps": sleeps, "facts": facts, "gate": gate}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class VLLMConfig(_Section):
     cpu_single_worker: bool = True  # on CPUs: the model runs in vLLM's engine process, no worker process (ready in 0.81x the time: serve_bench --starts)
     gpu_memory_utilization: float = Field(0.45, gt=0, le=0.95)  # on GPUs: leave room for a sleep's training
     restart: bool = True  # restart the child (and reload the active adapter) if it dies
+    eval_concurrency: int = Field(32, ge=1)  # a sleep's evaluation requests (anchors, gate probes) in flight at once: vLLM batches them (32: 0.59x the time of 8, `sleep_bench gate`)
     extra_args: list[str] = []  # appended to the vLLM command line
 
 
@@ -144,6 +145,7 @@ class SleepConfig(_Section):
     min_epochs: float = Field(3.0, gt=0)  # epochs when the current adapter already recalls the new memories
     max_epochs: float = Field(8.0, gt=0)  # epochs when it recalls none of them (adaptive in between)
     batch_size: int = Field(8, ge=1)  # examples (or packed rows) per step
+    min_steps_per_epoch: int | None = Field(8, ge=1)  # a small sleep's batches shrink (not below 1) to give each epoch at least this many steps: it is the steps that learn (null: always batch_size)
     max_length: int = Field(512, ge=64)  # longest training example in tokens
     packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring
     padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss

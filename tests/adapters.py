@@ -8,13 +8,15 @@ from pathlib import Path
 import torch
 
 
-def make_adapter(model_path: Path, out: Path, seed: int, rank: int = 8, scale: float = 1.0) -> Path:
+def make_adapter(model_path: Path, out: Path, seed: int, rank: int = 8, scale: float = 1.0,
+                 target_modules: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:  # fmt: skip
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules),
+                        init_lora_weights=False)  # fmt: skip
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():

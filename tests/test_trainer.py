@@ -55,8 +55,10 @@ def test_child_process_trains_a_servable_adapter_and_continues_it(tmp_path, mode
     check_adapter(out, max_rank=16)  # loadable by vLLM: rank, weights, no modules_to_save, no DoRA
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["layers_to_transform"] == list(range(22, 30))
-    events2, out2 = run_job(tmp_path, "second", model_path=model_path, init_adapter=str(out))
+    events2, out2 = run_job(tmp_path, "second", model_path=model_path, init_adapter=str(out), min_steps_per_epoch=3,
+                               packing=False, padding_free=True)  # fmt: skip
     assert events2[-1]["event"] == "done"
+    assert (events2[-1]["batch_size"], events2[-1]["steps"]) == (2, 3)  # 6 examples: 3 steps, not 2
     assert json.loads((out2 / "adapter_config.json").read_text())["r"] == 8  # continued, not restarted
 
 
@@ -254,6 +256,22 @@ def test_when_training_stops_early(checks, reason):
 def _job(tmp_path, name, model_path, **kwargs):
     fields = {"epochs": 1, "batch_size": 4, "rank": 8, "alpha": 16, "layers": 4, **kwargs}
     return TrainJob(model_path=str(model_path), output_dir=str(tmp_path / name), conversations=conversations(), **fields)
+
+
+@pytest.mark.parametrize(("rows", "batch", "min_steps", "expected"), [
+    (29, 8, 8, 3),  # two memories: 10 steps an epoch, not 4
+    (94, 8, 8, 8),  # twelve: already 12 steps in batches of 8
+    (5, 8, 8, 1),  # fewer rows than steps: one at a time
+    (29, 8, None, 8),  # off
+    (64, 8, 8, 8),
+    (63, 8, 8, 7),
+])
+def test_a_small_dataset_gets_smaller_batches(rows, batch, min_steps, expected):
+    from sleeptrain_agent.sleep.trainer import step_batch
+
+    job = TrainJob(model_path="m", output_dir="o", conversations=[], batch_size=batch, min_steps_per_epoch=min_steps)
+    assert step_batch(rows, job) == expected
+    assert min_steps is None or -(-rows // expected) >= min(min_steps, rows)
 
 
 def test_a_standby_child_trains_the_same_adapter_as_a_fresh_one_and_the_next_is_started(tmp_path, model_path):

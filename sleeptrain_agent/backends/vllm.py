@@ -428,7 +428,7 @@ class VLLMBackend:
             return r.choices[0].message.content or ""
 
         try:
-            return _parallel(one, prompts)
+            return _parallel(one, prompts, workers=self.cfg.eval_concurrency)
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             raise BackendError(f"vLLM evaluation failed: {e}") from e
         finally:
@@ -462,7 +462,7 @@ class VLLMBackend:
         return elapsed
 
 
-def _parallel(fn, items: list, workers: int = 8) -> list:
+def _parallel(fn, items: list, workers: int) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

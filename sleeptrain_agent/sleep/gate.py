@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,15 +118,21 @@ class Gate:
         pending memories). `adapter_locality` is the candidate answering every general question."""
         probes = dreams.probes
         questions = [self.messages(p.question) for p in probes] + [self.messages(p["q"]) for p in locality]
+        t0 = time.monotonic()
         answers = self.backend.evaluate(questions, self.params, adapter=candidate)
+        seconds = {"candidate": time.monotonic() - t0}  # where the gate's time goes, in its scores
         served, routed = list(answers), None
         if self.router is not None and known is None:
             known = self.store.memories(status=(*ROUTED_STATUSES, "pending"))
         if self.router is not None and known:  # no memories, no keys: the adapter answers, as in the chat
+            t0 = time.monotonic()
             routed = [r.adapter for r in self.router.route(questions, known)]
+            seconds["route"] = time.monotonic() - t0
             to_base = [i for i in range(len(probes)) if not routed[i]]
             if to_base:
+                t0 = time.monotonic()
                 outs = self.backend.evaluate([questions[i] for i in to_base], self.params, adapter=None)
+                seconds["base"] = time.monotonic() - t0
                 for i, a in zip(to_base, outs, strict=True):
                     served[i] = a
             for j, p in enumerate(locality):  # the base model's answers are the reference itself
@@ -145,9 +152,11 @@ class Gate:
         alone = [locality_hit(a, p["expect"]) for a, p in zip(answers[len(probes):], locality, strict=True)]
         similarity = None
         if locality:
+            t0 = time.monotonic()
             base = self.embedder.encode([p["base"] for p in locality])
             cand = self.embedder.encode(local_answers)
             similarity = round(float((base * cand).sum(axis=1).mean()), 3)
+            seconds["similarity"] = time.monotonic() - t0
         scores = {
             "recall": _share(hits["new"]),
             "retention": _share(hits["replay"], empty=None),
@@ -157,6 +166,7 @@ class Gate:
             "probes": len(probes),
             "locality_probes": len(kept),
             "locality_similarity": similarity,
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
             "locality_lost": [{"q": p["q"], "base": p["base"][:120], "a": a[:120]}
                               for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:12],
             "examples": [{"q": p.question, "a": a, "ok": recall_hit(a, p.expected, p.forbidden)}

@@ -145,6 +145,7 @@ class TrainJob(BaseModel):
     adam_epsilon: float = 1e-8  # AdamW's epsilon
     epochs: float = 3.0
     batch_size: int = 8
+    min_steps_per_epoch: int | None = None  # smaller batches (not below 1) for a dataset too small for this many steps (`step_batch`)
     max_length: int = 512
     packing: bool = True
     padding_free: bool = False  # without packing: each batch flattened into one row, no padding computed
@@ -179,6 +180,17 @@ def stop_reason(checks: list[float], job: TrainJob) -> str | None:
     if n and len(checks) > n and checks[-1] >= job.stop_floor and max(checks[-n:]) <= max(checks[:-n]):
         return "plateau"
     return None
+
+
+def step_batch(rows: int, job: TrainJob) -> int:
+    """The batch size for `rows` examples (or packed rows): `job.batch_size`, or less when an epoch would
+    otherwise take fewer than `job.min_steps_per_epoch` optimizer steps. With AdamW each step moves the
+    adapter about as far whatever the batch holds, so it is the steps that learn: two memories' 29
+    examples in batches of 8 are 4 steps an epoch, and 8 epochs (32 steps) did not learn them where a
+    12-memory sleep (12 steps an epoch) had learned its own by epoch 4 (BENCHMARKS.md)."""
+    if job.min_steps_per_epoch is None:
+        return job.batch_size
+    return max(1, min(job.batch_size, rows // job.min_steps_per_epoch))
 
 
 def _emit(**event) -> None:
@@ -261,10 +273,11 @@ def fit(job: TrainJob) -> dict:
     if job.assistant_only and not cuda:
         _score_only_trained_positions()
     dataset = Dataset.from_list([{"messages": c} for c in job.conversations])
+    batch_size = step_batch(len(dataset), job) if not job.packing else job.batch_size  # packed: rows unknown yet
     args = SFTConfig(
         output_dir=str(Path(job.output_dir).parent / ".trainer-tmp"),
         num_train_epochs=job.epochs,
-        per_device_train_batch_size=job.batch_size,
+        per_device_train_batch_size=batch_size,
         learning_rate=job.learning_rate,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=2,
@@ -334,7 +347,7 @@ def fit(job: TrainJob) -> dict:
     loop_seconds = state["loop_seconds"] or seconds
     out = Path(job.output_dir)
     trainer.model.save_pretrained(out)
-    epochs_done = result.global_step / max(1, math.ceil(len(trainer.train_dataset) / job.batch_size))
+    epochs_done = result.global_step / max(1, math.ceil(len(trainer.train_dataset) / batch_size))
     summary = {
         "steps": result.global_step,
         "loss": state["loss"],  # the last logged step's loss
@@ -344,6 +357,7 @@ def fit(job: TrainJob) -> dict:
         "tokens_per_epoch": tokens,
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
+        "batch_size": batch_size,
         "stopped_by_budget": bool(job.time_budget_s and seconds > job.time_budget_s),
         "stopped_early": state["stopped_early"],  # before the last epoch: "recall" (probes answered) or "plateau"
         "epochs": round(epochs_done, 2),
