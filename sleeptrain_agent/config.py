@@ -101,7 +101,7 @@ class VLLMConfig(_Section):
     cpu_single_worker: bool = True  # on CPUs: the model runs in vLLM's engine process, no worker process (ready in 0.81x the time: serve_bench --starts)
     gpu_memory_utilization: float = Field(0.45, gt=0, le=0.95)  # on GPUs: leave room for a sleep's training
     restart: bool = True  # restart the child (and reload the active adapter) if it dies
-    eval_concurrency: int = Field(32, ge=1)  # a sleep's evaluation requests (anchors, gate probes) in flight at once: vLLM batches them (32: 0.59x the time of 8, `sleep_bench gate`)
+    eval_concurrency: int = Field(32, ge=1)  # batched evaluation requests (a sleep's anchors and gate probes, `sleeptrain eval`) in flight at once: vLLM batches them (32: 0.59x the time of 8, `sleep_bench gate`)
     extra_args: list[str] = []  # appended to the vLLM command line
 
 
