@@ -26,6 +26,7 @@ Benchmark and the tests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -118,21 +119,19 @@ class Gate:
         pending memories). `adapter_locality` is the candidate answering every general question."""
         probes = dreams.probes
         questions = [self.messages(p.question) for p in probes] + [self.messages(p["q"]) for p in locality]
-        t0 = time.monotonic()
-        answers = self.backend.evaluate(questions, self.params, adapter=candidate)
-        seconds = {"candidate": time.monotonic() - t0}  # where the gate's time goes, in its scores
+        seconds: dict[str, float] = {}  # where the gate's time goes, in its scores
+        with _timed(seconds, "candidate"):
+            answers = self.backend.evaluate(questions, self.params, adapter=candidate)
         served, routed = list(answers), None
         if self.router is not None and known is None:
             known = self.store.memories(status=(*ROUTED_STATUSES, "pending"))
         if self.router is not None and known:  # no memories, no keys: the adapter answers, as in the chat
-            t0 = time.monotonic()
-            routed = [r.adapter for r in self.router.route(questions, known)]
-            seconds["route"] = time.monotonic() - t0
+            with _timed(seconds, "route"):
+                routed = [r.adapter for r in self.router.route(questions, known)]
             to_base = [i for i in range(len(probes)) if not routed[i]]
             if to_base:
-                t0 = time.monotonic()
-                outs = self.backend.evaluate([questions[i] for i in to_base], self.params, adapter=None)
-                seconds["base"] = time.monotonic() - t0
+                with _timed(seconds, "base"):
+                    outs = self.backend.evaluate([questions[i] for i in to_base], self.params, adapter=None)
                 for i, a in zip(to_base, outs, strict=True):
                     served[i] = a
             for j, p in enumerate(locality):  # the base model's answers are the reference itself
@@ -152,11 +151,10 @@ class Gate:
         alone = [locality_hit(a, p["expect"]) for a, p in zip(answers[len(probes):], locality, strict=True)]
         similarity = None
         if locality:
-            t0 = time.monotonic()
-            base = self.embedder.encode([p["base"] for p in locality])
-            cand = self.embedder.encode(local_answers)
-            similarity = round(float((base * cand).sum(axis=1).mean()), 3)
-            seconds["similarity"] = time.monotonic() - t0
+            with _timed(seconds, "similarity"):
+                base = self.embedder.encode([p["base"] for p in locality])
+                cand = self.embedder.encode(local_answers)
+                similarity = round(float((base * cand).sum(axis=1).mean()), 3)
         scores = {
             "recall": _share(hits["new"]),
             "retention": _share(hits["replay"], empty=None),
@@ -166,7 +164,7 @@ class Gate:
             "probes": len(probes),
             "locality_probes": len(kept),
             "locality_similarity": similarity,
-            "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "seconds": seconds,
             "locality_lost": [{"q": p["q"], "base": p["base"][:120], "a": a[:120]}
                               for p, a, ok in zip(locality, local_answers, kept, strict=True) if not ok][:12],
             "examples": [{"q": p.question, "a": a, "ok": recall_hit(a, p.expected, p.forbidden)}
@@ -209,6 +207,14 @@ class Gate:
             if s["recall"] < self.cfg.min_recall:
                 break  # weaker still forgets the new memories: stop
         return candidate, {**scores, "scales_tried": tried}, False
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], key: str):
+    """Record the block's wall time, in seconds (2 decimals), as `seconds[key]`."""
+    t0 = time.monotonic()
+    yield
+    seconds[key] = round(time.monotonic() - t0, 2)
 
 
 def _share(hits: list[bool], empty: float | None = 1.0) -> float | None:
