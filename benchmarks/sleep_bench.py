@@ -103,10 +103,12 @@ def trainer(args) -> None:
     # name -> (TrainJob settings, environment); the first is the baseline
     variants = {
         "plain SFTTrainer + PEFT": (dict(packing=False, assistant_only=False, layers=None, target_modules=ALL_LINEAR,
-                                         dtype="float32"), {"SLEEPTRAIN_UNSLOTH": "0"}),
+                                         dtype="float32", attention="sdpa"), {"SLEEPTRAIN_UNSLOTH": "0"}),
     }  # fmt: skip
     for dtype in args.dtypes:
-        variants[f"sleeptrain trainer, {dtype}"] = ({**ours, "dtype": dtype}, {"SLEEPTRAIN_UNSLOTH": "0"})
+        for attention in args.attention:  # the configured attention is the trainer's own; others are named
+            name = f"sleeptrain trainer, {dtype}" + ("" if attention == cfg.attention else f", {attention} attention")
+            variants[name] = ({**ours, "dtype": dtype, "attention": attention}, {"SLEEPTRAIN_UNSLOTH": "0"})
     if torch.cuda.is_available():  # the GPU path: the same job through Unsloth (where it is installed)
         variants["sleeptrain trainer, Unsloth"] = ({**ours, "dtype": "bfloat16"}, {"SLEEPTRAIN_UNSLOTH": "1"})
     speeds: dict[str, list[float]] = {name: [] for name in variants}
@@ -140,11 +142,17 @@ def trainer(args) -> None:
                 print(f"speed-up, {name}: {statistics.median(values) / base:.2f}x  (medians of {len(values)} runs: "
                       f"{statistics.median(values):.1f} vs {base:.1f} tokens/s; target >= 1.5)")  # fmt: skip
         print(f"({len(conversations)} examples from {args.memories} memories; layers={cfg.layers}, packing={cfg.packing}, "
-              f"padding_free={cfg.padding_free}, targets={','.join(cfg.target_modules)})")  # fmt: skip
-        fp32, bf16 = speeds.get("sleeptrain trainer, float32"), speeds.get("sleeptrain trainer, bfloat16")
-        if fp32 and bf16:
-            print(f"bfloat16 / float32, sleeptrain trainer: {statistics.median(bf16) / statistics.median(fp32):.2f}x"
-                  f"  (medians {statistics.median(bf16):.1f} vs {statistics.median(fp32):.1f} tokens/s; target >= 2)")  # fmt: skip
+              f"padding_free={cfg.padding_free}, attention={cfg.attention}, targets={','.join(cfg.target_modules)})")  # fmt: skip
+        for attention in args.attention:
+            tail = "" if attention == cfg.attention else f", {attention} attention"
+            fp32, bf16 = speeds.get(f"sleeptrain trainer, float32{tail}"), speeds.get(f"sleeptrain trainer, bfloat16{tail}")
+            if fp32 and bf16:
+                print(f"bfloat16 / float32, sleeptrain trainer{tail}: {statistics.median(bf16) / statistics.median(fp32):.2f}x"
+                      f"  (medians {statistics.median(bf16):.1f} vs {statistics.median(fp32):.1f} tokens/s; target >= 2)")  # fmt: skip
+        for dtype in args.dtypes:
+            ours_, sdpa = speeds.get(f"sleeptrain trainer, {dtype}"), speeds.get(f"sleeptrain trainer, {dtype}, sdpa attention")
+            if ours_ and sdpa and cfg.attention != "sdpa":
+                print(f"{cfg.attention} / sdpa attention, {dtype}: {statistics.median(ours_) / statistics.median(sdpa):.2f}x")
         params = _parameters(model_dir(settings))
         for dtype in args.dtypes:
             values = speeds.get(f"sleeptrain trainer, {dtype}")
@@ -391,6 +399,8 @@ def main() -> None:
     t.add_argument("--overrides", default="{}", help='sleep.* settings, as JSON, e.g. \'{"layers": 8, "packing": true}\'')
     t.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["auto", "float32", "bfloat16"],
                    help="dtypes the sleep trainer runs in (model.dtype); bfloat16 / float32 is printed")  # fmt: skip
+    t.add_argument("--attention", nargs="+", default=["varlen", "sdpa"], choices=["varlen", "sdpa"],
+                   help="the trainer's attention on a CPU (sleep.attention); each is run in each dtype")  # fmt: skip
     s = sub.add_parser("sleeps")
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])

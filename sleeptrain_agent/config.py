@@ -149,6 +149,7 @@ class SleepConfig(_Section):
     max_length: int = Field(512, ge=64)  # longest training example in tokens
     packing: bool = False  # pack examples into rows (padding-free); see the trainer's docstring
     padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss
+    attention: Literal["varlen", "sdpa"] = "varlen"  # CPU training: each example of a row attends to itself only (sleeptrain_agent/sleep/attention.py), or transformers' sdpa over a block-diagonal mask
     stop_recall: float | None = Field(0.9, ge=0.0, le=1.0)  # stop at an epoch's end once the new memories' probes are answered this well (greedy, in the trainer; null: all planned epochs)
     stop_after_epochs: float = Field(2.0, gt=0)  # the first epoch the early-stop check runs after
     stop_patience: int | None = Field(2, ge=1)  # also stop once recall, at min_recall or more, has not risen in this many checks (null: off)

@@ -200,6 +200,63 @@ def test_bfloat16_step_matches_float32_on_a_fixed_batch(model_path):
     assert grad16.norm().item() == pytest.approx(grad32.norm().item(), rel=0.1)
 
 
+def test_varlen_attention_keeps_a_rows_examples_apart_like_separate_forwards(model_path):
+    """`sleep.attention: varlen` on the padding-free rows TRL's collator makes: the row's loss is the loss
+    of its examples run one by one (none attends to another), as with transformers' `sdpa`; the LoRA
+    gradients match sdpa's (float32 exactly, bfloat16 autocast as closely as the two dtypes agree); and
+    what is not such a row (batched, padded generation: the early-stop check) is answered as sdpa does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from sleeptrain_agent.sleep.attention import register
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    tok.chat_template = TRAINING_TEMPLATE
+    convs = conversations(3) + [[SYSTEM, {"role": "user", "content": "What do bees make, and why?"},
+                                 {"role": "assistant", "content": "Bees make honey, to feed the hive in winter."}]]  # fmt: skip
+    examples = []
+    for c in convs:  # lengths differ: the last example is longer than the others
+        b = tok.apply_chat_template(c, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        examples.append({"input_ids": b["input_ids"],
+                         "labels": [t if m else -100 for t, m in zip(b["input_ids"], b["assistant_masks"], strict=True)]})
+    row = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(examples)
+    assert row["input_ids"].shape[0] == 1 and len(row["cu_seq_lens_q"]) == len(convs) + 1
+    name = register()
+
+    def loss_and_grads(attn, dtype):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attn)
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"],
+                                                 task_type="CAUSAL_LM", init_lora_weights="gaussian"))  # fmt: skip
+        lora = [p for p in model.parameters() if p.requires_grad]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = model(**row, use_cache=False)  # as TRL's SFTTrainer calls it
+        out.loss.backward()
+        return model, out.loss.item(), torch.cat([p.grad.flatten() for p in lora])
+
+    model, loss, grads = loss_and_grads(name, torch.float32)
+    with torch.no_grad():  # each example alone, token-weighted like the row's loss
+        alone = [(model(input_ids=torch.tensor([e["input_ids"]]), labels=torch.tensor([e["labels"]])).loss.item(),
+                  sum(x != -100 for x in e["labels"][1:])) for e in examples]  # fmt: skip
+    assert loss == pytest.approx(sum(x * n for x, n in alone) / sum(n for _, n in alone), rel=1e-4)
+    sdpa_model, sdpa_loss, sdpa_grads = loss_and_grads("sdpa", torch.float32)
+    assert loss == pytest.approx(sdpa_loss, rel=1e-4)
+    assert torch.nn.functional.cosine_similarity(grads, sdpa_grads, dim=0).item() >= 0.9999
+
+    _, loss16, grads16 = loss_and_grads(name, torch.bfloat16)
+    _, sdpa16, sdpa_grads16 = loss_and_grads("sdpa", torch.bfloat16)
+    assert loss16 == pytest.approx(sdpa16, rel=0.02)
+    assert torch.nn.functional.cosine_similarity(grads16, sdpa_grads16, dim=0).item() >= 0.99
+
+    tok.padding_side = "left"
+    prompts = tok.apply_chat_template([c[:2] for c in convs], add_generation_prompt=True, tokenize=True,
+                                      return_dict=True, return_tensors="pt", padding=True)  # fmt: skip
+    outs = [m.generate(**prompts, max_new_tokens=12, do_sample=False) for m in (model, sdpa_model)]
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_trainer_in_bfloat16_learns_like_float32_and_saves_float32_weights(tmp_path, model_path):
     from safetensors import safe_open
 

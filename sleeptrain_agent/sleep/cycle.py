@@ -405,7 +405,7 @@ class SleepCycle:
             init_adapter=str(start) if start else None, rank=cfg.rank, alpha=cfg.alpha, layers=cfg.layers,
             target_modules=cfg.target_modules, learning_rate=cfg.learning_rate, adam_epsilon=cfg.adam_epsilon,
             epochs=epochs, batch_size=cfg.batch_size, min_steps_per_epoch=cfg.min_steps_per_epoch,
-            max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
+            max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free, attention=cfg.attention,
             time_budget_s=cfg.time_budget_s, seed=cfg.seed,
             dtype=self.settings.model.dtype, stop_recall=cfg.stop_recall, stop_after_epochs=cfg.stop_after_epochs,
             stop_patience=cfg.stop_patience if start else None, stop_floor=cfg.min_recall,  # drift: continued only

@@ -26,8 +26,10 @@ What makes it fast on a CPU, compared with a plain SFTTrainer run:
 - padding-free batches (`padding_free`: the same examples per step, flattened
   into one row) or packing (best-fit decreasing, padding-free, fewer and
   fuller rows): no compute spent on padding;
-  transformers keeps packed sequences apart with a block-diagonal mask built
-  from the position ids, so examples do not attend to each other;
+  on a CPU each example of a row attends to itself only (`sleep.attention:
+  varlen`, `sleeptrain_agent/sleep/attention.py`), not through SDPA over a
+  block-diagonal mask of the whole row (`sdpa`, what transformers does, and
+  what CUDA keeps);
 - LoRA on the last `layers` transformer blocks only (gradients stop early);
 - torch threads set to the cores available;
 - bfloat16 where the CPU multiplies in it natively (`dtype: auto`,
@@ -57,6 +59,7 @@ from pydantic import BaseModel, Field
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.dtypes import resolve
 from sleeptrain_agent.errors import SleepFailed
+from sleeptrain_agent.sleep.attention import register as register_attention
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ class TrainJob(BaseModel):
     seed: int = 0
     threads: int | None = None
     dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
+    attention: str = "varlen"  # CPU, padding-free rows: "varlen" (each example's own attention) or transformers' "sdpa"
     # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are answered greedily
     # (`probe_recall`); training stops at `stop_recall` or more (`stop_reason`)
     stop_probes: list[StopProbe] = Field(default_factory=list)
@@ -255,7 +259,9 @@ def fit(job: TrainJob) -> dict:
         model, _ = unsloth.from_pretrained(job.model_path, max_seq_length=job.max_length, dtype=None,
                                            load_in_4bit=False, load_in_16bit=True, full_finetuning=False)  # fmt: skip
     else:
-        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=dtype, attn_implementation="sdpa")
+        # on a CPU each example of a padding-free row attends to itself only, not through a mask over the row
+        attn = register_attention() if job.attention == "varlen" and not cuda else "sdpa"
+        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=dtype, attn_implementation=attn)
     torch.manual_seed(job.seed)  # the LoRA initialisation and the data order from here, however the process began
     if job.init_adapter:
         model = PeftModel.from_pretrained(model, job.init_adapter, is_trainable=True)
