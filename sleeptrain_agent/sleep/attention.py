@@ -30,14 +30,14 @@ def register() -> str:
     return NAME
 
 
-_layout: dict = {}  # the last row's gather indices: every layer of one forward shares them
+_layout: dict = {}  # the last row's layout: every layer of one forward shares it
 
 
 def _gather_layout(cu: torch.Tensor, device: torch.device) -> tuple[int, int, torch.Tensor, torch.Tensor]:
     """For cumulative lengths `cu` (0, l1, l1+l2, ..., L): the number of examples, the longest, the
     positions of the row's tokens in the padded (examples x longest) batch, and the allowed (causal,
     not padding) keys of each query, examples x 1 x longest x longest."""
-    key = (cu.data_ptr(), tuple(cu.shape), device)
+    key = (tuple(cu.tolist()), device)  # the lengths, not the tensor: a next batch may reuse its freed memory
     if _layout.get("key") == key:
         return _layout["value"]
     cu = cu.to(device=device, dtype=torch.long)

@@ -53,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -157,7 +158,7 @@ class TrainJob(BaseModel):
     seed: int = 0
     threads: int | None = None
     dtype: str = "auto"  # `sleeptrain_agent.dtypes.resolve`: bfloat16 where the machine has native bf16
-    attention: str = "varlen"  # CPU, padding-free rows: "varlen" (each example's own attention) or transformers' "sdpa"
+    attention: Literal["varlen", "sdpa"] = "varlen"  # CPU, padding-free rows: "varlen" (each example's own attention) or transformers' "sdpa"
     # early stop: at each epoch's end after `stop_after_epochs`, the held-out probes are answered greedily
     # (`probe_recall`); training stops at `stop_recall` or more (`stop_reason`)
     stop_probes: list[StopProbe] = Field(default_factory=list)
