@@ -1,6 +1,7 @@
 """The trainer's GPU path, checked in one short run on a CUDA machine (not in CI).
 
-    python benchmarks/gpu_check.py [--model DIR] [--memories 50] [--repeat 2]
+    python benchmarks/gpu_check.py --prepare            # here: .gpu/model and .gpu/conversations.json
+    python benchmarks/gpu_check.py [--model DIR] [--conversations FILE] [--repeat 2]   # there
 
 1. Versions: torch, CUDA device, transformers, peft, trl, and whether Unsloth imports.
 2. `benchmarks.sleep_bench trainer` on this machine: plain TRL + PEFT, the sleep trainer
@@ -12,6 +13,12 @@
 `--model DIR` may hold only a model's config and tokenizer (the weights of SmolLM2 do not
 fit a short transfer): the weights are then initialised at random from the config and
 saved to a temporary directory. Throughput and adapter format do not depend on them.
+
+`--prepare` (on a machine with the project installed) writes the default model's config
+and tokenizer to `.gpu/model` and the dream conversations of `--memories` synthetic
+memories to `.gpu/conversations.json`; the GPU machine then needs the trainer's packages
+only (torch, transformers, peft, trl, datasets, pydantic, pydantic-settings, and for the
+Unsloth path unsloth, unsloth_zoo and bitsandbytes), not spaCy or the store's.
 """
 
 from __future__ import annotations
@@ -89,18 +96,40 @@ def continue_adapter(model: Path, tmp: Path) -> None:
             print(f"unsloth={unsloth}: continued adapter loads with PEFT")
 
 
+def prepare(model: Path, conversations: Path, memories: int) -> None:
+    """Write the default model's config and tokenizer (no weights) and the bench's conversations."""
+    from sleeptrain_agent.config import load_settings, model_dir
+
+    source = model_dir(load_settings())
+    model.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.is_file() and not file.name.endswith((".safetensors", ".bin", ".pt")):
+            shutil.copy2(file, model / file.name)
+    print(f"{source} (config and tokenizer) -> {model}")
+    subprocess.run([sys.executable, "-m", "benchmarks.sleep_bench", "trainer", "--memories", str(memories),
+                    "--save-conversations", str(conversations)], cwd=ROOT, check=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / ".gpu" / "model")
+    ap.add_argument("--conversations", type=Path, default=ROOT / ".gpu" / "conversations.json",
+                    help="the training data (from --prepare); dreamt from --memories here when the file is absent")  # fmt: skip
     ap.add_argument("--memories", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--prepare", action="store_true", help="write --model and --conversations for a GPU machine, and stop")
     args = ap.parse_args()
+    if args.prepare:
+        prepare(args.model, args.conversations, args.memories)
+        return
     versions()
+    data = ["--conversations", str(args.conversations)] if args.conversations.exists() else ["--memories", str(args.memories)]
     with tempfile.TemporaryDirectory() as tmp:
         model = with_weights(args.model, Path(tmp))
         env = {**os.environ, "SLEEPTRAIN_MODEL__PATH": str(model), "SLEEPTRAIN_MODEL__DTYPE": "bfloat16"}
-        subprocess.run([sys.executable, "-m", "benchmarks.sleep_bench", "trainer", "--memories", str(args.memories),
-                        "--repeat", str(args.repeat)], env=env, cwd=ROOT, check=False)  # fmt: skip
+        # bfloat16 only (float32 is not the GPU path); attention as configured (SDPA on CUDA)
+        subprocess.run([sys.executable, "-m", "benchmarks.sleep_bench", "trainer", *data, "--repeat", str(args.repeat),
+                        "--dtypes", "bfloat16", "--attention", "varlen"], env=env, cwd=ROOT, check=False)  # fmt: skip
         continue_adapter(model, Path(tmp))
 
 

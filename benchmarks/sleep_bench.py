@@ -53,11 +53,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from memory.dreams import dream
-from memory.store import Store
 from sleeptrain_agent.config import data, load_settings, model_dir
 from sleeptrain_agent.sleep.trainer import TrainJob
+
+if TYPE_CHECKING:  # imported where used: `trainer --conversations` runs with the trainer's packages alone (a GPU machine)
+    from memory.store import Store
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 NAMES = ["Zorblax", "Quindle", "Mervath", "Tobrik", "Yselda", "Pravik", "Oluwen", "Castrel", "Dremmo", "Faluna"]
@@ -85,6 +87,18 @@ def synthetic(n: int, start: int = 0) -> list[dict]:
     return out
 
 
+def dream_conversations(memories: int, settings) -> list[list[dict]]:
+    """The training conversations of a sleep over `memories` synthetic memories (and the anchors)."""
+    from memory.dreams import dream
+
+    cfg = settings.sleep
+    anchors = [(q, "I am not sure, but here is a short and general answer to that question.")
+               for q in data("anchors.yaml")["train"]]  # fmt: skip
+    dreams = dream(synthetic(memories), [], data("qa_templates.yaml"), anchors, system_prompt=settings.serve.system_prompt,
+                   questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
+    return [e.messages for e in dreams.examples]
+
+
 def trainer(args) -> None:
     import os
 
@@ -92,12 +106,15 @@ def trainer(args) -> None:
 
     settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     cfg = settings.sleep
-    templates = data("qa_templates.yaml")
-    anchors = [(q, "I am not sure, but here is a short and general answer to that question.")
-               for q in data("anchors.yaml")["train"]]  # fmt: skip
-    dreams = dream(synthetic(args.memories), [], templates, anchors, system_prompt=settings.serve.system_prompt,
-                   questions=cfg.questions_per_memory, probes=cfg.probes_per_memory)  # fmt: skip
-    conversations = [e.messages for e in dreams.examples]
+    if args.conversations:
+        conversations = json.loads(args.conversations.read_text())
+        source = str(args.conversations)
+    else:
+        conversations, source = dream_conversations(args.memories, settings), f"{args.memories} memories"
+    if args.save_conversations:
+        args.save_conversations.write_text(json.dumps(conversations))
+        print(f"{len(conversations)} conversations from {source} -> {args.save_conversations}")
+        return
     ours = dict(packing=cfg.packing, padding_free=cfg.padding_free, assistant_only=True, layers=cfg.layers,
                 target_modules=cfg.target_modules)  # fmt: skip
     # name -> (TrainJob settings, environment); the first is the baseline
@@ -141,7 +158,7 @@ def trainer(args) -> None:
             if values and name != base_name:
                 print(f"speed-up, {name}: {statistics.median(values) / base:.2f}x  (medians of {len(values)} runs: "
                       f"{statistics.median(values):.1f} vs {base:.1f} tokens/s; target >= 1.5)")  # fmt: skip
-        print(f"({len(conversations)} examples from {args.memories} memories; layers={cfg.layers}, packing={cfg.packing}, "
+        print(f"({len(conversations)} examples from {source}; layers={cfg.layers}, packing={cfg.packing}, "
               f"padding_free={cfg.padding_free}, attention={cfg.attention}, targets={','.join(cfg.target_modules)})")  # fmt: skip
         for attention in args.attention:
             tail = "" if attention == cfg.attention else f", {attention} attention"
@@ -183,16 +200,21 @@ def _parameters(path: Path) -> int:
 
 
 def _matmul_flops(dtype, n: int = 2048, repeat: int = 10) -> float:
-    """FLOP/s of an n x n matmul in `dtype` on this machine (median of `repeat`)."""
+    """FLOP/s of an n x n matmul in `dtype` on the device the trainer uses (the GPU where there is
+    one, else this CPU; median of `repeat`)."""
 
     import torch
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b  # warm-up
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times)
 
@@ -218,6 +240,7 @@ def _same_adapter_format(a: Path, b: Path) -> bool:
 
 
 def sleeps(args) -> None:
+    from memory.store import Store
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
     from sleeptrain_agent.sleep.trainer import StandbyTrainer
@@ -289,6 +312,7 @@ def facts(args) -> None:
     from memory.embeddings import Embedder
     from memory.extractor import ExtractorJudge
     from memory.hippocampus import Hippocampus
+    from memory.store import Store
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.cycle import SleepCycle
 
@@ -395,6 +419,10 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     t = sub.add_parser("trainer")
     t.add_argument("--memories", type=int, default=20)
+    t.add_argument("--conversations", type=Path, help="train on these conversations (JSON, from --save-conversations) "
+                   "instead of dreaming --memories; needs only the trainer's packages")  # fmt: skip
+    t.add_argument("--save-conversations", type=Path, metavar="FILE",
+                   help="write the conversations of --memories to FILE and stop (for a machine without spaCy)")  # fmt: skip
     t.add_argument("--epochs", type=float, default=2.0)
     t.add_argument("--repeat", type=int, default=3, help="runs of each variant (alternating); medians are compared")
     t.add_argument("--overrides", default="{}", help='sleep.* settings, as JSON, e.g. \'{"layers": 8, "packing": true}\'')
