@@ -55,3 +55,22 @@ def test_vllm_finds_the_plugin():
 
     found = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
     assert found.get("sleeptrain_lora_mask") == "sleeptrain_agent.backends.vllm_plugin:register"
+
+
+@pytest.mark.parametrize("indices", [[1, 1, 1, 1, 1], [0, 2, 0, 2, 1], [-1, -1, -1, -1, -1], [2, -1, 2, 2, 0]])
+def test_the_grouped_products_equal_vllms_per_token_formula(ops, indices):
+    """One matrix product per adapter gives what vLLM's per-token gather gives (`-1`: no delta)."""
+    torch.manual_seed(1)
+    slots, rank, hidden, out_dim = 3, 4, 6, 10
+    a = torch.randn(slots, 1, rank, hidden)
+    b = torch.randn(slots, 1, out_dim, rank)
+    x = torch.randn(len(indices), hidden)
+    idx = torch.tensor(indices)
+    shrunk = torch.full((len(indices), rank), 7.0)  # overwritten
+    ops.bgmv_shrink(x, a, shrunk, idx, 0.25)
+    out = torch.ones(len(indices), out_dim)
+    ops.bgmv_expand(shrunk, b, out, idx, add_inputs=True)
+    keep = (idx >= 0).float().unsqueeze(1)
+    want_shrunk = 0.25 * torch.einsum("bi, boi -> bo", x, a[idx.clamp(min=0), 0]) * keep
+    assert torch.allclose(shrunk, want_shrunk, atol=1e-5)
+    assert torch.allclose(out, 1 + torch.einsum("bi, boi -> bo", want_shrunk, b[idx.clamp(min=0), 0]) * keep, atol=1e-5)
