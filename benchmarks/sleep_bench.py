@@ -35,7 +35,10 @@ every locality probe of `anchors.yaml`, answered greedily by a rank-16 MLP
 adapter through the real vLLM server (`sleep.probe_max_tokens`), with
 `vllm.eval_concurrency` at each `--concurrency` (alternating, `--repeat`
 times); prints the median seconds of each, its ratio to the first, and
-whether every setting gave the same answers.
+whether every setting gave the same answers; and the gate's own request
+(`Gate.answers`: memory questions in full, locality probes stopped at their
+first sentence) at the configured concurrency, against the full answers: its
+time, and whether the memory answers and every probe's `locality_hit` agree.
 
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
@@ -373,8 +376,10 @@ def facts(args) -> None:
 
 
 def gate(args) -> None:
+    from memory.answers import locality_hit
     from sleeptrain_agent.backends import GenerationParams
     from sleeptrain_agent.backends.vllm import VLLMBackend
+    from sleeptrain_agent.sleep.gate import Gate
     from tests.adapters import make_adapter
 
     settings = load_settings()
@@ -385,6 +390,7 @@ def gate(args) -> None:
     system = {"role": "system", "content": settings.serve.system_prompt}
     prompts = [[system, {"role": "user", "content": q}] for q in questions]
     params = GenerationParams(max_tokens=settings.sleep.probe_max_tokens, temperature=0.0)
+    configured = settings.vllm.eval_concurrency
     times: dict[int, list[float]] = {c: [] for c in args.concurrency}
     answers: dict[int, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -396,6 +402,10 @@ def gate(args) -> None:
             backend.evaluate(prompts[:4], params, adapter=adapter)  # warm-up: the first request compiles
             print(f"{len(prompts)} questions ({args.probes} memory questions, {len(spec['probe'])} locality probes), "
                   f"max_tokens {params.max_tokens}, vllm.dtype {backend.dtype}", flush=True)  # fmt: skip
+            # the gate's own request: memory questions in full, locality probes to their first sentence
+            gate_ = Gate(settings, settings.sleep, backend, None, None, Path(tmp), None)
+            each = [params] * args.probes + [gate_.first_sentence_params] * len(spec["probe"])
+            short: list[float] = []
             for r in range(args.repeat):
                 for c in args.concurrency:
                     backend.cfg.eval_concurrency = c
@@ -403,6 +413,12 @@ def gate(args) -> None:
                     answers[c] = backend.evaluate(prompts, params, adapter=adapter)
                     times[c].append(time.monotonic() - t0)
                     print(f"  run {r + 1}, concurrency {c:3d}: {times[c][-1]:6.1f} s", flush=True)
+                backend.cfg.eval_concurrency = configured
+                t0 = time.monotonic()
+                firsts = gate_.answers(prompts, each, adapter)
+                short.append(time.monotonic() - t0)
+                print(f"  run {r + 1}, concurrency {configured:3d}, locality to the first sentence: {short[-1]:6.1f} s",
+                      flush=True)  # fmt: skip
         finally:
             backend.stop()
     first = args.concurrency[0]
@@ -412,6 +428,16 @@ def gate(args) -> None:
         same = sum(a == b for a, b in zip(answers[c], answers[first], strict=True))
         print(f"concurrency {c:3d}: median {m:6.1f} s, {m / base:.2f}x of {first}; "
               f"answers identical to {first}'s: {same}/{len(prompts)}")  # fmt: skip
+    if configured in times:  # the same answers read the same way, at a fraction of the tokens?
+        full = answers[configured]
+        same = sum(a == b for a, b in zip(full[: args.probes], firsts[: args.probes], strict=True))
+        agree = sum(locality_hit(a, p["expect"]) == locality_hit(b, p["expect"])
+                    for a, b, p in zip(full[args.probes:], firsts[args.probes:], spec["probe"], strict=True))  # fmt: skip
+        hits = sum(locality_hit(a, p["expect"]) for a, p in zip(full[args.probes:], spec["probe"], strict=True))
+        m = statistics.median(short)
+        print(f"locality probes to the first sentence (the gate's request), concurrency {configured}: median {m:6.1f} s, "
+              f"{m / statistics.median(times[configured]):.2f}x of the full answers; memory answers identical "
+              f"{same}/{args.probes}; locality_hit the same {agree}/{len(spec['probe'])} ({hits} hits in full)")  # fmt: skip
 
 
 def main() -> None:

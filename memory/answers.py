@@ -12,7 +12,10 @@ words folded to digits ("4th" and "fourth" -> "4", "seven" -> "7",
 - `locality_hit(answer, alternatives)`: a general question answered right,
   judged on the answer's *first sentence* only (a small model's 64-token
   answers ramble; a right word in the rambling is luck);
-- `first_sentence`, `sentences_only`: the cuts used above and for anchors.
+- `first_sentence`, `sentences_only`: the cuts used above and for anchors;
+- `SENTENCE_STOPS`, `stopped_short`: stop strings that end a generation at
+  its first sentence (all `locality_hit` reads), and whether one fired where
+  `first_sentence` would not cut (after an initial or a title).
 
 `norm()` is the comparison key the hippocampus uses for subjects and values.
 """
@@ -31,6 +34,11 @@ _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixt
              "twentieth": 20, "thirtieth": 30}  # fmt: skip
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS | {"hundred": 100, "dozen": 12}
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z]\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bSt\.)(?<=[.!?])\s+")
+# where `_SENTENCE_END` cuts, as stop strings (a generation stopped by one ends without it); four, the most
+# vLLM's OpenAI API takes: a sentence ending "!\n" or "?\n" runs on to the next stop, and `first_sentence`
+# still cuts it there
+SENTENCE_STOPS = (". ", ".\n", "! ", "? ")
+_NOT_AN_END = re.compile(r"(?:\b[A-Z]|\bDr|\bMr|\bMs|\bSt)$")  # the text before a stop that `_SENTENCE_END` skips
 
 
 def _fold_numbers(tokens: list[str]) -> list[str]:
@@ -84,6 +92,13 @@ def keyword_hit(answer: str, alternatives: list) -> bool:
 def first_sentence(text: str) -> str:
     """The answer's first sentence (initials like "J.R.R." and titles like "Dr." do not end one)."""
     return _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+
+
+def stopped_short(text: str) -> bool:
+    """A generation that `SENTENCE_STOPS` ended may have stopped inside its first sentence: after an
+    initial or a title ("J. R. R. Tolkien", "Dr. Watson"), where `first_sentence` does not cut; such
+    an answer is asked again without the stops. (A stop after "I" is asked again too: harmless.)"""
+    return bool(_NOT_AN_END.search(text))
 
 
 def locality_hit(answer: str, alternatives: list) -> bool:

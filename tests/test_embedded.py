@@ -1,10 +1,15 @@
-"""The embedded backend's own pieces that need no model: OpenAI's frequency penalty as a logits processor."""
+"""The embedded backend: OpenAI's frequency penalty as a logits processor (no model), and a candidate
+adapter's evaluation with one generation setting per prompt (the real model)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from sleeptrain_agent.backends.embedded import _FrequencyPenalty
+from memory.answers import SENTENCE_STOPS, first_sentence, locality_hit
+from sleeptrain_agent.backends import GenerationParams
+from sleeptrain_agent.backends.embedded import EmbeddedBackend, _FrequencyPenalty
+from sleeptrain_agent.config import load_settings
 
 
 def test_frequency_penalty_counts_generated_tokens_only():
@@ -17,3 +22,27 @@ def test_frequency_penalty_counts_generated_tokens_only():
     assert out[0, 5] == 0 and out[0, 9] == 0 and out[0, 0] == 0
     untouched = _FrequencyPenalty(0.5, prompt_length=ids.shape[1])(ids, scores.clone())  # nothing generated yet
     assert torch.equal(untouched, scores)
+
+
+@pytest.mark.real
+def test_a_candidate_answers_each_prompt_with_its_own_params_and_stops_at_the_first_sentence(model_path, tmp_path):
+    """The gate's request: memory questions in full, locality probes to their first sentence. The stopped
+    answer is the full answer's first sentence (what `locality_hit` reads), without the stop string."""
+    from tests.adapters import make_adapter
+
+    backend = EmbeddedBackend(load_settings(), model_path)
+    backend.start()
+    adapter = make_adapter(model_path, tmp_path / "candidate", seed=0, rank=8, scale=0.1)
+    questions = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Why is the sky blue?")]
+    full = GenerationParams(max_tokens=48, temperature=0.0)
+    short = GenerationParams(max_tokens=48, temperature=0.0, stop=list(SENTENCE_STOPS))
+    long_answers = backend.evaluate(questions, full, adapter=adapter)
+    mixed = backend.evaluate(questions, [full, short], adapter=adapter)
+    assert mixed[0] == long_answers[0]
+    assert first_sentence(long_answers[1]) != long_answers[1].strip(), "the full answer has one sentence only"
+    assert mixed[1] == first_sentence(long_answers[1]).rstrip(".!?")
+    assert not any(s in mixed[1] for s in SENTENCE_STOPS)
+    words = first_sentence(long_answers[1]).split()
+    assert locality_hit(mixed[1], [words[-1]]) and locality_hit(long_answers[1], [words[-1]])
+    with pytest.raises(ValueError, match="2 generation params for 1 prompts"):
+        backend.evaluate(questions[:1], [full, short], adapter=adapter)

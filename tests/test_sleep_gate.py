@@ -121,7 +121,7 @@ class _Lengths(FakeBackend):
         self.max_tokens: list[int] = []
 
     def evaluate(self, prompts, params, adapter="active") -> list[str]:
-        self.max_tokens.append(params.max_tokens)
+        self.max_tokens.extend(p.max_tokens for p in (params if isinstance(params, list) else [params]))
         return ["Rome." for _ in prompts]
 
 
@@ -183,6 +183,70 @@ def test_locality_counts_the_first_sentence_only(answer, hit):
     }
     key = next((k for k in expect if k in answer), None)
     assert locality_hit(answer, expect[key] if key else ["x"]) is hit
+
+
+@pytest.mark.parametrize(("full", "shown"), [
+    ("The capital of Japan is Tokyo. It is a big city.", "The capital of Japan is Tokyo"),
+    ("Paris! What a city.", "Paris"),
+    ("Who knows? Maybe Rome.", "Who knows"),
+    ("It was painted by Vincent van Gogh", "It was painted by Vincent van Gogh"),  # no stop: the same text
+])  # fmt: skip
+def test_a_generation_stopped_at_a_sentence_stop_reads_as_its_first_sentence(full, shown):
+    """What a stop string leaves (the text before it, without it, as vLLM returns it) is what
+    `locality_hit` reads of the full answer, so the gate can stop locality answers there."""
+    from memory.answers import SENTENCE_STOPS, first_sentence, keyword_hit, locality_hit, stopped_short
+
+    cut = full[: min((full.find(s) for s in SENTENCE_STOPS if s in full), default=len(full))]
+    assert cut == shown and not stopped_short(cut)
+    for word in set(full.replace(".", " ").replace("!", " ").replace("?", " ").split()):
+        assert locality_hit(cut, [word]) == locality_hit(full, [word]) == keyword_hit(first_sentence(full), [word])
+
+
+@pytest.mark.parametrize("cut", ["The Hobbit was written by J", "It was found by Dr", "Ask Mr", "at St"])
+def test_a_stop_after_an_initial_or_a_title_is_stopped_short(cut):
+    from memory.answers import stopped_short
+
+    assert stopped_short(cut)
+
+
+class _StopsAtSentences(FakeBackend):
+    """Answers like a model that rambles: a stop string ends the answer before its first match."""
+
+    ANSWERS = {"Who wrote The Hobbit?": "It was written by J. R. R. Tolkien. He was a professor.",
+               "What is the capital of Japan?": "The capital of Japan is Tokyo. It is big.",
+               "Where does Zara live?": "Zara lives in Tromsø. She moved there."}  # fmt: skip
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[tuple[str, tuple]]] = []
+
+    def evaluate(self, prompts, params, adapter="active") -> list[str]:
+        each = params if isinstance(params, list) else [params] * len(prompts)
+        self.calls.append([(m[-1]["content"], tuple(p.stop)) for m, p in zip(prompts, each, strict=True)])
+        out = []
+        for m, p in zip(prompts, each, strict=True):
+            text = self.ANSWERS[m[-1]["content"]]
+            out.append(text[: min((text.find(s) for s in p.stop if s in text), default=len(text))])
+        return out
+
+
+def test_the_gate_answers_locality_probes_to_their_first_sentence_and_asks_again_after_an_initial(tmp_path):
+    """Memory questions are answered in full; locality probes stop at their first sentence; one stopped
+    after an initial ("J.") is asked again without stops, so `locality_hit` reads the whole sentence."""
+    from sleeptrain_agent.sleep.gate import Gate
+
+    settings = load_settings()
+    backend = _StopsAtSentences()
+    gate = Gate(settings, settings.sleep, backend, _Embed(), None, tmp_path, None)
+    questions = [gate.messages(q) for q in _StopsAtSentences.ANSWERS]
+    params = [gate.params, gate.first_sentence_params, gate.first_sentence_params]
+    questions = [questions[2], questions[0], questions[1]]  # the memory question first, as in `score`
+    answers = gate.answers(questions, params, tmp_path / "candidate")
+    assert answers == ["Zara lives in Tromsø. She moved there.",
+                       "It was written by J. R. R. Tolkien. He was a professor.",  # asked again in full
+                       "The capital of Japan is Tokyo"]  # fmt: skip
+    assert [c[0] for c in backend.calls[1]] == ["Who wrote The Hobbit?"] and backend.calls[1][0][1] == ()
+    assert len(backend.calls) == 2 and backend.calls[0][0][1] == () and backend.calls[0][1][1]
 
 
 class _ServesAnotherStoresAdapter(FakeBackend):

@@ -88,8 +88,20 @@ class Backend(Protocol):
     def serving(self) -> dict[str, str]: ...  # user -> the version answering them
     def generate(self, messages: list[dict], params: GenerationParams) -> Reply: ...
     def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float: ...
-    def evaluate(self, prompts: list[list[dict]], params: GenerationParams,
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams | list[GenerationParams],
                  adapter: str | Path | None = EVAL_ACTIVE) -> list[str]: ...  # fmt: skip
+
+
+def each_prompt(params: GenerationParams | list[GenerationParams], prompts: list) -> list[GenerationParams]:
+    """`evaluate`'s params, one per prompt: the same for all, or as given (one per prompt, sharing
+    `user` and `base`: one adapter answers a whole evaluation)."""
+    if not isinstance(params, list):
+        return [params] * len(prompts)
+    if len(params) != len(prompts):
+        raise ValueError(f"{len(params)} generation params for {len(prompts)} prompts")
+    if len({(p.user, p.base) for p in params}) > 1:
+        raise ValueError("one evaluation answers with one adapter: every prompt's params need the same user and base")
+    return params
 
 
 def vllm_available() -> bool:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
+from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter, each_prompt
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.dtypes import describe, resolve
 from sleeptrain_agent.errors import AdapterError, BackendError
@@ -178,11 +178,17 @@ class EmbeddedBackend:
         reply.prompt_tokens = prompt_tokens
         reply.completion_tokens = tokens or len(self.tokenizer(text)["input_ids"])
 
-    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
-        """Answer prompts one by one with `params.user`'s adapter, the base model (None) or a candidate directory."""
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams | list[GenerationParams],
+                 adapter=EVAL_ACTIVE) -> list[str]:  # fmt: skip
+        """Answer prompts one by one with `params.user`'s adapter, the base model (None) or a candidate
+        directory; `params` is one for all prompts or one per prompt (`each_prompt`)."""
+        each = each_prompt(params, prompts)
         if adapter in (EVAL_ACTIVE, None):
-            params = params if adapter == EVAL_ACTIVE else dataclasses.replace(params, base=True)
-            return [self.generate(p, params).text() for p in prompts]
+            if adapter is None:
+                each = [dataclasses.replace(p, base=True) for p in each]
+            return [self.generate(m, p).text() for m, p in zip(prompts, each, strict=True)]
+        if not prompts:
+            return []
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
@@ -192,14 +198,18 @@ class EmbeddedBackend:
         candidate = PeftModel.from_pretrained(base, str(adapter))
         candidate.eval()
         answers = []
-        for messages in prompts:
+        for messages, params in zip(prompts, each, strict=True):
             inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                         return_dict=True)  # fmt: skip
             kwargs = {"do_sample": False} if params.temperature == 0 else {"do_sample": True, "temperature": params.temperature}
+            stops = [s for s in params.stop if s]
+            if stops:  # transformers stops the generation; the text is cut at the stop string, as vLLM cuts it
+                kwargs |= {"stop_strings": stops, "tokenizer": self.tokenizer}
             with torch.inference_mode():
                 out = candidate.generate(**inputs, max_new_tokens=params.max_tokens,
                                          pad_token_id=self.tokenizer.eos_token_id, **kwargs)  # fmt: skip
-            answers.append(self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+            text = self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            answers.append(text[: min((text.find(s) for s in stops if s in text), default=len(text))])
         return answers
 
     def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:

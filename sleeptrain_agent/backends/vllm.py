@@ -48,7 +48,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter
+from sleeptrain_agent.backends import EVAL_ACTIVE, GenerationParams, Reply, check_adapter, each_prompt
 from sleeptrain_agent.children import die_with_parent
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.dtypes import describe, resolve
@@ -399,13 +399,18 @@ class VLLMBackend:
         except httpx.HTTPError as e:  # the server may be restarting; it forgets adapters anyway
             log.warning("could not unload adapter %s: %s", name, e)
 
-    def evaluate(self, prompts: list[list[dict]], params: GenerationParams, adapter=EVAL_ACTIVE) -> list[str]:
+    def evaluate(self, prompts: list[list[dict]], params: GenerationParams | list[GenerationParams],
+                 adapter=EVAL_ACTIVE) -> list[str]:  # fmt: skip
         """Answer many prompts concurrently (vLLM batches them) with `params.user`'s adapter, the base
-        model (None) or a candidate adapter directory (loaded under a temporary name, never routed to users)."""
+        model (None) or a candidate adapter directory (loaded under a temporary name, never routed to users);
+        `params` is one for all prompts or one per prompt (`each_prompt`)."""
+        each = each_prompt(params, prompts)
+        if not prompts:
+            return []
         self.wait_ready(self.cfg.startup_timeout_s)
         temp = taken = None
         if adapter == EVAL_ACTIVE:
-            _, taken = self._take(params.user, params.base)
+            _, taken = self._take(each[0].user, each[0].base)
             name = taken
         elif adapter is None:
             name = BASE_NAME
@@ -417,7 +422,8 @@ class VLLMBackend:
         # sleep's gate once; chat replies keep max_retries=0 (a dead server is reported at once)
         client = self._client.with_options(max_retries=EVAL_RETRIES)
 
-        def one(messages: list[dict]) -> str:
+        def one(job: tuple[list[dict], GenerationParams]) -> str:
+            messages, params = job
             extra = {}
             if params.json_schema is not None:
                 extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "a", "schema": params.json_schema}}
@@ -428,7 +434,7 @@ class VLLMBackend:
             return r.choices[0].message.content or ""
 
         try:
-            return _parallel(one, prompts, workers=self.cfg.eval_concurrency)
+            return _parallel(one, list(zip(prompts, each, strict=True)), workers=self.cfg.eval_concurrency)
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             raise BackendError(f"vLLM evaluation failed: {e}") from e
         finally:

@@ -27,13 +27,14 @@ Benchmark and the tests).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from memory.answers import locality_hit, recall_hit, sentences_only
+from memory.answers import SENTENCE_STOPS, first_sentence, locality_hit, recall_hit, sentences_only, stopped_short
 from memory.dreams import DreamSet, Probe
 from memory.embeddings import Embedder
 from memory.routing import MemoryRouter
@@ -66,6 +67,25 @@ class Gate:
     def params(self) -> GenerationParams:
         """Greedy answers of `probe_max_tokens`: the same for every probe, anchor and candidate."""
         return GenerationParams(max_tokens=self.cfg.probe_max_tokens, temperature=0.0)
+
+    @property
+    def first_sentence_params(self) -> GenerationParams:
+        """A locality probe's answer up to its first sentence: all that `locality_hit` reads (a small
+        model's answers ramble on to `probe_max_tokens`; the gate's candidate answers were most of a
+        sleep's validation time)."""
+        return dataclasses.replace(self.params, stop=list(SENTENCE_STOPS))
+
+    def answers(self, questions: list[list[dict]], params: list[GenerationParams], adapter: Path | None) -> list[str]:
+        """`backend.evaluate`, with every answer that the first-sentence stops ended inside its first
+        sentence (after "Dr.", an initial) asked again without them: `locality_hit` reads the same
+        sentence either way."""
+        answers = self.backend.evaluate(questions, params, adapter=adapter)
+        again = [i for i, (a, p) in enumerate(zip(answers, params, strict=True)) if p.stop and stopped_short(a)]
+        if again:
+            outs = self.backend.evaluate([questions[i] for i in again], self.params, adapter=adapter)
+            for i, a in zip(again, outs, strict=True):
+                answers[i] = a
+        return answers
 
     def anchors(self) -> tuple[list[tuple[str, str]], list[dict]]:
         """Train anchors as (prompt, the base model's answer) when `sleep.anchors` is on, and the
@@ -120,8 +140,9 @@ class Gate:
         probes = dreams.probes
         questions = [self.messages(p.question) for p in probes] + [self.messages(p["q"]) for p in locality]
         seconds: dict[str, float] = {}  # where the gate's time goes, in its scores
+        params = [self.params] * len(probes) + [self.first_sentence_params] * len(locality)
         with _timed(seconds, "candidate"):
-            answers = self.backend.evaluate(questions, self.params, adapter=candidate)
+            answers = self.answers(questions, params, candidate)
         served, routed = list(answers), None
         if self.router is not None and known is None:
             known = self.store.memories(status=(*ROUTED_STATUSES, "pending"))
@@ -152,8 +173,8 @@ class Gate:
         similarity = None
         if locality:
             with _timed(seconds, "similarity"):
-                base = self.embedder.encode([p["base"] for p in locality])
-                cand = self.embedder.encode(local_answers)
+                base = self.embedder.encode([first_sentence(p["base"]) for p in locality])  # what was answered
+                cand = self.embedder.encode([first_sentence(a) for a in local_answers])
                 similarity = round(float((base * cand).sum(axis=1).mean()), 3)
         scores = {
             "recall": _share(hits["new"]),
