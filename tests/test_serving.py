@@ -80,8 +80,10 @@ def test_bad_input_on_the_real_daemon(daemon):
 
 def test_hot_swap_under_load(daemon, adapters):
     store = daemon.store()
+    known = {a["version"] for a in store.adapters()}
     for version, path in adapters.items():
-        store.add_adapter(version, path)
+        if version not in known:  # first in the file, or after another test recorded them
+            store.add_adapter(version, path)
     client = daemon.client()
     prompt = [{"role": "user", "content": "Name three colours."}]
 
