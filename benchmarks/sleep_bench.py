@@ -281,7 +281,8 @@ def sleeps(args) -> None:
                     print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
                           f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
                           f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')}; "
-                          f"training {d.get('train_seconds')} s (loop {d.get('train_loop_seconds')} s, {d.get('train_tokens_per_s')} tokens/s; "
+                          f"training {d.get('train_seconds')} s (loop {d.get('train_loop_seconds')} s, early-stop checks "
+                          f"{d.get('train_check_seconds')} s of it, {d.get('train_tokens_per_s')} tokens/s; "
                           f"standby child: {d.get('train_warm')}), {d.get('train_epochs')} of {d.get('epochs')} epochs"
                           f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
                     print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "

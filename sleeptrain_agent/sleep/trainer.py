@@ -335,8 +335,10 @@ def fit(job: TrainJob) -> dict:
                 return
             if st.epoch is None or st.epoch + 1e-6 < job.stop_after_epochs or st.epoch + 1e-6 >= job.epochs:
                 return
+            t0 = time.monotonic()
             share = probe_recall(model, tokenizer, job.stop_probes)
-            state["checks"].append({"epoch": round(st.epoch, 2), "recall": round(share, 3)})
+            state["checks"].append({"epoch": round(st.epoch, 2), "recall": round(share, 3),
+                                    "seconds": round(time.monotonic() - t0, 2)})  # fmt: skip
             _emit(event="check", epoch=round(st.epoch, 2), recall=round(share, 3))
             reason = stop_reason([c["recall"] for c in state["checks"]], job)
             if reason is not None:
@@ -360,7 +362,8 @@ def fit(job: TrainJob) -> dict:
         "loss": state["loss"],  # the last logged step's loss
         "mean_loss": float(result.training_loss),  # averaged over the run
         "seconds": round(seconds, 2),  # data preparation + training loop
-        "loop_seconds": round(loop_seconds, 2),  # the training loop alone
+        "loop_seconds": round(loop_seconds, 2),  # the training loop alone (the early-stop checks in it)
+        "check_seconds": round(sum(c["seconds"] for c in state["checks"]), 2),  # those checks' answers
         "tokens_per_epoch": tokens,
         "tokens_per_s": round(tokens * epochs_done / loop_seconds, 1) if loop_seconds else None,
         "examples": len(job.conversations),
