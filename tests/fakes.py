@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from sleeptrain_agent.backends import GenerationParams, Reply
+from sleeptrain_agent.backends import GenerationParams, Reply, each_prompt
 
 
 class FakeBackend:
@@ -59,7 +59,7 @@ class FakeBackend:
         return reply
 
     def evaluate(self, prompts, params, adapter="active") -> list[str]:
-        return [self.generate(p, params).text() for p in prompts]
+        return [self.generate(m, p).text() for m, p in zip(prompts, each_prompt(params, prompts), strict=True)]
 
     def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:
         if self.fail_swap:
