@@ -62,8 +62,12 @@ def test_the_grouped_products_equal_vllms_per_token_formula(ops, indices):
     """One matrix product per adapter gives what vLLM's per-token gather gives (`-1`: no delta)."""
     torch.manual_seed(1)
     slots, rank, hidden, out_dim = 3, 4, 6, 10
-    a = torch.randn(slots, 1, rank, hidden)
-    b = torch.randn(slots, 1, out_dim, rank)
+    for _ in range(2):  # the second time, the layout of these indices is the one kept from the first
+        _check_against_vllm(ops, indices, torch.randn(slots, 1, rank, hidden), torch.randn(slots, 1, out_dim, rank))
+
+
+def _check_against_vllm(ops, indices, a, b):
+    rank, hidden, out_dim = a.shape[2], a.shape[3], b.shape[2]
     x = torch.randn(len(indices), hidden)
     idx = torch.tensor(indices)
     shrunk = torch.full((len(indices), rank), 7.0)  # overwritten
