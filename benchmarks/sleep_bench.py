@@ -39,6 +39,9 @@ whether every setting gave the same answers; and the gate's own request
 (`Gate.answers`: memory questions in full, locality probes stopped at their
 first sentence) at the configured concurrency, against the full answers: its
 time, and whether the memory answers and every probe's `locality_hit` agree.
+`--parts` times the request's parts once each instead (the prompts alone,
+the memory questions, the locality probes in full and to their first
+sentence, by the candidate and by the base model).
 
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
@@ -406,6 +409,9 @@ def gate(args) -> None:
             # the gate's own request: memory questions in full, locality probes to their first sentence
             gate_ = Gate(settings, settings.sleep, backend, None, None, Path(tmp), None)
             each = [params] * args.probes + [gate_.first_sentence_params] * len(spec["probe"])
+            if args.parts:
+                _gate_parts(backend, prompts, args.probes, params, gate_.first_sentence_params, adapter, path)
+                return
             short: list[float] = []
             for r in range(args.repeat):
                 for c in args.concurrency:
@@ -441,6 +447,29 @@ def gate(args) -> None:
               f"{same}/{args.probes}; locality_hit the same {agree}/{len(spec['probe'])} ({hits} hits in full)")  # fmt: skip
 
 
+def _gate_parts(backend, prompts: list, memory: int, params, first_sentence, adapter: Path, path: Path) -> None:
+    """Where a candidate's gate time goes: the prompts alone (1 token each), the memory questions,
+    the locality probes in full and to their first sentence, by the candidate and the base model."""
+    from transformers import AutoTokenizer
+
+    from sleeptrain_agent.backends import GenerationParams
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    mem, loc = prompts[:memory], prompts[memory:]
+    parts = [(f"prefill only, {len(prompts)} questions", prompts, GenerationParams(max_tokens=1, temperature=0.0), adapter),
+             (f"{len(mem)} memory questions, full", mem, params, adapter),
+             (f"{len(loc)} locality probes, full", loc, params, adapter),
+             (f"{len(loc)} locality probes, first sentence", loc, first_sentence, adapter),
+             (f"{len(loc)} locality probes, full, base model", loc, params, None),
+             (f"{len(loc)} locality probes, first sentence, base model", loc, first_sentence, None)]  # fmt: skip
+    for name, batch, p, a in parts:
+        t0 = time.monotonic()
+        out = backend.evaluate(batch, p, adapter=a)
+        seconds = time.monotonic() - t0
+        tokens = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in out)
+        print(f"{name:>48}: {seconds:6.1f} s, {tokens} tokens out", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -472,6 +501,8 @@ def main() -> None:
                    help="vllm.eval_concurrency values to compare (against the first)")  # fmt: skip
     g.add_argument("--repeat", type=int, default=3)
     g.add_argument("--probes", type=int, default=24, help="memory questions besides the locality probes")
+    g.add_argument("--parts", action="store_true",
+                   help="time the request's parts once instead (prompts alone, memory questions, locality probes)")  # fmt: skip
     args = ap.parse_args()
     {"trainer": trainer, "sleeps": sleeps, "facts": facts, "gate": gate}[args.what](args)
 

@@ -66,8 +66,8 @@ def register() -> None:
                       dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
         """Each token's input times its adapter's matrix (`weights[indices[t]]`, out x in): one matrix
         product per adapter in the batch, zero for index -1. vLLM's ops gather a copy of the matrix
-        for every token instead (tokens x out x in floats per layer and module), which made a
-        candidate adapter's prefill on this CPU 4x the base model's."""
+        for every token instead (tokens x out x in floats per layer and module): the gate's 81
+        prompts alone took 18.5 s through a candidate that way on this CPU, 4.9 s this way."""
         w = weights.squeeze(1) if weights.dim() == 4 else weights
         x = inputs.to(dtype=dtype)
         groups = layout(indices)
