@@ -151,7 +151,8 @@ class SleepConfig(_Section):
     padding_free: bool = True  # flatten each batch into one row: no compute on padding, same batches and loss
     attention: Literal["varlen", "sdpa"] = "varlen"  # CPU training: each example of a row attends to itself only (sleeptrain_agent/sleep/attention.py), or transformers' sdpa over a block-diagonal mask
     stop_recall: float | None = Field(0.9, ge=0.0, le=1.0)  # stop at an epoch's end once the new memories' probes are answered this well (greedy, in the trainer; null: all planned epochs)
-    stop_after_epochs: float = Field(2.0, gt=0)  # the first epoch the early-stop check runs after
+    stop_after_epochs: float = Field(2.0, gt=0)  # the first epoch the early-stop check runs after (continuing an adapter)
+    stop_after_epochs_new: float = Field(3.0, gt=0)  # the same for a new adapter (a first or deep sleep): after 2 epochs one has answered 0-4% of its probes in every sleep measured (BENCHMARKS.md)
     stop_patience: int | None = Field(2, ge=1)  # also stop once recall, at min_recall or more, has not risen in this many checks (null: off)
     time_budget_s: float = Field(420.0, gt=0)  # training stops here (the adapter is still saved and gated)
     train_timeout_s: float = Field(1200.0, gt=0)  # the training child is killed after this long

@@ -366,10 +366,11 @@ def _drift_cycle(tmp_path, monkeypatch, backend, **sleep) -> SleepCycle:
         (out / "started_from").write_text(str(self.job.init_adapter))
         trained.append((self.job.init_adapter, self.job.conversations))
         cycle.patience.append(self.job.stop_patience)
+        cycle.first_check.append(self.job.stop_after_epochs)
         return {"steps": 1, "loss": 0.1}
 
     monkeypatch.setattr("sleeptrain_agent.sleep.cycle.TrainerChild.run", train)
-    cycle.trained, cycle.patience = trained, []
+    cycle.trained, cycle.patience, cycle.first_check = trained, [], []
     store.add_memory(subject="Zara", relation="lives in", value="Tromsø", text="Zara lives in Tromsø.")
     [first] = cycle.run("test", {"min_locality": 0.0, "min_adapter_locality": 0.0})  # from the base model
     assert first["status"] == "promoted" and not first["details"]["deep"], first
@@ -392,6 +393,7 @@ def test_a_drifted_continued_sleep_is_retried_as_a_deep_sleep(tmp_path, monkeypa
     (cont_from, _), (deep_from, deep_data) = cycle.trained[1:]
     assert str(cont_from) == first["path"] and deep_from is None
     assert cycle.patience == [None, 2, None]  # the plateau stop only where an adapter is continued (drift)
+    assert cycle.first_check == [3.0, 2.0, 3.0]  # a new adapter's first probe check one epoch later
     assert "Tromsø" in json.dumps(deep_data, ensure_ascii=False) and "cello" in json.dumps(deep_data)
     rebuilt = store.active_adapter("default")
     assert rebuilt["parent"] is None and rebuilt["version"] == row["adapter"]

@@ -71,38 +71,46 @@ def test_bad_job_fails_with_a_message(tmp_path, model_path):
     assert proc.returncode != 0 and "missing" in proc.stderr
 
 
-def test_scoring_only_labelled_positions_gives_the_same_loss(model_path):
-    """The CPU speed-up of `_score_only_trained_positions`: TRL's fused LM head on the labelled
-    positions only must give exactly the loss (and gradients) of scoring every position."""
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_labelled_lm_head_gives_trls_loss_and_gradients(model_path, dtype):
+    """`_labelled_lm_head` (CPU): the LM head on the labelled positions only, in the autocast dtype, must
+    give TRL's fused head's loss, gradients and metrics (entropy, top-1), and leave the plain forward
+    (generation) alone. In bf16 both heads round the logits to bf16; the tolerances are bf16's."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
     from sleeptrain_agent.sleep import trainer
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    trl_utils.add_fused_lm_head(model)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
     ids = torch.randint(0, 1000, (2, 24))
     labels = ids.clone()
     labels[:, :15] = -100  # the prompt: no loss
-    original = trl_utils._use_triton
+    labels[1, 20] = -100
 
-    def loss_and_grad():
+    def run():
         model.zero_grad()
-        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
         out.loss.backward()
-        return out.loss.item(), model.model.layers[-1].mlp.down_proj.weight.grad.clone()
+        grad = model.model.layers[-1].mlp.down_proj.weight.grad.float().clone()
+        return out, grad
 
-    try:
-        trl_utils._use_triton = lambda device: False
-        full_loss, full_grad = loss_and_grad()
-        trainer._score_only_trained_positions()
-        assert trl_utils._use_triton(torch.device("cpu")) is True
-        compact_loss, compact_grad = loss_and_grad()
-    finally:
-        trl_utils._use_triton = original
-    assert compact_loss == pytest.approx(full_loss, rel=1e-5)
-    assert torch.allclose(compact_grad, full_grad, rtol=1e-4, atol=1e-6)
+    trls, trl_grad = run()
+    plain = model(input_ids=ids).logits
+    trainer._labelled_lm_head(model, chunk=5)  # several chunks, the last one short
+    ours, our_grad = run()
+    rel = 1e-5 if dtype == "float32" else 2e-2
+    assert ours.loss.item() == pytest.approx(trls.loss.item(), rel=rel)
+    assert torch.equal(ours.label_mask, trls.label_mask)
+    assert torch.allclose(ours.log_probs, trls.log_probs, rtol=rel, atol=rel)
+    assert torch.allclose(ours.entropy, trls.entropy.float(), rtol=rel, atol=rel)
+    assert (ours.is_top1 == trls.is_top1).float().mean() > 0.9 and not ours.is_top1[~ours.label_mask].any()
+    cosine = torch.nn.functional.cosine_similarity(our_grad.flatten(), trl_grad.flatten(), dim=0)
+    assert cosine > (0.99999 if dtype == "float32" else 0.99)
+    assert torch.equal(model(input_ids=ids).logits, plain)  # without fused_lm_head: the model's own forward
 
 
 def test_padding_free_batches_give_the_same_loss_as_padded_ones(model_path):

@@ -407,7 +407,7 @@ class SleepCycle:
             epochs=epochs, batch_size=cfg.batch_size, min_steps_per_epoch=cfg.min_steps_per_epoch,
             max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free, attention=cfg.attention,
             time_budget_s=cfg.time_budget_s, seed=cfg.seed,
-            dtype=self.settings.model.dtype, stop_recall=cfg.stop_recall, stop_after_epochs=cfg.stop_after_epochs,
+            dtype=self.settings.model.dtype, stop_recall=cfg.stop_recall, stop_after_epochs=cfg.stop_after_epochs if start else cfg.stop_after_epochs_new,
             stop_patience=cfg.stop_patience if start else None, stop_floor=cfg.min_recall,  # drift: continued only
             stop_probes=[StopProbe(messages=[{"role": "system", "content": self.settings.serve.system_prompt},
                                              {"role": "user", "content": p.question}],

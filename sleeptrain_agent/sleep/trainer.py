@@ -22,7 +22,9 @@ threads behind, which a fork would not copy). The cost: one idle process
 
 What makes it fast on a CPU, compared with a plain SFTTrainer run:
 - loss on assistant tokens only (a ChatML training template with
-  `{% generation %}` markers, rendered exactly like SmolLM2's own);
+  `{% generation %}` markers, rendered exactly like SmolLM2's own), and on a
+  CPU the LM head computed for those tokens only, in the autocast dtype
+  (`_labelled_lm_head`, in place of TRL's GPU-kernel fallback);
 - padding-free batches (`padding_free`: the same examples per step, flattened
   into one row) or packing (best-fit decreasing, padding-free, fewer and
   fuller rows): no compute spent on padding;
@@ -87,9 +89,11 @@ class StopProbe(BaseModel):
     forbidden: str | list[str] | None = None
 
 
-def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 16) -> float:
+def probe_recall(model, tokenizer, probes: list[StopProbe], batch: int = 64) -> float:
     """The share of `probes` the model answers right: greedy answers (as the gate asks them, a few tokens
-    longer than the reference answer), checked by `memory.answers.recall_hit`. Batched, left-padded."""
+    longer than the reference answer), checked by `memory.answers.recall_hit`. Batched, left-padded: on a
+    CPU generation costs per decoding step far more than per sequence (24 probes in one batch 3.5 s, in
+    batches of 16 5.1-5.4 s), so a sleep's probes go in one batch."""
     import torch
 
     from memory.answers import recall_hit
@@ -202,18 +206,60 @@ def _emit(**event) -> None:
     print(json.dumps(event), file=_events, flush=True)
 
 
-def _score_only_trained_positions() -> None:
-    """TRL's fused LM head projects only the positions that have a label on Triton devices, and every
-    position elsewhere (fixed tile shapes for compilers like Neuron's). On a CPU there is nothing to
-    recompile, and with assistant-only loss most positions have no label: the LM head (49k x 576, the
-    largest matrix of SmolLM2) is then computed for the assistant tokens only. Same loss, fewer FLOPs.
-    Guarded: a TRL without this internal simply keeps its own behaviour."""
-    try:
-        from trl.trainer import utils as trl_utils
-    except ImportError:
-        return
-    if hasattr(trl_utils, "_use_triton"):
-        trl_utils._use_triton = lambda device: True
+def _labelled_lm_head(model, chunk: int = 1024) -> None:
+    """On a CPU, replace TRL's fused LM head (`add_fused_lm_head`, which SFTTrainer installs) with one that
+    projects only the positions that have a label, through the model's own LM head, in the autocast dtype.
+
+    TRL's head folds vocabulary tiles into running statistics with Triton on GPUs; on a CPU it falls back
+    to torch ops over every position (labelled or not), widens each tile and the LM head's weight to
+    float32 for the gradient products, and recomputes the tiles in the backward pass. The LM head
+    (49k x 576) is SmolLM2's largest matrix, and with assistant-only loss most positions have no label:
+    that fallback was a quarter of a bf16 training step (BENCHMARKS.md, "The LM head on the labelled
+    positions"). Here the labelled positions' logits are one matrix product (bf16 under autocast, AMX
+    where the CPU has it), `log_softmax` in float32, `chunk` positions at a time to bound memory.
+    Same loss as TRL's; the entropy and top-1 metrics TRL logs are computed without gradient.
+
+    `model` is the model TRL patched (the PEFT model's base model). Its forward keeps TRL's signature:
+    without `fused_lm_head=True` it is TRL's (and so the model's own) forward, so generation is unchanged."""
+    import types
+
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    trl_forward = model.forward
+
+    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None,
+                **kwargs):  # fmt: skip
+        if not fused_lm_head:
+            return trl_forward(*args, labels=labels, shift_labels=shift_labels, num_items_in_batch=num_items_in_batch,
+                               **kwargs)  # fmt: skip
+        kwargs["use_cache"] = False  # as TRL's: padding-free rows keep their examples apart only without a cache
+        hidden = self.base_model(*args, **kwargs).last_hidden_state
+        if shift_labels is None:
+            hidden, labels = hidden[:, :-1], labels[:, 1:]
+        else:
+            labels = shift_labels
+        mask = labels != -100
+        picked, targets = hidden[mask], labels[mask]
+        head = self.get_output_embeddings()
+        scored, entropy, top1 = [], [], []
+        for i in range(0, len(targets), chunk):
+            logp = torch.log_softmax(head(picked[i : i + chunk]).float(), dim=-1)
+            part = targets[i : i + chunk]
+            scored.append(logp.gather(-1, part[:, None]).squeeze(-1))
+            with torch.no_grad():
+                entropy.append(-(logp.exp() * logp).sum(-1))
+                top1.append(logp.argmax(-1) == part)
+        # masked_scatter keeps the loss connected to the model even when no position has a label
+        log_probs = hidden.new_zeros(mask.shape, dtype=torch.float32).masked_scatter(mask, torch.cat(scored))
+        denominator = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return FusedCausalLMOutput(
+            loss=-log_probs.sum() / denominator, log_probs=log_probs,
+            entropy=log_probs.new_zeros(mask.shape).masked_scatter(mask, torch.cat(entropy)),
+            is_top1=mask.new_zeros(mask.shape).masked_scatter(mask, torch.cat(top1)), label_mask=mask,
+        )  # fmt: skip
+
+    model.forward = types.MethodType(forward, model)
 
 
 def _unsloth():
@@ -277,8 +323,6 @@ def fit(job: TrainJob) -> dict:
             layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
         )  # fmt: skip
 
-    if job.assistant_only and not cuda:
-        _score_only_trained_positions()
     dataset = Dataset.from_list([{"messages": c} for c in job.conversations])
     batch_size = step_batch(len(dataset), job) if not job.packing else job.batch_size  # packed: rows unknown yet
     args = SFTConfig(
@@ -347,6 +391,8 @@ def fit(job: TrainJob) -> dict:
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
+    if not cuda:  # TRL's fused head is its Triton kernels on GPUs; on a CPU, the labelled positions only
+        _labelled_lm_head(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     if not trainable:
