@@ -254,7 +254,10 @@ def sleeps(args) -> None:
     settings = load_settings(overrides={"sleep": json.loads(args.overrides)})
     path = model_dir(settings)
     print(f"sleep.standby_trainer: {settings.sleep.standby_trainer}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
         backend = VLLMBackend(settings, path, Path(tmp) / "logs")
         # one standby for all the sleeps, as the daemon keeps one: started with the server, again after each
         # sleep (`SleepCycle.run`), and given `--standby-wait` s untimed before each sleep to import
@@ -275,6 +278,9 @@ def sleeps(args) -> None:
                         store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
                                          value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
                     cycle = SleepCycle(settings, store, backend, path, state, standby=standby)
+                    if cycle.router is not None:  # the consolidated memories' keys, embedded as a daemon does at start
+                        cycle.router.route([[{"role": "user", "content": "warm up"}]],
+                                           store.memories(status="consolidated", user="default"))  # fmt: skip
                     if settings.sleep.standby_trainer:
                         time.sleep(args.standby_wait)  # the idle time between sleeps, in which it imports
                     t0 = time.monotonic()
@@ -490,6 +496,8 @@ def main() -> None:
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
     s.add_argument("--overrides", default="{}", help="sleep.* settings for these sleeps, as JSON")
+    s.add_argument("--keep", type=Path, metavar="DIR", help="keep each sleep's state directory (its job, trainer log, "
+                   "gate answers) under DIR instead of a temporary one")  # fmt: skip
     s.add_argument("--standby-wait", type=float, default=30.0,
                    help="untimed seconds before each sleep for the standby trainer to import (sleep.standby_trainer)")  # fmt: skip
     f = sub.add_parser("facts")

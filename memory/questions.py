@@ -128,7 +128,7 @@ class _Clause:
             w = self.repl.get(i, t.text)
             if not w:
                 continue
-            if i == self.sent.start and t.pos_ not in ("PROPN",) and w != "I":
+            if i == self.sent.start and w != "I" and _common(t):
                 w = w.lower()
             out.append(w)
         text = " ".join(out)
@@ -264,6 +264,12 @@ class _Clause:
             parts.append(self.words(front))
         text = " ".join(p for p in [wh, aux, self.subject_text(subject), *parts] if p)
         return text[0].upper() + text[1:] + "?"
+
+
+def _common(t) -> bool:
+    """A sentence's first word that is an ordinary word ("The", "My", "Water"), lowercased where a question
+    moves it; a name keeps its case even where the tagger misses it ("Quindle1", "McAllister")."""
+    return t.pos_ != "PROPN" and not t.ent_type_ and t.text.isalpha() and t.text[1:].islower()
 
 
 def _ents(tokens) -> set[str]:

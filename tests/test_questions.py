@@ -103,3 +103,13 @@ def test_we_said_as_the_user_and_someone_of_theirs_is_asked_as_we():
         asked = [qa.question for qa in ask({"text": text, "subject": "user", "value": "x"})]
         assert question in asked, asked
         assert not any(" my " in q or q.endswith(" my?") for q in asked), asked
+
+
+def test_a_name_that_opens_the_statement_keeps_its_case_where_a_question_moves_it():
+    """A sentence's first word is lowercased where a question moves it ("Water boils ..." -> "What does
+    water boil at?"), but a name keeps its case even where the tagger does not read it as a name: a probe
+    "In which place does quindle1 live?" is not the name the user said."""
+    asked = [qa.question for qa in ask({"text": "Quindle1 lives in Lund.", "subject": "Quindle1", "value": "Lund"})]
+    assert "In which place does Quindle1 live?" in asked and not any("quindle1" in q for q in asked), asked
+    asked = [qa.question for qa in ask({"text": "Water boils at 100 degrees.", "subject": "water", "value": "100"})]
+    assert any(q.startswith("What does water boil") for q in asked), asked
