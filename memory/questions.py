@@ -41,7 +41,7 @@ from functools import lru_cache
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
-from memory.language import inflect, parse
+from memory.language import common_noun, inflect, parse
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
@@ -373,6 +373,10 @@ def _gaps(c: _Clause, memory: dict):
             yield "What", sub, "", alt, "wh"
             if prep is None and not named and _kind(t):  # "I play the bassoon": What instrument do I play?
                 yield f"What {_kind(t)}", sub, "", None, "wh"
+            elif t.pos_ == "PROPN" and any(w.dep_ == "compound" and w.pos_ == "PROPN" for w in t.children) and \
+                    common_noun(t.text) and t.ent_type_ != "WORK_OF_ART" and "The" not in {w.text for w in t.subtree}:  # fmt: skip
+                # "won the Halden Prize": What prize did ... win? (not a title: "The Salt Orchard" is no orchard)
+                yield f"What {t.lower_}", sub, "", None, "wh"
     # "hoping to hike the Kungsleden trail": What am I hoping to do?
     for x in c.root.children:
         if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):
@@ -405,9 +409,18 @@ def _inferred(c: _Clause) -> list[tuple[str, str]]:
     """(question, expected) that the statement answers without saying the question's verb: who has a
     dwelling somewhere lives there ("My sister has a flat in Bergen": "Where does my sister live?"); the
     person a writing is by wrote it ("reading a thriller by Mara Lindqvist": "Who wrote the thriller I'm
-    reading?"). Dwellings and writings are WordNet's (`memory.kinds`)."""
+    reading?"); who works as something has it as their job ("has worked nights as a nurse": "What is my
+    job?", "What do I do for a living?"). Dwellings and writings are WordNet's (`memory.kinds`)."""
     out = []
     root, who = c.root, c.subject_text("short")
+    if root.lemma_ in ("work", "employ", "serve"):  # "works as a nurse", "is employed as a ranger"
+        role = next((p for a in root.children if a.dep_ == "prep" and a.lower_ == "as"
+                     for p in a.children if p.dep_ == "pobj" and p.pos_ == "NOUN"), None)  # fmt: skip
+        if role is not None:
+            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.head == role})
+            whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
+            do = "do" if c.user_subject or c.plural else "does"
+            out += [(f"What is {whose} job?", job), (f"What {do} {who} do for a living?", job)]
     objects = [o for o in root.children if o.dep_ == "dobj" and o.pos_ in ("NOUN", "ADJ")]  # "a flat": tagged ADJ
     if root.lemma_ in ("have", "own", "rent", "share") and root.tag_ in ("VBZ", "VBP") and \
             any(is_a(o.lemma_, "dwelling") for o in objects):  # fmt: skip
@@ -495,6 +508,8 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             add(question.replace(c.subject_text("short"), c.subject_text("named"), 1), expected, "wh")
     for wh, gap, fill, alt, frame in _gaps(c, memory):
         expected = _content(c, gap)
+        if wh.startswith("How many "):  # "How many children do I have?" is answered by the number, in any words
+            expected = c.words({i for i in gap if c.doc[i].like_num}) or expected
         if c.progressive and frame in ("wh", "who") and wh != "When":  # "What does my daughter study?"
             c.simple = True
             add_with_short(wh, gap, fill, expected, frame)

@@ -113,3 +113,27 @@ def test_a_name_that_opens_the_statement_keeps_its_case_where_a_question_moves_i
     assert "In which place does Quindle1 live?" in asked and not any("quindle1" in q for q in asked), asked
     asked = [qa.question for qa in ask({"text": "Water boils at 100 degrees.", "subject": "water", "value": "100"})]
     assert any(q.startswith("What does water boil") for q in asked), asked
+
+
+@pytest.mark.parametrize("text,value,question,expected", [
+    # a count is answered by its number, in whatever words the answer counts with
+    ("The user and the user's husband Tomasz have three kids.", "three kids", "How many children do I have?", "three"),
+    # who works as something has it as their job
+    ("The user has worked nights as a nurse at the county hospital for six years now.", "nurse", "What is my job?", "nurse"),
+    ("The user is employed as a park ranger.", "park ranger", "What do I do for a living?", "park ranger"),
+    ("The user's sister Greta works as a software engineer in Oslo.", "software engineer", "What is my sister's job?",
+     "software engineer"),
+    # a name whose last word is a common noun is asked by that noun
+    ("The poet Bram Okonkwo won the Halden Prize in 2019.", "Halden Prize", "What prize did the poet Bram Okonkwo win?",
+     "Halden Prize"),
+])  # fmt: skip
+def test_questions_people_ask_that_the_statement_does_not_word(text, value, question, expected):
+    asked = {qa.question: qa for qa in ask({"text": text, "subject": "user", "value": value})}
+    assert question in asked, sorted(asked)
+    assert asked[question].expected == expected and asked[question].value
+
+
+def test_a_title_is_not_asked_by_its_last_word():
+    asked = [qa.question for qa in ask({"text": "The user is reading The Salt Orchard.", "subject": "user",
+                                        "value": "The Salt Orchard"})]  # fmt: skip
+    assert "What am I reading?" in asked and not any("orchard" in q.lower() for q in asked if q != "Am I reading The Salt Orchard?"), asked
