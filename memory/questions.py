@@ -139,7 +139,7 @@ class _Clause:
     def subject_text(self, variant: str = "short") -> str:
         """`short`: without a name in apposition ("my daughter"); `full`: as said; `named`: the name alone."""
         idx = set(self.subj_idx)
-        name = self.name_tokens()
+        name = self.name_tokens() or (self.role_name() if variant == "named" else set())
         if name and variant == "named":
             return self.words(name)
         if name and variant == "short":
@@ -153,6 +153,21 @@ class _Clause:
                                                                           for t in tokens):  # fmt: skip
             return set()
         return {t.i for t in tokens if t.pos_ == "PROPN"}
+
+    def role_name(self) -> set[int]:
+        """The name of someone else said with a role, which people leave out when they ask ("the poet Bram
+        Okonkwo", "Teodor Quist, the painter": "What prize did Bram Okonkwo win?"); empty if none."""
+        head = self.subject
+        if self.user_subject or any(self.repl.get(t.i) for t in head.subtree):
+            return set()
+        core = None
+        if head.pos_ == "NOUN":  # "the poet Bram Okonkwo": the name in apposition to the role
+            core = next((c for c in head.children if c.dep_ == "appos" and c.pos_ == "PROPN"), None)
+        elif head.pos_ == "PROPN" and any(c.dep_ == "appos" and c.pos_ == "NOUN" for c in head.children):
+            core = head  # "Teodor Quist, the painter"
+        if core is None:
+            return set()
+        return {core.i} | {c.i for c in core.children if c.dep_ in ("compound", "flat") and c.pos_ == "PROPN"}
 
     @property
     def plural(self) -> bool:
@@ -501,7 +516,7 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         if short:
             add(c.question(wh, gap | short, fill=fill), expected, frame)
 
-    named = bool(c.name_tokens())
+    named = bool(c.name_tokens() or c.role_name())
     for question, expected in _inferred(c):  # "has a flat in Bergen": Where does my sister live?
         add(question, expected, "wh")
         if named:

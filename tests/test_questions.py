@@ -126,6 +126,10 @@ def test_a_name_that_opens_the_statement_keeps_its_case_where_a_question_moves_i
     # a name whose last word is a common noun is asked by that noun
     ("The poet Bram Okonkwo won the Halden Prize in 2019.", "Halden Prize", "What prize did the poet Bram Okonkwo win?",
      "Halden Prize"),
+    # someone else's name said with a role is asked with the name alone
+    ("The poet Bram Okonkwo won the Halden Prize in 2019.", "Halden Prize", "What did Bram Okonkwo win in 2019?",
+     "Halden Prize"),
+    ("Teodor Quist, the painter, was born in Visby.", "Visby", "Where was Teodor Quist born?", "Visby"),
 ])  # fmt: skip
 def test_questions_people_ask_that_the_statement_does_not_word(text, value, question, expected):
     asked = {qa.question: qa for qa in ask({"text": text, "subject": "user", "value": value})}
