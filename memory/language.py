@@ -65,10 +65,3 @@ def inflect(lemma: str, tag: str, fallback: str) -> str:
     forms = getInflection(lemma, tag=tag)
     return forms[0] if forms else fallback
 
-
-def common_noun(word: str) -> bool:
-    """Whether `word` (any case) is an English common noun in lemminflect's dictionary: "Prize" in "the
-    Halden Prize" is, "Halden" is not."""
-    from lemminflect import getAllLemmas
-
-    return "NOUN" in getAllLemmas(word.lower())

@@ -41,7 +41,7 @@ from functools import lru_cache
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
-from memory.language import common_noun, inflect, parse
+from memory.language import inflect, parse
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
@@ -388,10 +388,7 @@ def _gaps(c: _Clause, memory: dict):
             yield "What", sub, "", alt, "wh"
             if prep is None and not named and _kind(t):  # "I play the bassoon": What instrument do I play?
                 yield f"What {_kind(t)}", sub, "", None, "wh"
-            elif t.pos_ == "PROPN" and any(w.dep_ == "compound" and w.pos_ == "PROPN" for w in t.children) and \
-                    common_noun(t.text) and t.ent_type_ != "WORK_OF_ART" and "The" not in {w.text for w in t.subtree}:  # fmt: skip
-                # "won the Halden Prize": What prize did ... win? (not a title: "The Salt Orchard" is no orchard)
-                yield f"What {t.lower_}", sub, "", None, "wh"
+
     # "hoping to hike the Kungsleden trail": What am I hoping to do?
     for x in c.root.children:
         if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):

@@ -123,9 +123,6 @@ def test_a_name_that_opens_the_statement_keeps_its_case_where_a_question_moves_i
     ("The user is employed as a park ranger.", "park ranger", "What do I do for a living?", "park ranger"),
     ("The user's sister Greta works as a software engineer in Oslo.", "software engineer", "What is my sister's job?",
      "software engineer"),
-    # a name whose last word is a common noun is asked by that noun
-    ("The poet Bram Okonkwo won the Halden Prize in 2019.", "Halden Prize", "What prize did the poet Bram Okonkwo win?",
-     "Halden Prize"),
     # someone else's name said with a role is asked with the name alone
     ("The poet Bram Okonkwo won the Halden Prize in 2019.", "Halden Prize", "What did Bram Okonkwo win in 2019?",
      "Halden Prize"),
@@ -136,8 +133,3 @@ def test_questions_people_ask_that_the_statement_does_not_word(text, value, ques
     assert question in asked, sorted(asked)
     assert asked[question].expected == expected and asked[question].value
 
-
-def test_a_title_is_not_asked_by_its_last_word():
-    asked = [qa.question for qa in ask({"text": "The user is reading The Salt Orchard.", "subject": "user",
-                                        "value": "The Salt Orchard"})]  # fmt: skip
-    assert "What am I reading?" in asked and not any("orchard" in q.lower() for q in asked if q != "Am I reading The Salt Orchard?"), asked

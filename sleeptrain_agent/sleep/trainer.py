@@ -391,7 +391,7 @@ def fit(job: TrainJob) -> dict:
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
-    if not cuda:  # TRL's fused head is its Triton kernels on GPUs; on a CPU, the labelled positions only
+    if job.assistant_only and not cuda:  # TRL's fused head is its Triton kernels on GPUs; on a CPU, the labelled positions only
         _labelled_lm_head(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
