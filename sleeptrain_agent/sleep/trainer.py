@@ -214,8 +214,8 @@ def _labelled_lm_head(model, chunk: int = 1024) -> None:
     to torch ops over every position (labelled or not), widens each tile and the LM head's weight to
     float32 for the gradient products, and recomputes the tiles in the backward pass. The LM head
     (49k x 576) is SmolLM2's largest matrix, and with assistant-only loss most positions have no label:
-    that fallback was a quarter of a bf16 training step (BENCHMARKS.md, "The LM head on the labelled
-    positions"). Here the labelled positions' logits are one matrix product (bf16 under autocast, AMX
+    that fallback was about a quarter of a bf16 training step in a profile (BENCHMARKS.md, "The LM head on
+    the labelled positions"; 1.07-1.11x the tokens/s). Here the labelled positions' logits are one matrix product (bf16 under autocast, AMX
     where the CPU has it), `log_softmax` in float32, `chunk` positions at a time to bound memory.
     Same loss as TRL's; the entropy and top-1 metrics TRL logs are computed without gradient.
 
@@ -391,7 +391,7 @@ def fit(job: TrainJob) -> dict:
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[Progress()])  # fmt: skip
-    if job.assistant_only and not cuda:  # TRL's fused head is its Triton kernels on GPUs; on a CPU, the labelled positions only
+    if job.assistant_only and not cuda:  # TRL's head is Triton kernels on GPUs; on a CPU, the labelled positions only
         _labelled_lm_head(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
