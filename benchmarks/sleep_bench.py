@@ -1,7 +1,7 @@
 """Sleep cost: trainer throughput against a plain TRL + PEFT baseline, and sleep wall time.
 
     python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--dtypes float32 bfloat16] [--overrides '{"layers": 8}']
-    python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500]
+    python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500] [--repeat 3]
     python -m benchmarks.sleep_bench facts [--overrides '{}' '{"learning_rate": 6e-4}'] [--seeds 0 1 2]
     python -m benchmarks.sleep_bench gate [--concurrency 8 16 32 64] [--repeat 3] [--probes 24]
 
@@ -46,7 +46,8 @@ sentence, by the candidate and by the base model).
 `sleeps`: full sleeps (real vLLM backend for anchors and the gate) over N
 pending memories with M consolidated ones in the store, fresh state each;
 prints wall time and the ratio of M=500 to M=0 (target <= 1.5: replay is
-bounded by `sleep.replay_budget`, so history barely costs).
+bounded by `sleep.replay_budget`, so history barely costs); with `--repeat`
+each pair runs that many times, alternating, and the medians are compared.
 """
 
 from __future__ import annotations
@@ -265,46 +266,51 @@ def sleeps(args) -> None:
         if settings.sleep.standby_trainer:
             standby.prepare()
         backend.start()
-        times = {}
+        times: dict[tuple[int, int], list[float]] = {}
+        runs = [(r, p, c) for r in range(args.repeat) for p in args.pending for c in args.consolidated]
         try:
-            for pending in args.pending:
-                for consolidated in args.consolidated:
-                    state = Path(tmp) / f"s{pending}-{consolidated}"
-                    store = Store(state / "sleeptrain.db")
-                    for m in synthetic(consolidated, start=10_000):
-                        store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
-                                         value=m["value"], text=m["text"], meta=m["meta"], status="consolidated")  # fmt: skip
-                    for m in synthetic(pending):
-                        store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
-                                         value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
-                    cycle = SleepCycle(settings, store, backend, path, state, standby=standby)
-                    if cycle.router is not None:  # the consolidated memories' keys, embedded as a daemon does at start
-                        cycle.router.route([[{"role": "user", "content": "warm up"}]],
-                                           store.memories(status="consolidated", user="default"))  # fmt: skip
-                    if settings.sleep.standby_trainer:
-                        time.sleep(args.standby_wait)  # the idle time between sleeps, in which it imports
-                    t0 = time.monotonic()
-                    [row] = cycle.run("bench", user="default")
-                    times[(pending, consolidated)] = time.monotonic() - t0
-                    d = row["details"]
-                    print(f"pending {pending:3d}, consolidated {consolidated:4d}: {times[(pending, consolidated)]:6.1f} s  "
-                          f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
-                          f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')}; "
-                          f"training {d.get('train_seconds')} s (loop {d.get('train_loop_seconds')} s, early-stop checks "
-                          f"{d.get('train_check_seconds')} s of it, {d.get('train_tokens_per_s')} tokens/s; "
-                          f"standby child: {d.get('train_warm')}), {d.get('train_epochs')} of {d.get('epochs')} epochs"
-                          f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
-                    print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "
-                          f"{d.get('train_checks')}; the gate's (s): {d.get('scores', {}).get('seconds')}",
-                          flush=True)  # fmt: skip
-                    store.close()
+            for run, pending, consolidated in runs:  # the variants alternate: a machine that slows down slows them all
+                state = Path(tmp) / f"s{pending}-{consolidated}-r{run}"
+                store = Store(state / "sleeptrain.db")
+                for m in synthetic(consolidated, start=10_000):
+                    store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
+                                     value=m["value"], text=m["text"], meta=m["meta"], status="consolidated")  # fmt: skip
+                for m in synthetic(pending):
+                    store.add_memory(user="default", subject=m["subject"], relation=m["relation"],
+                                     value=m["value"], text=m["text"], meta=m["meta"])  # fmt: skip
+                cycle = SleepCycle(settings, store, backend, path, state, standby=standby)
+                if cycle.router is not None:  # the consolidated memories' keys, embedded as a daemon does at start
+                    cycle.router.route([[{"role": "user", "content": "warm up"}]],
+                                       store.memories(status="consolidated", user="default"))  # fmt: skip
+                if settings.sleep.standby_trainer:
+                    time.sleep(args.standby_wait)  # the idle time between sleeps, in which it imports
+                t0 = time.monotonic()
+                [row] = cycle.run("bench", user="default")
+                seconds = time.monotonic() - t0
+                times.setdefault((pending, consolidated), []).append(seconds)
+                d = row["details"]
+                print(f"run {run + 1}, pending {pending:3d}, consolidated {consolidated:4d}: {seconds:6.1f} s  "
+                      f"({row['status']}; {d.get('examples')} examples, {d.get('train_steps')} steps, "
+                      f"recall {d.get('scores', {}).get('recall')}, locality {d.get('scores', {}).get('locality')}; "
+                      f"training {d.get('train_seconds')} s (loop {d.get('train_loop_seconds')} s, early-stop checks "
+                      f"{d.get('train_check_seconds')} s of it, {d.get('train_tokens_per_s')} tokens/s; "
+                      f"standby child: {d.get('train_warm')}), {d.get('train_epochs')} of {d.get('epochs')} epochs"
+                      f"{', stopped early' if d.get('train_stopped_early') else ''})", flush=True)  # fmt: skip
+                print(f"{'':>36}steps (s): {_step_times(store, row['id'])}; early-stop checks: "
+                      f"{d.get('train_checks')}; the gate's (s): {d.get('scores', {}).get('seconds')}",
+                      flush=True)  # fmt: skip
+                store.close()
         finally:
             standby.stop()
             backend.stop()
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    for (pending, consolidated), m in medians.items():
+        print(f"pending {pending:3d}, consolidated {consolidated:4d}: median {m:6.1f} s of {len(times[(pending, consolidated)])} "
+              f"runs ({', '.join(f'{t:.1f}' for t in times[(pending, consolidated)])})")  # fmt: skip
     for pending in args.pending:
-        if (pending, 0) in times and (pending, 500) in times:
-            print(f"pending {pending}: 500 consolidated / 0 consolidated = {times[(pending, 500)] / times[(pending, 0)]:.2f}"
-                  "  (target <= 1.5)")  # fmt: skip
+        if (pending, 0) in medians and (pending, 500) in medians:
+            print(f"pending {pending}: 500 consolidated / 0 consolidated = {medians[(pending, 500)] / medians[(pending, 0)]:.2f}"
+                  "  (medians; target <= 1.5)")  # fmt: skip
 
 
 def _step_times(store: Store, sleep_id: int) -> str:
@@ -496,6 +502,8 @@ def main() -> None:
     s.add_argument("--pending", type=int, nargs="+", default=[10, 50])
     s.add_argument("--consolidated", type=int, nargs="+", default=[0, 500])
     s.add_argument("--overrides", default="{}", help="sleep.* settings for these sleeps, as JSON")
+    s.add_argument("--repeat", type=int, default=1, help="runs of every (pending, consolidated) pair, alternating, each "
+                   "on a fresh state; medians are printed")  # fmt: skip
     s.add_argument("--keep", type=Path, metavar="DIR", help="keep each sleep's state directory (its job, trainer log, "
                    "gate answers) under DIR instead of a temporary one")  # fmt: skip
     s.add_argument("--standby-wait", type=float, default=30.0,

@@ -453,9 +453,10 @@ def _inferred(c: _Clause) -> list[tuple[str, str]]:
     return out
 
 
-def _called(c: _Clause) -> list[tuple[str, str]]:
-    """(noun, name) for each thing of the user's the statement names ("has a dog named Rex", "named the
-    little terrier Pickle"): asked as "What is my dog called?"."""
+def _called(c: _Clause) -> list[tuple[str, str, str]]:
+    """(owner, noun, name) for each thing of the user's (or of someone of theirs) the statement names ("has
+    a dog named Rex", "named the little terrier Pickle", "my daughter has a hamster named Nibbles"): asked as
+    "What is my dog called?", "What is my daughter's hamster called?"."""
     if not c.user_subject and not any(v == "my" for v in c.repl.values()):
         return []
     out = []
@@ -474,12 +475,25 @@ def _called(c: _Clause) -> list[tuple[str, str]]:
                                  and o.i == called.i - 1), None)  # fmt: skip
             if noun is None and w.i > c.sent.start and c.doc[w.i - 1].pos_ == "NOUN" and w.i - 1 not in c.subj_idx:
                 noun = c.doc[w.i - 1]
+            if noun is None and w == c.root and c.subject.dep_ == "nsubjpass" and c.subject.pos_ == "NOUN":
+                noun = c.subject  # "my old tabby cat is called Miso": asked "What is my cat's name?" too
         if noun is None or noun.i in c.subj_idx and w.i != c.root.i and c.root.lemma_ == "be":
             continue
         head = noun.lemma_ if noun.pos_ == "NOUN" else noun.text
         if noun.pos_ == "ADJ":
             head = noun.text  # "the little terrier Pickle": the tagger calls the noun an adjective
-        out.append((head.lower(), c.words({t.i for t in called.subtree})))
+        if noun.i in c.subj_idx:  # "my sister's cat is called Miso"
+            poss = next((k for k in noun.children if k.dep_ == "poss"), None)
+            owner = c.words({t.i for t in poss.subtree}) if poss is not None else ""
+        elif c.user_subject:
+            owner = "my"
+        else:  # "my daughter has a hamster named Nibbles": her hamster, not the user's
+            who = c.subject_text("short")
+            owner = who + ("'" if who.endswith("s") else "'s")
+        if owner.split()[:1] != ["my"]:
+            continue
+        proper = {t.i for t in called.subtree if t.pos_ == "PROPN"}  # not "the little terrier" of "terrier Pickle"
+        out.append((owner, head.lower(), c.words(proper or {t.i for t in called.subtree})))
     return out
 
 
@@ -542,12 +556,16 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             add(c.question(alt[0], alt[1]), expected, alt[2])
         if named:
             add(c.question(wh, gap, subject="named", fill=fill), expected, frame)
-    for noun, name in _called(c):  # "a golden retriever called Biscuit", "we named the terrier Pickle"
+    for owner, noun, name in _called(c):  # "a golden retriever called Biscuit", "we named the terrier Pickle"
+        # answered in the question's own frame, as the other names are ("Your cat is called Miso."): asked
+        # "What's my dog called?", a small model that learnt only "You named the terrier Pickle" went on
+        # "Your dog is called" with the name it had learnt after "is called" (the cat's, the husband's)
         other = kind(noun) or noun  # the terrier asked as a dog too
-        add(f"What is my {noun} called?", name, "name")
-        add(f"What is my {other}'s name?", name, "name")
-        add(f"What is my {noun}'s name?", name, "name")
-        add(f"What is my {other} called?", name, "name")
+        your = "Your" + owner[2:]
+        add(f"What is {owner} {noun} called?", name, "name", f"{your} {noun} is called {name}.")
+        add(f"What is {owner} {other}'s name?", name, "name", f"{your} {other} is called {name}.")
+        add(f"What is {owner} {noun}'s name?", name, "name", f"{your} {noun} is called {name}.")
+        add(f"What is {owner} {other} called?", name, "name", f"{your} {other} is called {name}.")
     doing = c.doing()
     if doing:
         add(*doing, "wh")

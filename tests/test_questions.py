@@ -133,3 +133,22 @@ def test_questions_people_ask_that_the_statement_does_not_word(text, value, ques
     assert question in asked, sorted(asked)
     assert asked[question].expected == expected and asked[question].value
 
+
+
+@pytest.mark.parametrize("text,value,question,answer", [
+    ("The user has a golden retriever called Biscuit.", "Biscuit", "What is my dog called?", "Your dog is called Biscuit."),
+    ("The user named their new hamster Nibbles.", "Nibbles", "What is my hamster's name?",
+     "Your hamster is called Nibbles."),
+    ("The user's old grey rabbit is called Clover.", "Clover", "What is my rabbit's name?", "Your rabbit is called Clover."),
+    ("The user's daughter has a parrot named Captain Hook.", "Captain Hook", "What is my daughter's parrot called?",
+     "Your daughter's parrot is called Captain Hook."),
+])  # fmt: skip
+def test_a_named_thing_is_answered_in_the_frame_it_is_asked_in(text, value, question, answer):
+    """A name is answered the way the other names of the user's are ("Your cat is called Miso."), not with the
+    statement's own frame: taught "You named the terrier Pickle" and "Your cat is called Miso", SmolLM2 asked
+    "What's my dog called?" went on "Your dog is called" with the cat's name (natural runs 12-19). Whose the
+    thing is stays as said: the daughter's parrot is not the user's."""
+    asked = {qa.question: qa for qa in ask({"text": text, "subject": "user", "value": value})}
+    assert question in asked, sorted(asked)
+    assert asked[question].answer == answer and asked[question].expected == value
+    assert not any(q.startswith("What is my parrot") for q in asked), sorted(asked)
