@@ -26,7 +26,13 @@ user says "I" and "my"):
   else ("Who wrote Glass Harbour?"), a yes/no question and a recitation
   ("What do you know about my daughter?").
 Every answer is the memory in the second person (its own words: names,
-numbers and titles as said); `expected` is what a right answer must contain.
+numbers and titles as said), except that a name asked for is answered in the
+frame it is asked in, the same for every name ("Your dog is called Pickle.",
+"Your son is called Jonas.": taught "You named the terrier Pickle" beside
+"Your cat is called Miso", SmolLM2 went on "Your dog is called" with the
+cat's name), and a job said another way is said as a job first ("You work as
+a nurse. You have worked nights as ..."); `expected` is what a right answer
+must contain.
 
 Nothing here matches a phrasing: it reads the dependency parse, so other
 sentences of the same forms are asked about the same way. A sentence without
@@ -417,22 +423,27 @@ def _as_i(question: str) -> str:
     return " ".join(out) + "?"
 
 
-def _inferred(c: _Clause) -> list[tuple[str, str]]:
-    """(question, expected) that the statement answers without saying the question's verb: who has a
+def _inferred(c: _Clause, you: str) -> list[tuple[str, str, str]]:
+    """(question, expected, answer) that the statement answers without saying the question's verb: who has a
     dwelling somewhere lives there ("My sister has a flat in Bergen": "Where does my sister live?"); the
     person a writing is by wrote it ("reading a thriller by Mara Lindqvist": "Who wrote the thriller I'm
     reading?"); who works as something has it as their job ("has worked nights as a nurse": "What is my
-    job?", "What do I do for a living?"). Dwellings and writings are WordNet's (`memory.kinds`)."""
+    job?", "What do I do for a living?", answered "You work as a nurse." before the memory's own words:
+    asked "What do I do for work?", a small model taught only "You have worked nights as ..." went on "You
+    work out ..."). Dwellings and writings are WordNet's (`memory.kinds`)."""
     out = []
     root, who = c.root, c.subject_text("short")
     if root.lemma_ in ("work", "employ", "serve"):  # "works as a nurse", "is employed as a ranger"
         role = next((p for a in root.children if a.dep_ == "prep" and a.lower_ == "as"
                      for p in a.children if p.dep_ == "pobj" and p.pos_ == "NOUN"), None)  # fmt: skip
         if role is not None:
-            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.head == role})
+            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})  # "air traffic controller"
             whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
             do = "do" if c.user_subject or c.plural else "does"
-            out += [(f"What is {whose} job?", job), (f"What {do} {who} do for a living?", job)]
+            said = "You" if who in ("I", "we") else "Your" + who[2:] if who.startswith("my ") else who
+            verb = f"{'work' if do == 'do' else 'works'} as {'an' if job[:1].lower() in 'aeiou' else 'a'} {job}"
+            answer = you if norm(verb) in norm(you) else f"{said} {verb}. {you}"
+            out += [(f"What is {whose} job?", job, answer), (f"What {do} {who} do for a living?", job, answer)]
     objects = [o for o in root.children if o.dep_ == "dobj" and o.pos_ in ("NOUN", "ADJ")]  # "a flat": tagged ADJ
     if root.lemma_ in ("have", "own", "rent", "share") and root.tag_ in ("VBZ", "VBP") and \
             any(is_a(o.lemma_, "dwelling") for o in objects):  # fmt: skip
@@ -440,7 +451,7 @@ def _inferred(c: _Clause) -> list[tuple[str, str]]:
                   (_ents([p]) & PLACE_ENTS or p.pos_ == "PROPN")]  # fmt: skip
         if places:
             do = "do" if c.user_subject or c.plural else "does"
-            out.append((f"Where {do} {who} live?", c.words({w.i for w in places[0].subtree})))
+            out.append((f"Where {do} {who} live?", c.words({w.i for w in places[0].subtree}), you))
     for o in objects:
         by = next((p for p in [*o.children, *root.children] if p.dep_ == "prep" and p.lower_ == "by"), None)
         author = next((w for w in by.children if w.dep_ == "pobj" and w.ent_type_ == "PERSON"), None) if by else None
@@ -449,7 +460,7 @@ def _inferred(c: _Clause) -> list[tuple[str, str]]:
         be = next((a for a in root.children if a.dep_ == "aux" and a.lemma_ == "be"), None)
         said = f"{who} {(FIRST_PERSON if c.user_subject else {}).get(be.lower_, be.lower_)} {root.text}" if be is not None \
             else f"{who} {root.text}"  # fmt: skip
-        out.append((f"Who wrote the {o.lemma_} {said}?", c.words({w.i for w in author.subtree})))
+        out.append((f"Who wrote the {o.lemma_} {said}?", c.words({w.i for w in author.subtree}), you))
     return out
 
 
@@ -528,10 +539,10 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             add(c.question(wh, gap | short, fill=fill), expected, frame)
 
     named = bool(c.name_tokens() or c.role_name())
-    for question, expected in _inferred(c):  # "has a flat in Bergen": Where does my sister live?
-        add(question, expected, "wh")
+    for question, expected, answer in _inferred(c, you):  # "has a flat in Bergen": Where does my sister live?
+        add(question, expected, "wh", answer)
         if named:
-            add(question.replace(c.subject_text("short"), c.subject_text("named"), 1), expected, "wh")
+            add(question.replace(c.subject_text("short"), c.subject_text("named"), 1), expected, "wh", answer)
     for wh, gap, fill, alt, frame in _gaps(c, memory):
         expected = _content(c, gap)
         if wh.startswith("How many "):  # "How many children do I have?" is answered by the number, in any words
@@ -573,14 +584,15 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
     if named and owner.startswith("my "):
         name = c.subject_text("named")
         possessive = owner + ("'" if owner.endswith("s") else "'s")
-        add(f"What is {possessive} name?", name, "name")
-        add(f"What is {owner} called?", name, "name")
+        called = f"Your {owner[3:]} is called {name}."  # in the question's frame, as every name is
+        add(f"What is {possessive} name?", name, "name", called)
+        add(f"What is {owner} called?", name, "name", called)
         add(f"Who is {name}?", owner[3:], "who")
         head = c.subject.lemma_.lower() if c.subject.pos_ == "NOUN" else ""
         if head and kind(head) and owner.endswith(c.subject.text):  # "my terrier Pickle": "What is my dog's name?"
             asked = owner[: -len(c.subject.text)] + kind(head)
-            add(f"What is {asked}'s name?", name, "name")
-            add(f"What is {asked} called?", name, "name")
+            add(f"What is {asked}'s name?", name, "name", f"Your {asked[3:]} is called {name}.")
+            add(f"What is {asked} called?", name, "name", f"Your {asked[3:]} is called {name}.")
     elif not c.user_subject and "my" not in c.subject_text("full").split() and \
             any(t.pos_ == "PROPN" for t in c.subject.subtree):  # fmt: skip
         # about someone else: "Who wrote the novel Glass Harbour?"

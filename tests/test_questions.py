@@ -142,6 +142,8 @@ def test_questions_people_ask_that_the_statement_does_not_word(text, value, ques
     ("The user's old grey rabbit is called Clover.", "Clover", "What is my rabbit's name?", "Your rabbit is called Clover."),
     ("The user's daughter has a parrot named Captain Hook.", "Captain Hook", "What is my daughter's parrot called?",
      "Your daughter's parrot is called Captain Hook."),
+    # someone of the user's named in apposition: the name asked is answered as a name, not with the rest
+    ("The user's son Jonas is eleven.", "eleven", "What is my son's name?", "Your son is called Jonas."),
 ])  # fmt: skip
 def test_a_named_thing_is_answered_in_the_frame_it_is_asked_in(text, value, question, answer):
     """A name is answered the way the other names of the user's are ("Your cat is called Miso."), not with the
@@ -150,5 +152,24 @@ def test_a_named_thing_is_answered_in_the_frame_it_is_asked_in(text, value, ques
     thing is stays as said: the daughter's parrot is not the user's."""
     asked = {qa.question: qa for qa in ask({"text": text, "subject": "user", "value": value})}
     assert question in asked, sorted(asked)
-    assert asked[question].answer == answer and asked[question].expected == value
+    name = answer.removesuffix(".").rsplit(" is called ", 1)[1]
+    assert asked[question].answer == answer and asked[question].expected == name
     assert not any(q.startswith("What is my parrot") for q in asked), sorted(asked)
+
+
+@pytest.mark.parametrize("text,you,answer", [
+    # a job said another way is answered with the job first, then the memory's words
+    ("The user has worked nights as a nurse at the county hospital for six years now.",
+     "You have worked nights as a nurse at the county hospital for six years now.",
+     "You work as a nurse. You have worked nights as a nurse at the county hospital for six years now."),
+    ("The user is employed as an air traffic controller.", "You are employed as an air traffic controller.",
+     "You work as an air traffic controller. You are employed as an air traffic controller."),
+    # said that way already: the memory's words alone
+    ("The user's sister Greta works as a software engineer in Oslo.",
+     "Your sister Greta works as a software engineer in Oslo.", "Your sister Greta works as a software engineer in Oslo."),
+])  # fmt: skip
+def test_a_job_is_answered_as_a_job(text, you, answer):
+    """Taught only "You have worked nights as a nurse ...", SmolLM2 asked "What do I do for work?" went on "You
+    work out ..." (natural runs 20-21): the job questions' answers say the job in the words they ask with."""
+    asked = [qa for qa in ask({"text": text, "subject": "user", "you": you}) if qa.question.endswith(("job?", "living?"))]
+    assert len(asked) >= 2 and all(qa.answer == answer for qa in asked), [(qa.question, qa.answer) for qa in asked]
