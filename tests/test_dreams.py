@@ -155,8 +155,9 @@ def test_a_statement_is_rehearsed_with_the_questions_of_its_parse():
     d = dream([liv], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
     trained = [ex.messages[1]["content"] for ex in d.examples if ex.kind == "qa"]
     assert len(trained) == 5 and "What does my daughter study?" in trained and "What is my daughter's name?" in trained
-    assert all(ex.messages[2]["content"] == "Your daughter Liv is studying marine biology in Tromsø."
-               for ex in d.examples if ex.kind == "qa")  # fmt: skip
+    answers = {ex.messages[1]["content"]: ex.messages[2]["content"] for ex in d.examples if ex.kind == "qa"}
+    assert answers.pop("What is my daughter's name?") == "Your daughter is called Liv."  # a name, as names are asked
+    assert all(a == "Your daughter Liv is studying marine biology in Tromsø." for a in answers.values()), answers
     assert d.probes and all(p.expected in ("marine biology", "Tromsø") for p in d.probes)
 
 
