@@ -315,18 +315,27 @@ def frames(memory: dict) -> list[tuple[tuple, str]]:
     relation otherwise. Each frame's key with the value a neighbour's answer must not give; a memory can be
     in two ("My sister Petra lives in Gdańsk": a name and a place)."""
     out = []
-    named = next((qa for qa in ask(memory) if qa.frame == "name"), None) if memory.get("text") else None
+    asked = ask(memory) if memory.get("text") else []
+    named = next((qa for qa in asked if qa.frame == "name"), None)
     if named is not None:
         out.append(((memory.get("user"), "name"), named.expected))
+    # a place is the one a "Where" question is answered with: "My sister Greta has a flat in Bergen" is
+    # contrasted with "My brother Henrik lives in Lisbon" as "Bergen", not "flat in Bergen" (no "Does my
+    # brother live in flat in Bergen?"; asked "Which city is Henrik living in?", a small model said
+    # "Bergen"), and a memory whose value is no place but answers "Where" joins the places' frame
+    where = next((qa for qa in asked if qa.value and qa.question.startswith("Where")), None)
     if memory.get("relation") and memory.get("value"):
         value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type") or ""
         if named is None and memory["relation"].lower() == "name":
             # "My husband is called Tomasz" beside "We named the terrier Pickle": one frame of names
             out.append(((memory.get("user"), "name"), expected_value(memory)))
         elif value_type in BROAD_TYPES:
-            out.append(((memory.get("user"), "type", value_type), expected_value(memory)))
+            place = where.expected if value_type == "place" and where is not None else None  # "Bergen", not "flat in Bergen"
+            out.append(((memory.get("user"), "type", value_type), place or expected_value(memory)))
         elif named is None:
             out.append(((memory.get("user"), memory["relation"].lower(), value_type), expected_value(memory)))
+    if where is not None and not any(key[1:] == ("type", "place") for key, _ in out):
+        out.append(((memory.get("user"), "type", "place"), where.expected))
     return out
 
 

@@ -132,6 +132,25 @@ def test_places_of_different_relations_are_neighbours_but_one_fact_s_update_is_n
     validate(d, [1, 2, 3, 4, 5, 6], words, 400)
 
 
+
+def test_a_place_said_inside_a_phrase_is_contrasted_as_the_place():
+    """"My sister Greta has a flat in Bergen" answers "Where does my sister live?" with "Bergen": beside the
+    brother's Lisbon the yes/no contrast swaps the two places (not "flat in Bergen", which no question can
+    hold), and the brother's probes forbid "Bergen" itself (a bare "Bergen" would pass "flat in Bergen")."""
+    brother, sister = _said(1, "My brother Henrik lives in Lisbon these days."), _said(2, "My sister Greta has a flat in Bergen.")
+    d = dream([brother, sister], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    no = {ex.messages[1]["content"]: ex.messages[2]["content"] for ex in d.examples if ex.kind == "contrast" and len(ex.messages) == 3}
+    asked = {q: a for q, a in no.items() if "Bergen" in q and "Lisbon" in a}  # "Does my brother Henrik live in Bergen ...?"
+    assert asked and all(a.startswith("No.") for a in asked.values()), no
+    assert any("Lisbon" in q and "Bergen" in a for q, a in no.items()), no
+    brother_probes = [p for p in d.probes if p.memory_id == 1 and p.forbidden]
+    assert brother_probes and all("Bergen" in p.forbidden for p in brother_probes), brother_probes
+
+    from memory.answers import recall_hit
+
+    assert not recall_hit("Your brother Henrik lives in Bergen.", "Lisbon", brother_probes[0].forbidden)
+    validate(d, [1, 2], words, 200)
+
 def test_names_said_every_way_are_one_frame_and_each_memory_is_in_few_pairs():
     """A husband "called" Tomasz and a terrier "named" Pickle are names of one frame (asked what the dog is
     called, a small model gave the husband's name: the natural profile); in a large frame each memory is
