@@ -71,6 +71,12 @@ class QA:
     value: bool  # asks for the memory's own value (the gate probes those)
 
 
+def _yours(phrase: str) -> str:
+    """The user's words said back to them: "my daughter's" -> "Your daughter's", "my" -> "Your"; anything else
+    as it is ("Anna")."""
+    return "Your" + phrase[2:] if phrase.split()[:1] == ["my"] else phrase
+
+
 def _you(memory: dict) -> str:
     return (memory.get("meta") or {}).get("you") or memory.get("you") or memory.get("text") or ""
 
@@ -440,7 +446,7 @@ def _inferred(c: _Clause, you: str) -> list[tuple[str, str, str]]:
             job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})  # "air traffic controller"
             whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
             do = "do" if c.user_subject or c.plural else "does"
-            said = "You" if who in ("I", "we") else "Your" + who[2:] if who.startswith("my ") else who
+            said = "You" if who in ("I", "we") else _yours(who)
             verb = f"{'work' if do == 'do' else 'works'} as {'an' if job[:1].lower() in 'aeiou' else 'a'} {job}"
             answer = you if norm(verb) in norm(you) else f"{said} {verb}. {you}"
             out += [(f"What is {whose} job?", job, answer), (f"What {do} {who} do for a living?", job, answer)]
@@ -572,7 +578,7 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         # "What's my dog called?", a small model that learnt only "You named the terrier Pickle" went on
         # "Your dog is called" with the name it had learnt after "is called" (the cat's, the husband's)
         other = kind(noun) or noun  # the terrier asked as a dog too
-        your = "Your" + owner[2:]
+        your = _yours(owner)
         add(f"What is {owner} {noun} called?", name, "name", f"{your} {noun} is called {name}.")
         add(f"What is {owner} {other}'s name?", name, "name", f"{your} {other} is called {name}.")
         add(f"What is {owner} {noun}'s name?", name, "name", f"{your} {noun} is called {name}.")
@@ -584,15 +590,15 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
     if named and owner.startswith("my "):
         name = c.subject_text("named")
         possessive = owner + ("'" if owner.endswith("s") else "'s")
-        called = f"Your {owner[3:]} is called {name}."  # in the question's frame, as every name is
+        called = f"{_yours(owner)} is called {name}."  # in the question's frame, as every name is
         add(f"What is {possessive} name?", name, "name", called)
         add(f"What is {owner} called?", name, "name", called)
         add(f"Who is {name}?", owner[3:], "who")
         head = c.subject.lemma_.lower() if c.subject.pos_ == "NOUN" else ""
         if head and kind(head) and owner.endswith(c.subject.text):  # "my terrier Pickle": "What is my dog's name?"
             asked = owner[: -len(c.subject.text)] + kind(head)
-            add(f"What is {asked}'s name?", name, "name", f"Your {asked[3:]} is called {name}.")
-            add(f"What is {asked} called?", name, "name", f"Your {asked[3:]} is called {name}.")
+            add(f"What is {asked}'s name?", name, "name", f"{_yours(asked)} is called {name}.")
+            add(f"What is {asked} called?", name, "name", f"{_yours(asked)} is called {name}.")
     elif not c.user_subject and "my" not in c.subject_text("full").split() and \
             any(t.pos_ == "PROPN" for t in c.subject.subtree):  # fmt: skip
         # about someone else: "Who wrote the novel Glass Harbour?"
