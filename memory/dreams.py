@@ -167,13 +167,18 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
     held += [qa for qa in parsed if not qa.value and qa.frame in HELD_FRAMES and fair(qa)]
     main = [qa for qa in parsed if qa.frame in TRAIN_FRAMES]
     value_first = [qa for qa in main if qa.value][:1]
+    name = [qa for qa in main if qa.frame == "name"][:1]
+    # a name that is not the memory's value is asked once ("What is my son's name?"): its other phrasings
+    # come last, after the yes/no and the recitation, which say the value ("My son Jonas is eleven" taught
+    # twice as a name beside twice as an age: asked "How many years old is Jonas?", the model said "20")
+    aside = [qa for qa in main if qa.frame == "name" and not qa.value and qa not in name]
     # the other questions round-robin over what they ask for (the value first): every part gets asked
     by_focus: dict[str, list[QA]] = {}
-    for qa in sorted((qa for qa in main if qa not in value_first), key=lambda qa: not qa.value):
+    for qa in sorted((qa for qa in main if qa not in value_first and qa not in aside), key=lambda qa: not qa.value):
         by_focus.setdefault(norm(qa.expected), []).append(qa)
     spread = [qa for row in _zip_all(list(by_focus.values())) for qa in row]
-    ordered = value_first + tpl[:1] + [qa for qa in main if qa.frame == "name"][:1] + spread + \
-        [qa for qa in parsed if qa.frame in ("yesno", "recite")] + tpl[1:]  # fmt: skip
+    ordered = value_first + tpl[:1] + name + spread + [qa for qa in parsed if qa.frame in ("yesno", "recite")] + \
+        tpl[1:] + aside  # fmt: skip
     held_keys: set[str] = set()
     probes_out: list[QA] = []
     for qa in held:

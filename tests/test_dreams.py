@@ -209,3 +209,16 @@ def test_naming_a_pet_is_not_the_user_s_name():
     asked = {qa.question for qa in train + held}
     assert "What is my terrier called?" in asked
     assert not [qa for qa in train + held if qa.answer.startswith("Your name is")]
+
+
+def test_a_name_that_is_not_the_value_is_asked_once():
+    """"My son Jonas is eleven": the age is what the memory holds, so most trained questions ask it; his name
+    is asked once (taught twice as a name beside twice as an age, asked "How many years old is Jonas?" a
+    small model said "20"). A name that is the value ("My husband is called Tomasz") is asked every way."""
+    from memory.dreams import rehearsals
+
+    train, _ = rehearsals(_said(1, "My son Jonas is eleven."), TEMPLATES, questions=5, probes=2)
+    assert sum(qa.frame == "name" for qa in train) == 1, train
+    assert sum(qa.value for qa in train) >= 3 and any(qa.frame == "yesno" for qa in train), train
+    names, _ = rehearsals(_said(2, "My husband is called Tomasz."), TEMPLATES, questions=5, probes=2)
+    assert sum(qa.frame == "name" for qa in names) >= 1 and all(qa.value for qa in names), names
