@@ -72,9 +72,10 @@ class QA:
 
 
 def _yours(phrase: str) -> str:
-    """The user's words said back to them: "my daughter's" -> "Your daughter's", "my" -> "Your"; anything else
-    as it is ("Anna")."""
-    return "Your" + phrase[2:] if phrase.split()[:1] == ["my"] else phrase
+    """The user's words said back to them: "my daughter's" -> "Your daughter's", "our dog" -> "Your dog", "my"
+    -> "Your"; anything else as it is ("Anna")."""
+    first = phrase.split()[:1]
+    return "Your" + phrase[len(first[0]):] if first in (["my"], ["our"]) else phrase
 
 
 def _you(memory: dict) -> str:
@@ -560,11 +561,16 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         if c.we and frame in ("wh", "who"):  # said as "we", asked as "I" too: "How many kids do I have?"
             add(_as_i(c.question(wh, gap, fill=fill)), expected, frame)
         if frame == "copula":  # "How old is my niece?", whatever the verb said ("turned seven")
+            # answered in the question's frame, the memory's own number with the unit an age has: taught
+            # only "Your son Jonas is eleven.", asked "How many years old is Jonas?" a small model said
+            # "Jonas is 20 years old." (the question's "years old" with a number of its own)
+            full = c.subject_text("full")
+            aged = f"{'You are' if full in ('I', 'we') else _yours(full) + ' is'} {expected} years old."
             for variant in ("short", "named") if named else ("short",):
                 who = c.subject_text(variant)
                 be = ("are" if c.we else "am") if who in ("I", "we") else "is"
-                add(f"{wh[:-3]} {be} {who}?", expected, "wh")
-                add(f"{alt[0][:-3]} {be} {who}?", expected, alt[2])
+                add(f"{wh[:-3]} {be} {who}?", expected, "wh", aged)
+                add(f"{alt[0][:-3]} {be} {who}?", expected, alt[2], aged)
             continue
         add_with_short(wh, gap, fill, expected, frame)
         if alt is not None and alt[2] == "cleft":

@@ -11,6 +11,7 @@ cost grows with the new memories, not with the whole history.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 
@@ -28,6 +29,13 @@ def priority(memory: dict, now: dt.datetime | None = None) -> float:
     age = min(1.0, age_days / 30.0)
     replayed = int(memory.get("times_replayed") or 0)
     return (0.25 * importance + 0.6 * deficit + 0.15 * age + 0.05) / (1.0 + 0.2 * replayed)
+
+
+def budget(most: int, per_new: float, new: int) -> int:
+    """How many consolidated memories a sleep over `new` memories rehearses: `per_new` for each new one
+    (rounded up), never more than `most`; `per_new` 0 is always `most`. Old memories are replayed in
+    proportion to what is learned, so a 2-memory sleep is not mostly replay."""
+    return most if per_new <= 0 else min(most, math.ceil(per_new * new))
 
 
 def sample(memories: list[dict], budget: int, seed: int = 0) -> list[dict]:

@@ -127,7 +127,8 @@ class SleepConfig(_Section):
     """One sleep: what it rehearses, how it trains, and the gate a new adapter must pass."""
 
     # selection and dreams
-    replay_budget: int = Field(10, ge=0)  # consolidated memories rehearsed per sleep (0: no replay)
+    replay_budget: int = Field(10, ge=0)  # consolidated memories rehearsed per sleep at most (0: no replay)
+    replay_per_new: float = Field(0.0, ge=0.0)  # replayed memories per new one, up to replay_budget (0: always replay_budget)
     questions_per_memory: int = Field(5, ge=1)  # trained questions per memory (parsed and templated)
     probes_per_memory: int = Field(2, ge=1)  # held-out probe questions per memory (never trained on)
     dialogues_per_memory: float = Field(0.34, ge=0.0)  # 6-turn mixed dialogues per memory

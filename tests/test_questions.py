@@ -72,7 +72,10 @@ def test_wh_questions_from_the_parse():
     assert all(qa.answer == "Your daughter Liv is studying marine biology in Tromsø." for qa in asked.values()
                if qa.frame not in ("yesno", "name"))  # fmt: skip
     assert asked["What is my daughter's name?"].answer == "Your daughter is called Liv."  # a name, as names are asked
-    assert "How old is my niece?" in {qa.question for qa in ask(fact("My niece just turned seven."))}
+    aged = {qa.question: qa.answer for qa in ask(fact("My niece just turned seven."))}
+    assert aged["How old is my niece?"] == "Your niece is seven years old."  # an age, as ages are asked
+    assert {qa.question: qa.answer for qa in ask(fact("Our son Jonas is eleven."))}["How old is Jonas?"] == \
+        "Your son Jonas is eleven years old."  # fmt: skip
     assert "How many cats do I have?" in {qa.question for qa in ask(fact("I have two cats."))}
     assert "What am I allergic to?" in {qa.question for qa in ask(fact("I'm allergic to shellfish."))}
     assert "In which village was I raised?" in {qa.question for qa in ask(fact("I was raised in a village called Alby."))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from memory.replay import priority, sample
+from memory.replay import budget, priority, sample
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -38,3 +38,10 @@ def test_small_or_empty_buffers():
     assert sample([], 10) == []
     assert sample([mem(1)], 0) == []
     assert [m["id"] for m in sample([mem(1), mem(2)], 10)] == [1, 2]
+
+
+def test_replay_grows_with_the_new_memories_up_to_the_budget():
+    assert [budget(10, 2.0, n) for n in (0, 1, 2, 5, 12)] == [0, 2, 4, 10, 10]
+    assert budget(10, 1.5, 3) == 5  # rounded up: a sleep over new memories always replays some
+    assert budget(10, 0.0, 1) == budget(10, 0.0, 50) == 10  # 0: the budget whatever the sleep's size
+    assert budget(0, 2.0, 5) == 0  # no replay

@@ -223,18 +223,23 @@ def test_sleep_command_without_a_daemon_runs_in_process(tmp_path, model_path, mo
     store = Store(state / "sleeptrain.db")
     store.add_memory(user="default", subject="user's dog", relation="name", value="Pilsner",
                      text="The user's dog is called Pilsner.")  # fmt: skip
+    for name, town in (("Ines", "Lund"), ("Omar", "Visby"), ("Tove", "Umeå")):  # older memories: 2 replayed (1 new x 2)
+        store.add_memory(user="default", subject=name, relation="lives in", value=town, text=f"{name} lives in {town}.",
+                         status="consolidated")  # fmt: skip
     store.close()
     for key, value in {"SERVE__BACKEND": "embedded", "SLEEP__MIN_EPOCHS": "2", "SLEEP__MAX_EPOCHS": "2",
                        "SLEEP__ANCHORS": "false", "SLEEP__PROBE_MAX_TOKENS": "16", "SLEEP__MIN_RECALL": "0",
-                       "SLEEP__MIN_LOCALITY": "0", "SLEEP__MIN_ADAPTER_LOCALITY": "0"}.items():  # fmt: skip
+                       "SLEEP__MIN_LOCALITY": "0", "SLEEP__MIN_ADAPTER_LOCALITY": "0", "SLEEP__MIN_RETENTION": "0",
+                       "SLEEP__REPLAY_PER_NEW": "2"}.items():  # fmt: skip
         monkeypatch.setenv(f"SLEEPTRAIN_{key}", value)
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
     [row] = json.loads(r.output[r.output.rindex("[\n  {"):])  # after the model loaders' progress bars
     assert row["status"] == "promoted" and row["user"] == "default", row
+    assert len(row["details"]["new"]) == 1 and len(row["details"]["replay"]) == 2, row["details"]  # sleep.replay_per_new
     store = Store(state / "sleeptrain.db")
     assert store.active_adapter("default")["version"] == row["adapter"]
-    assert [m["status"] for m in store.memories()] == ["consolidated"]
+    assert [m["status"] for m in store.memories()] == ["consolidated"] * 4
     assert (state / "adapters" / "default" / row["adapter"] / "adapter_config.json").is_file()
     store.close()
     r = CliRunner().invoke(cli, ["sleep", "--state-dir", str(state)])  # nothing left: says so, starts nothing

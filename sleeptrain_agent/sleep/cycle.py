@@ -280,7 +280,7 @@ class SleepCycle:
         t0 = time.monotonic() if t0 is None else t0
         gate = self.gate(cfg)
         consolidated = self.store.memories(status="consolidated", user=user)  # only this user's: their adapter
-        budget = cfg.deep_replay_budget if cfg.deep else cfg.replay_budget
+        budget = cfg.deep_replay_budget if cfg.deep else replay.budget(cfg.replay_budget, cfg.replay_per_new, len(pending))
         replayed = replay.sample(consolidated, budget, seed=cfg.seed + sleep_id)
         dropped = [m for m in consolidated if m["id"] not in {r["id"] for r in replayed}] if cfg.deep else []
         self._note(sleep_id, "select", new=[m["id"] for m in pending], replay=[m["id"] for m in replayed],
