@@ -51,11 +51,12 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods", "young", "offspring"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 8  # the table's layout or how it is computed: a new one is built when it changes
+SCHEMA = 9  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
-          "writing": ("writing.n.02", "literary_composition.n.01", "book.n.01", "publication.n.01")}  # fmt: skip
+          "writing": ("writing.n.02", "literary_composition.n.01", "book.n.01", "publication.n.01"),
+          "location": ("location.n.01", "geological_formation.n.01", "body_of_water.n.01", "land.n.04")}  # fmt: skip
 _lock = threading.Lock()
 
 
@@ -75,8 +76,9 @@ def kind(noun: str) -> str | None:
 
 def is_a(noun: str, group: str) -> bool:
     """Whether `noun` names a time ("nights", "the moment": its most tagged sense is one), a dwelling
-    (any sense: "a flat in Bergen") or a writing ("a thriller by ...": a book, a poem, a story). `group`
-    is one of `GROUPS`."""
+    (any sense: "a flat in Bergen"), a writing ("a thriller by ...": a book, a poem, a story) or a
+    location (any sense: a village, a suburb, an island, a fjord, a valley: "a fishing village called
+    Reine" is a place though the tagger calls Reine a person). `group` is one of `GROUPS`."""
     return _key(noun) in _table()[group]
 
 

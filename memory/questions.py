@@ -373,9 +373,12 @@ def _gaps(c: _Clause, memory: dict):
         lead = {prep.i - 1} if prep is not None and c.doc[prep.i - 1].dep_ == "prt" and \
             c.doc[prep.i - 1].lower_ in ("up", "down", "over", "out", "back", "away") else set()  # fmt: skip
         nummod = next((w for w in t.children if w.dep_ == "nummod" and w.like_num), None)
-        place = bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
-            (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
+        # a place: a place's name, a name after a place preposition, or a location noun named ("grew up in a
+        # fishing village called Reine": the tagger calls Reine a person; "Where did I grow up?")
+        place = bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
+            (prep is not None and prep.lower_ in PLACE_PREPS and named and is_a(t.lemma_, "location")) or \
+            (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
             gap = {w.i for w in (around or prep).subtree}
             yield "When", gap, "", None, "wh"

@@ -34,6 +34,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from memory.kinds import is_a
 from memory.language import inflect, parse
 from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
 from memory.times import resolve
@@ -820,13 +821,20 @@ def _value_type(tokens) -> str:
         return "date"
     if ents & {"CARDINAL", "QUANTITY", "MONEY", "PERCENT"} or any(t.like_num for t in tokens):
         return "number"
-    if ents & {"GPE", "LOC", "FAC"}:
+    if ents & {"GPE", "LOC", "FAC"} or any(_names_a_place(t) for t in tokens):
         return "place"
     if "PERSON" in ents:
         return "person"
     if ents & {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LANGUAGE"} or any(t.pos_ == "PROPN" for t in tokens):
         return "name"
     return "thing"
+
+
+def _names_a_place(token) -> bool:
+    """A name given to a location noun ("a fishing village called Reine", "the island of Senja"), whatever
+    entity type the tagger gave it (Reine: a person)."""
+    return token.pos_ == "PROPN" and any(a.pos_ == "NOUN" and is_a(a.lemma_, "location") for a in token.ancestors
+                                         if a.i < token.i and not a.dep_ == "ROOT")  # fmt: skip
 
 
 def _phrase(token, keep: set[int]) -> list:
@@ -952,6 +960,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     places = [t for t in value_tokens if t.ent_type_ in ("GPE", "LOC")]
     if relation in ("lives in", "born in", "grew up in", "comes from") and places:  # "a new apartment in Uppsala"
         value_tokens = places
+    elif relation != "name" and any(_names_a_place(t) for t in value_tokens):  # "an island called Hitra": Hitra
+        value_tokens = [t for t in value_tokens if _names_a_place(t) or t.dep_ == "compound" and _names_a_place(t.head)]
     dates = [t for t in value_tokens if t.ent_type_ in ("DATE", "TIME")]
     others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME", "ORDINAL") and t.pos_ in ("PROPN", "NOUN")
               and not t.like_num and not re.fullmatch(r"\d+(st|nd|rd|th)", t.lower_)]  # "Thursday the 10th" is a date

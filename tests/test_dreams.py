@@ -8,6 +8,7 @@ import random
 import pytest
 
 from memory.dreams import DreamError, Example, arrange, dream, longest_run, qa_pairs, validate
+from memory.questions import ask
 from sleeptrain_agent.config import data
 
 TEMPLATES = data("qa_templates.yaml")
@@ -150,6 +151,24 @@ def test_a_place_said_inside_a_phrase_is_contrasted_as_the_place():
 
     assert not recall_hit("Your brother Henrik lives in Bergen.", "Lisbon", brother_probes[0].forbidden)
     validate(d, [1, 2], words, 200)
+
+@pytest.mark.parametrize("text,name,where", [
+    ("I grew up in a tiny fishing village called Reine.", "Reine", "Where did I grow up?"),
+    ("My parents retired to a little island called Hitra.", "Hitra", "Where did my parents retire?"),
+])  # fmt: skip
+def test_a_location_named_is_a_place_whatever_the_tagger_calls_the_name(text, name, where):
+    """"a fishing village called Reine": spaCy tags Reine a person, but a village (an island, a valley, a
+    town: WordNet's locations) is a place, so the memory's value is the name, asked "Where ...?" and
+    contrasted with the other places ("Which city is Henrik living in?" must not be answered with it)."""
+    village, brother = _said(1, text), _said(2, "My brother Henrik lives in Lisbon these days.")
+    assert village["value"] == name and village["value_type"] == "place", village
+    asked = {qa.question: qa for qa in ask(village)}
+    assert where in asked and asked[where].expected == name, sorted(asked)
+    d = dream([village, brother], [], TEMPLATES, [], system_prompt=SYSTEM, questions=5, probes=2)
+    brother_probes = [p for p in d.probes if p.memory_id == 2 and p.forbidden]
+    assert brother_probes and all(name in p.forbidden for p in brother_probes), brother_probes
+    validate(d, [1, 2], words, 200)
+
 
 def test_names_said_every_way_are_one_frame_and_each_memory_is_in_few_pairs():
     """A husband "called" Tomasz and a terrier "named" Pickle are names of one frame (asked what the dog is
