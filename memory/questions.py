@@ -90,7 +90,10 @@ class _Clause:
         sent = next(iter(doc.sents))
         self.sent = sent
         self.root = sent.root
-        self.subject = next((c for c in self.root.children if c.dep_ in SUBJECTS), None)
+        # the subject hangs from the verb, or where the parser puts it from its auxiliary ("The user is
+        # engaged to Marta": *user* under *is*)
+        self.subject = next((c for c in self.root.children if c.dep_ in SUBJECTS), None) or \
+            next((c for a in self.root.children if a.dep_ in ("aux", "auxpass") for c in a.children if c.dep_ in SUBJECTS), None)  # fmt: skip
         self.subj_idx = {t.i for t in self.subject.subtree} if self.subject is not None else set()
         self.repl: dict[int, str] = {}
         self.user_subject = False
@@ -105,7 +108,7 @@ class _Clause:
             case = next((c for c in t.children if c.dep_ == "case"), None)
             if case is not None:
                 self.repl[t.i], self.repl[case.i] = "my", ""
-            elif t.dep_ in SUBJECTS and t.head == self.root:
+            elif t.dep_ in SUBJECTS and t == self.subject:
                 self.repl[t.i] = "I"
                 self.user_subject = True
                 conj = [w.i for w in t.subtree if w.i != t.i and w.i != t.i - 1]
@@ -319,6 +322,7 @@ def _alive(t) -> bool:
 
 def _gaps(c: _Clause, memory: dict):
     """(wh, gap indices, fill, alternative (wh, gap) or None, frame) for each part of the clause that can be asked for."""
+    from memory.mentions import ANIMALS
     value_type = memory.get("value_type")
     for t in c.sent:
         if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
@@ -352,6 +356,8 @@ def _gaps(c: _Clause, memory: dict):
                            w.dep_ == "xcomp"]  # fmt: skip
                 for o in objects[:1]:  # "allergic to shellfish": What am I allergic to?
                     gap = {w.i for w in o.subtree} - {w.i for w in o.children if w.lower_ == "to" and w.dep_ == "aux"}
+                    if o.ent_type_ == "PERSON" or _alive(o) and o.lemma_.lower() not in ANIMALS:
+                        continue  # "married to a man called Piotr": asked "Who" as the preposition's object
                     yield "What", gap, "", ("What is it that", gap, "cleft"), "wh"
                     if _kind(o):  # "allergic to kiwi": What fruit am I allergic to?
                         yield f"What {_kind(o)}", gap, "", None, "wh"
@@ -376,7 +382,8 @@ def _gaps(c: _Clause, memory: dict):
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
         # a place: a place's name, a name after a place preposition, or a location noun named ("grew up in a
         # fishing village called Reine": the tagger calls Reine a person; "Where did I grow up?")
-        place = bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
+        person = named and _alive(t) and t.lemma_.lower() not in ANIMALS  # "a man called Piotr"
+        place = not person and bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
             (prep is not None and prep.lower_ in PLACE_PREPS and named and is_a(t.lemma_, "location")) or \
             (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
@@ -394,7 +401,8 @@ def _gaps(c: _Clause, memory: dict):
                 gap = gap | lead  # "studying up in Tromsø": the particle goes with the place
             alt = (f"{prep.text.lower()} which {noun}", gap, "which") if prep.lower_ not in ("from",) else None
             yield "Where", gap, fill, alt, "wh"  # "grew up in Kilkenny": "Where did I grow up?"
-        elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)) or \
+        elif (t.ent_type_ == "PERSON" and t.dep_ != "oprd" and not any(w.pos_ in ("NOUN", "ADJ") for w in tokens)
+              and c.subject.lemma_.lower() not in VALUE_NOUNS) or person or \
                 (prep is not None and prep.lower_ == "by" and t.pos_ == "PROPN"):  # fmt: skip
             yield "Who", sub, "", None, "who"
         else:
@@ -410,6 +418,40 @@ def _gaps(c: _Clause, memory: dict):
         if x.dep_ == "xcomp" and x.pos_ == "VERB" and any(w.lower_ == "to" for w in x.children):
             gap = {w.i for w in x.subtree}
             yield "What", gap, "to do", None, "wh"
+
+
+def _person_named(c: _Clause) -> tuple[str, str, str] | None:
+    """Someone of the user's and their name, however the name was said: "my wife Astrid", "my husband is
+    called Tomasz", "my partner's name is Sam", "my boss is Ingrid" -> ("my husband", "Tomasz", "husband");
+    None for anything else (a pet, a place, someone not the user's)."""
+    from memory.mentions import kind_of
+
+    subject = c.subject
+    owner_tok = subject
+    name: set[int] = set()
+    if subject.lemma_.lower() == "name":  # "my partner's name is Sam"
+        owner_tok = next((w for w in subject.children if w.dep_ == "poss"), None)
+        name = {w.i for x in c.root.children if x.dep_ == "attr" and x.pos_ == "PROPN" for w in x.subtree}
+    elif c.name_tokens():  # "my wife Astrid ..."
+        name = c.name_tokens()
+    elif c.root.lemma_ in ("call", "name"):  # "my husband is called Tomasz"
+        name = {w.i for x in c.root.children if x.dep_ in ("oprd", "attr") and x.pos_ == "PROPN" for w in x.subtree}
+    elif c.root.lemma_ == "be":  # "my boss is Ingrid", "my boss is a woman called Ingrid"
+        for x in (x for x in c.root.children if x.dep_ == "attr"):
+            called = [g for a in x.children if a.dep_ == "acl" and a.lemma_ in ("call", "name") for g in a.children
+                      if g.dep_ in ("oprd", "attr", "dobj") and g.pos_ == "PROPN"]  # fmt: skip
+            name = {w.i for n in ([x] if x.pos_ == "PROPN" else called) for w in n.subtree}
+    if owner_tok is None or not name or kind_of(owner_tok.lemma_) != "person":
+        return None
+    owner = c.words({w.i for w in owner_tok.subtree} - name - {w.i for w in owner_tok.subtree if w.is_punct})
+    if owner_tok is not subject:
+        owner = owner.removesuffix("'s").removesuffix("'")
+    if not owner.startswith("my "):
+        return None
+    return owner, c.words(name), owner_tok.lemma_.lower()
+
+
+SPOUSES = {"husband", "wife", "spouse"}
 
 
 def _kind(t) -> str | None:
@@ -616,6 +658,11 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         wh = "Who" if _alive(c.subject) or makes(c.root.lemma_) or \
             (c.root.pos_ == "VERB" and not _ents(c.subject.subtree) & places) else "What"  # fmt: skip
         add(f"{wh} {rest}?", c.subject_text("full"), "subject")
+    if person := _person_named(c):  # "Who is my husband?" is answered with his name, as the other names are
+        whose, who, role = person
+        add(f"Who is {whose}?", who, "name", f"{_yours(whose)} is called {who}.")
+        if role in SPOUSES and whose == f"my {role}":  # the user's own, not "my sister's husband"
+            add("Who am I married to?", who, "who", f"You are married to {who}.")
     full = c.subject_text("full")
     add(c.question("", set(), subject="full"), value or _content(c, {t.i for t in c.sent}), "yesno", "Yes. " + you)
     if full not in ("I", "we"):  # "What do you know about me?" is about every memory of the user

@@ -821,6 +821,8 @@ def _value_type(tokens) -> str:
         return "date"
     if ents & {"CARDINAL", "QUANTITY", "MONEY", "PERCENT"} or any(t.like_num for t in tokens):
         return "number"
+    if any(_names_a_person(t) for t in tokens):
+        return "person"
     if ents & {"GPE", "LOC", "FAC"} or any(_names_a_place(t) for t in tokens):
         return "place"
     if "PERSON" in ents:
@@ -830,11 +832,24 @@ def _value_type(tokens) -> str:
     return "thing"
 
 
+def _naming_noun(token):
+    """The noun a name is given to ("a fishing village called Reine", "the island of Senja", "a woman
+    called Ingrid"), or None."""
+    if token.pos_ != "PROPN":
+        return None
+    return next((a for a in token.ancestors if a.pos_ == "NOUN" and a.i < token.i and a.dep_ != "ROOT"), None)
+
+
 def _names_a_place(token) -> bool:
-    """A name given to a location noun ("a fishing village called Reine", "the island of Senja"), whatever
-    entity type the tagger gave it (Reine: a person)."""
-    return token.pos_ == "PROPN" and any(a.pos_ == "NOUN" and is_a(a.lemma_, "location") for a in token.ancestors
-                                         if a.i < token.i and not a.dep_ == "ROOT")  # fmt: skip
+    """A name given to a location noun, whatever entity type the tagger gave it (Reine: a person)."""
+    noun = _naming_noun(token)
+    return noun is not None and is_a(noun.lemma_, "location")
+
+
+def _names_a_person(token) -> bool:
+    """A name given to a person ("a woman called Ingrid": the tagger says a building)."""
+    noun = _naming_noun(token)
+    return noun is not None and kind_of(noun.lemma_) == "person"
 
 
 def _phrase(token, keep: set[int]) -> list:
@@ -960,8 +975,10 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     places = [t for t in value_tokens if t.ent_type_ in ("GPE", "LOC")]
     if relation in ("lives in", "born in", "grew up in", "comes from") and places:  # "a new apartment in Uppsala"
         value_tokens = places
-    elif relation != "name" and any(_names_a_place(t) for t in value_tokens):  # "an island called Hitra": Hitra
-        value_tokens = [t for t in value_tokens if _names_a_place(t) or t.dep_ == "compound" and _names_a_place(t.head)]
+    elif relation != "name" and any(_names_a_place(t) or _names_a_person(t) for t in value_tokens):
+        # "an island called Hitra", "married to a man called Piotr": the name is the value
+        value_tokens = [t for t in value_tokens if _naming_noun(t) is not None and (_names_a_place(t) or _names_a_person(t))
+                        or t.dep_ in ("compound", "flat") and (_names_a_place(t.head) or _names_a_person(t.head))]  # fmt: skip
     dates = [t for t in value_tokens if t.ent_type_ in ("DATE", "TIME")]
     others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME", "ORDINAL") and t.pos_ in ("PROPN", "NOUN")
               and not t.like_num and not re.fullmatch(r"\d+(st|nd|rd|th)", t.lower_)]  # "Thursday the 10th" is a date

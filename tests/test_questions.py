@@ -177,3 +177,35 @@ def test_a_job_is_answered_as_a_job(text, you, answer):
     work out ..." (natural runs 20-21): the job questions' answers say the job in the words they ask with."""
     asked = [qa for qa in ask({"text": text, "subject": "user", "you": you}) if qa.question.endswith(("job?", "living?"))]
     assert len(asked) >= 2 and all(qa.answer == answer for qa in asked), [(qa.question, qa.answer) for qa in asked]
+
+
+@pytest.mark.parametrize("say,question,expected,answer", [
+    ("My husband is called Tomasz.", "Who is my husband?", "Tomasz", "Your husband is called Tomasz."),
+    ("My husband is called Tomasz.", "Who am I married to?", "Tomasz", "You are married to Tomasz."),
+    ("My wife Astrid is a dentist.", "Who am I married to?", "Astrid", "You are married to Astrid."),
+    ("My boss is a woman called Ingrid.", "Who is my boss?", "Ingrid", "Your boss is called Ingrid."),
+    ("My partner's name is Sam.", "Who is my partner?", "Sam", "Your partner is called Sam."),
+    ("I'm married to a man called Piotr.", "Who am I married to?", "Piotr", "You are married to a man called Piotr."),
+])  # fmt: skip
+def test_someone_of_the_user_s_is_asked_who_they_are(say, question, expected, answer):
+    """"Who is my husband?" asks for a name however it was said (in apposition, "is called", "'s name is",
+    "a woman called ..."); a spouse is who the user is married to. The name is the memory's value where the
+    statement gives it to a person noun, whatever entity type the tagger gave the name (Ingrid: a building)."""
+    m = fact(say)
+    asked = {qa.question: qa for qa in ask(m)}
+    assert question in asked, sorted(asked)
+    assert asked[question].expected == expected and asked[question].answer == answer
+    assert m["value_type"] in ("person", "name", "thing"), m  # never a place
+    assert not any(q.startswith(("Where", "Who is my partner's name")) for q in asked), sorted(asked)
+
+
+def test_only_the_user_s_own_spouse_is_who_they_are_married_to():
+    asked = [qa.question for qa in ask(fact("My sister's husband is called Olek."))]
+    assert "Who is my sister's husband?" in asked and "Who am I married to?" not in asked, asked
+
+
+def test_a_subject_the_parser_hangs_from_the_auxiliary_is_still_the_subject():
+    """en_core_web_sm parses "The user is engaged to Marta" with *user* under *is*, not the verb: the
+    statement is still asked about, in the first person."""
+    asked = [qa.question for qa in ask(fact("I'm engaged to Marta."))]
+    assert "Am I engaged to Marta?" in asked, asked
