@@ -51,12 +51,15 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods", "young", "offspring"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 9  # the table's layout or how it is computed: a new one is built when it changes
+SCHEMA = 10  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
           "writing": ("writing.n.02", "literary_composition.n.01", "book.n.01", "publication.n.01"),
           "location": ("location.n.01", "geological_formation.n.01", "body_of_water.n.01", "land.n.04")}  # fmt: skip
+# what is played, asked with the word people use: "What instrument do I play?", "What sport does my son
+# play?", "What game ...?" (the first that any sense of the noun is a kind of)
+PLAYED = (("instrument", "musical_instrument.n.01"), ("sport", "sport.n.01"), ("game", "game.n.01"))
 _lock = threading.Lock()
 
 
@@ -86,6 +89,12 @@ def measure(adjective: str) -> str | None:
     """The noun a measure adjective asks for ("long" -> "length", "deep" -> "depth"): WordNet's attribute
     of its senses, the most tagged one."""
     return _table()["measure"].get(_key(adjective))
+
+
+def played(noun: str) -> str | None:
+    """What kind of thing one plays `noun` is ("bass" -> "instrument", "tennis" -> "sport", "chess" ->
+    "game"), or None: the object of "play" is asked by this, not by `kind` ("bass" is first a fish)."""
+    return _table()["played"].get(_key(noun))
 
 
 def synonym(noun: str) -> str | None:
@@ -118,7 +127,7 @@ def _table() -> dict:
             log.info("building the table of noun kinds from WordNet once (%s)", path)
             build(path)
         table = json.loads(path.read_text())
-    return {"kind": table["kind"], "measure": table["measure"], "synonym": table["synonym"],
+    return {"kind": table["kind"], "measure": table["measure"], "synonym": table["synonym"], "played": table["played"],
             "phrasal": set(table["phrasal"]), "makes": set(table["makes"]),
             **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
 
@@ -193,7 +202,8 @@ def build(path: Path | None = None) -> Path:
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
             return sum(_tagged(s, word) for s in _senses(wn, word, "n"))
 
-        table: dict = {"kind": {}, "measure": {}, "synonym": {}, **{g: [] for g in GROUPS}}
+        table: dict = {"kind": {}, "measure": {}, "synonym": {}, "played": {}, **{g: [] for g in GROUPS}}
+        played = [(word, wn.synset(name)) for word, name in PLAYED]
         table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
         table["makes"] = [v for v in wn.all_lemma_names(pos="v")
                           if _best(_senses(wn, v, "v"), v).lexname() in ("verb.creation", "verb.communication")]
@@ -209,6 +219,10 @@ def build(path: Path | None = None) -> Path:
             if found:
                 table["kind"][lemma] = found
             senses = _senses(wn, lemma, "n")
+            above = {h for s in senses for h in s.closure(lambda x: x.hypernyms())}
+            what = next((word for word, root in played if root in above), None)
+            if what:
+                table["played"][lemma] = what
             best = _best(senses, lemma) if senses else None
             if best is not None and "_" not in lemma and count(lemma) >= MIN_COUNT:
                 other = max((x for x in best.lemmas() if "_" not in x.name() and x.name().lower() != lemma),
@@ -239,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for word in args.words:
         groups = [g for g in GROUPS if is_a(word, g)]
-        print(f"{word}: {kind(word) or '-'}" + (f" ({', '.join(groups)})" if groups else ""))
+        print(f"{word}: {kind(word) or '-'}" + (f" ({', '.join(groups)})" if groups else "") +
+              (f", played: {played(word)}" if played(word) else ""))  # fmt: skip
     return 0
 
 

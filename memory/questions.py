@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from memory.answers import norm
-from memory.kinds import is_a, kind, makes, phrasal, synonym
+from memory.kinds import is_a, kind, makes, phrasal, played, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
 from memory.language import inflect, parse
 
@@ -461,6 +461,8 @@ def _kind(t) -> str | None:
 
     if t.pos_ != "NOUN" or t.ent_type_ or _alive(t) and t.lemma_.lower() not in ANIMALS:
         return None
+    if t.dep_ == "dobj" and t.head.lemma_ == "play":  # "I play bass": What instrument, never "What fish"
+        return played(t.lemma_)
     return kind(t.lemma_)
 
 

@@ -32,6 +32,8 @@ def test_the_table_is_built_where_it_is_looked_for(tmp_path):
     table = json.loads(out.read_text())
     assert table["kind"]["terrier"] == "dog" and len(table["kind"]) > 10_000
     assert "flat" in table["dwelling"] and "night" in table["time"] and "thriller" in table["writing"]
+    assert "village" in table["location"] and "fjord" in table["location"] and "woman" not in table["location"]
+    assert table["played"]["bass"] == "instrument" and table["played"]["chess"] == "game"
     assert table["measure"]["long"] == "length" and "grow_up" in table["phrasal"]
     assert not list(tmp_path.glob(".kinds-*"))  # no temporary file left behind
     assert kinds.table_path().is_file()
@@ -83,3 +85,27 @@ def test_questions_inferred_from_what_the_statement_implies():
     asked = {qa.question for qa in ask({"text": "The user has a dog in Bergen."})} | \
         {qa.question for qa in ask({"text": "The user bought a kite by the sea."})}  # fmt: skip
     assert not [q for q in asked if q.endswith(" live?") or q.startswith("Who wrote")]
+
+
+@pytest.mark.parametrize("noun,expected", [
+    ("bass", "instrument"), ("trumpet", "instrument"), ("cello", "instrument"), ("tennis", "sport"),
+    ("football", "sport"), ("chess", "game"), ("poker", "game"), ("happiness", None),
+])  # fmt: skip
+def test_what_is_played_is_an_instrument_a_sport_or_a_game(noun, expected):
+    assert kinds.played(noun) == expected
+
+
+@pytest.mark.parametrize("say,question,absent", [
+    ("I play bass in a band called The Foxes.", "What instrument do I play?", "What fish do I play?"),
+    ("My son Erik plays football for the school team.", "What sport does my son play?", "What ball does my son play?"),
+    ("My wife plays chess online.", "What game does my wife play?", "What grass does my wife play?"),
+])  # fmt: skip
+def test_what_someone_plays_is_asked_by_what_is_played(say, question, absent):
+    """The object of "play" is asked by what one plays, not by the noun's commonest kind: "bass" is first a
+    fish, "football" a ball, "chess" a grass in WordNet."""
+    from memory.extractor import ExtractorJudge
+    from memory.verdicts import Context
+
+    fact = next(v.fact for v in ExtractorJudge().judge(say, Context()) if v.fact is not None)
+    asked = [qa.question for qa in ask(fact.model_dump())]
+    assert question in asked and absent not in asked, asked
