@@ -47,7 +47,7 @@ def parse(texts: list[str]):
     with _cache_lock:
         missing = [t for t in dict.fromkeys(texts) if t not in _recent]
         for text, doc in zip(missing, model.pipe(missing), strict=True):
-            _recent[text] = doc
+            _recent[text] = _repaired(doc)
         docs = [_recent[t] for t in texts]
         while len(_recent) > 64:
             _recent.pop(next(iter(_recent)))
@@ -56,6 +56,35 @@ def parse(texts: list[str]):
 
 _recent: dict = {}
 _cache_lock = threading.Lock()
+# the lemmas an auxiliary can have; a finite verb tagged an auxiliary with any other is a tagger's slip
+AUXILIARIES = {"be", "have", "do", "will", "would", "can", "could", "shall", "should", "may", "might", "must", "ought",
+               "get", "need", "dare", "use", "going", "gon", "wanna", "'ll", "'d", "'s", "'re", "'ve", "'m", "wo", "ca"}  # fmt: skip
+
+
+def _repaired(doc):
+    """The parse with one slip of en_core_web_sm undone: alone in a sentence, "My dog Rex loves chasing
+    squirrels" is parsed with *loves* an auxiliary of *chasing* (the root): every reader then finds no
+    verb with a subject. The finite verb becomes the root, the -ing form its complement (xcomp), as the same
+    model parses "She hates doing the dishes"."""
+    for t in doc:
+        verb = t.head
+        if t.dep_ != "aux" or t.lemma_.lower() in AUXILIARIES or t.tag_ not in ("VBZ", "VBP", "VBD") or \
+                verb.tag_ != "VBG" or verb.dep_ != "ROOT" or t.i > verb.i:  # fmt: skip
+            continue
+        kids = [c for c in verb.children if c.i < t.i or c.dep_ == "punct" and c.i > verb.i]
+        t.head, t.dep_, t.pos_ = t, "ROOT", "VERB"
+        t.lemma_ = _verb_lemma(t.text)  # as an auxiliary it kept its form ("loves")
+        verb.head, verb.dep_ = t, "xcomp"
+        for c in kids:  # the subject, the auxiliaries before it, the final stop: the verb's now
+            c.head = t
+    return doc
+
+
+def _verb_lemma(word: str) -> str:
+    from lemminflect import getLemma
+
+    lemmas = getLemma(word.lower(), upos="VERB")
+    return lemmas[0] if lemmas else word.lower()
 
 
 def inflect(lemma: str, tag: str, fallback: str) -> str:

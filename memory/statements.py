@@ -258,7 +258,7 @@ class Reader:
         out: list[dict] = []
 
         def visit(head, inherited, explicit=False, implied=False):
-            subject = [c for c in head.children if c.dep_ in SUBJECTS]
+            subject = _subjects(head)
             split = []
             for c in head.children:
                 own_subject = any(g.dep_ in SUBJECTS for g in c.children)
@@ -311,7 +311,7 @@ class Reader:
         tokens = _strip([doc[i] for i in clause["tokens"]])
         if not tokens:
             return
-        subject = clause["inherited"] or [c for c in head.children if c.dep_ in SUBJECTS]
+        subject = clause["inherited"] or _subjects(head)
         subj_words = {t.lower_ for s in subject for t in s.subtree}
         first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg", "advmod", "intj"))
                  and t.lower_ not in DISCOURSE | {"maybe", "perhaps", "please", "definitely", "really"}]  # fmt: skip
@@ -838,6 +838,13 @@ def _naming_noun(token):
     if token.pos_ != "PROPN":
         return None
     return next((a for a in token.ancestors if a.pos_ == "NOUN" and a.i < token.i and a.dep_ != "ROOT"), None)
+
+
+def _subjects(head) -> list:
+    """The clause's subjects: the head's own, or where the parser hangs them from its auxiliary ("My dog Rex
+    loves chasing squirrels": *loves* tagged an auxiliary of *chasing*, *Rex* its subject)."""
+    return [c for c in head.children if c.dep_ in SUBJECTS] or \
+        [c for a in head.children if a.dep_ in ("aux", "auxpass") and a.i < head.i for c in a.children if c.dep_ in SUBJECTS]  # fmt: skip
 
 
 def _names_a_place(token) -> bool:

@@ -209,3 +209,9 @@ def test_a_subject_the_parser_hangs_from_the_auxiliary_is_still_the_subject():
     statement is still asked about, in the first person."""
     asked = [qa.question for qa in ask(fact("I'm engaged to Marta."))]
     assert "Am I engaged to Marta?" in asked, asked
+
+
+def test_a_verb_the_tagger_made_an_auxiliary_is_asked_as_a_verb():
+    asked = [qa.question for qa in ask(fact("My dog Rex loves chasing squirrels."))]
+    assert "What does my dog love chasing?" in asked and "What is my dog's name?" in asked, asked
+    assert not any(q.startswith(("Loves", "What loves")) for q in asked), asked
