@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -115,12 +116,18 @@ def test_hot_swap_under_load(daemon, adapters):
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(4 if daemon.backend == "vllm" else 6)
+    def wait_for(done: Callable[[], bool], seconds: float = 180) -> None:
+        """Until `done()` (replies under load take as long as the machine makes them: no fixed sleep)."""
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline and not failures:
+            time.sleep(0.2)
+
+    wait_for(lambda: len(results) >= 4)  # replies finished under load before the swap
     swap_started = time.monotonic()
     r = httpx.post(daemon.url + "/v1/adapters/v0002/activate", timeout=120)
     swap_done = time.monotonic()
     assert r.status_code == 200, r.text
-    time.sleep(6 if daemon.backend == "vllm" else 10)
+    wait_for(lambda: sum(started > swap_done for started, _, _, _ in results) >= 4)  # and begun after it
     stop.set()
     for t in threads:
         t.join(timeout=300)
