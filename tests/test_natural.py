@@ -28,7 +28,7 @@ FACTS = [
     ("My sister Petra lives in Gdańsk.", "Which city is Petra in?", "Gdańsk", []),
     ("I grew up in Kilkenny.", "What town was I raised in?", "Kilkenny", []),
     ("I play the bassoon in a wind quintet.", "Which instrument do I play?", "bassoon", []),
-    ("My wife is called Astrid.", "Who is my wife?", "Astrid", []),
+    ("My wife is called Astrid.", "Who did I marry?", "Astrid", []),
     ("I'm allergic to kiwi.", "What fruit can't I eat?", "kiwi", []),
     ("My favourite author is Tove Jansson.", "Who's the writer I like best?", "Tove Jansson", []),
 ]  # fmt: skip
