@@ -80,6 +80,16 @@ def _repaired(doc):
     return doc
 
 
+SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
+
+
+def subjects(head) -> list:
+    """A clause's subjects: the head's own, or where the parser hangs them from an auxiliary before it
+    ("The user is engaged to Marta": *user* under *is*)."""
+    return [c for c in head.children if c.dep_ in SUBJECTS] or \
+        [c for a in head.children if a.dep_ in ("aux", "auxpass") and a.i < head.i for c in a.children if c.dep_ in SUBJECTS]  # fmt: skip
+
+
 def _verb_lemma(word: str) -> str:
     from lemminflect import getLemma
 

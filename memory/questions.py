@@ -47,7 +47,7 @@ from functools import lru_cache
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, played, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
-from memory.language import inflect, parse
+from memory.language import inflect, parse, subjects
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
@@ -90,10 +90,7 @@ class _Clause:
         sent = next(iter(doc.sents))
         self.sent = sent
         self.root = sent.root
-        # the subject hangs from the verb, or where the parser puts it from its auxiliary ("The user is
-        # engaged to Marta": *user* under *is*)
-        self.subject = next((c for c in self.root.children if c.dep_ in SUBJECTS), None) or \
-            next((c for a in self.root.children if a.dep_ in ("aux", "auxpass") for c in a.children if c.dep_ in SUBJECTS), None)  # fmt: skip
+        self.subject = next(iter(subjects(self.root)), None)
         self.subj_idx = {t.i for t in self.subject.subtree} if self.subject is not None else set()
         self.repl: dict[int, str] = {}
         self.user_subject = False

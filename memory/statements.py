@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 
 from memory.kinds import is_a
-from memory.language import inflect, parse
+from memory.language import inflect, parse, subjects
 from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
 from memory.times import resolve
 
@@ -258,7 +258,7 @@ class Reader:
         out: list[dict] = []
 
         def visit(head, inherited, explicit=False, implied=False):
-            subject = _subjects(head)
+            subject = subjects(head)
             split = []
             for c in head.children:
                 own_subject = any(g.dep_ in SUBJECTS for g in c.children)
@@ -311,7 +311,7 @@ class Reader:
         tokens = _strip([doc[i] for i in clause["tokens"]])
         if not tokens:
             return
-        subject = clause["inherited"] or _subjects(head)
+        subject = clause["inherited"] or subjects(head)
         subj_words = {t.lower_ for s in subject for t in s.subtree}
         first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg", "advmod", "intj"))
                  and t.lower_ not in DISCOURSE | {"maybe", "perhaps", "please", "definitely", "really"}]  # fmt: skip
@@ -840,13 +840,6 @@ def _naming_noun(token):
     return next((a for a in token.ancestors if a.pos_ == "NOUN" and a.i < token.i and a.dep_ != "ROOT"), None)
 
 
-def _subjects(head) -> list:
-    """The clause's subjects: the head's own, or where the parser hangs them from its auxiliary ("My dog Rex
-    loves chasing squirrels": *loves* tagged an auxiliary of *chasing*, *Rex* its subject)."""
-    return [c for c in head.children if c.dep_ in SUBJECTS] or \
-        [c for a in head.children if a.dep_ in ("aux", "auxpass") and a.i < head.i for c in a.children if c.dep_ in SUBJECTS]  # fmt: skip
-
-
 def _names_a_place(token) -> bool:
     """A name given to a location noun, whatever entity type the tagger gave it (Reine: a person)."""
     noun = _naming_noun(token)
@@ -984,7 +977,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
         value_tokens = places
     elif relation != "name" and any(_names_a_place(t) or _names_a_person(t) for t in value_tokens):
         # "an island called Hitra", "married to a man called Piotr": the name is the value
-        value_tokens = [t for t in value_tokens if _naming_noun(t) is not None and (_names_a_place(t) or _names_a_person(t))
+        value_tokens = [t for t in value_tokens if _names_a_place(t) or _names_a_person(t)
                         or t.dep_ in ("compound", "flat") and (_names_a_place(t.head) or _names_a_person(t.head))]  # fmt: skip
     dates = [t for t in value_tokens if t.ent_type_ in ("DATE", "TIME")]
     others = [t for t in value_tokens if t.ent_type_ not in ("DATE", "TIME", "ORDINAL") and t.pos_ in ("PROPN", "NOUN")
