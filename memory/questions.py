@@ -78,6 +78,11 @@ def _yours(phrase: str) -> str:
     return "Your" + phrase[len(first[0]):] if first in (["my"], ["our"]) else phrase
 
 
+def _possessive(who: str, plural: bool = False) -> str:
+    """ "I" -> "my", "we" -> "our", "my son" -> "my son's", "Jonas" -> "Jonas's", "my twins" -> "my twins'"."""
+    return {"I": "my", "we": "our"}.get(who) or (f"{who}'" if plural and who.endswith("s") else f"{who}'s")
+
+
 def _you(memory: dict) -> str:
     return (memory.get("meta") or {}).get("you") or memory.get("you") or memory.get("text") or ""
 
@@ -609,12 +614,22 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             # only "Your son Jonas is eleven.", asked "How many years old is Jonas?" a small model said
             # "Jonas is 20 years old." (the question's "years old" with a number of its own)
             full = c.subject_text("full")
-            aged = f"{'You are' if full in ('I', 'we') else _yours(full) + ' is'} {expected} years old."
+            plural = bool(c.subject is not None and c.plural)
+            aged = f"{'You are' if full in ('I', 'we') else _yours(full) + (' are' if plural else ' is')} {expected} years old."
+            nouns = []
             for variant in ("short", "named") if named else ("short",):
                 who = c.subject_text(variant)
-                be = ("are" if c.we else "am") if who in ("I", "we") else "is"
+                be = ("are" if c.we else "am") if who in ("I", "we") else ("are" if plural else "is")
                 add(f"{wh[:-3]} {be} {who}?", expected, "wh", aged)
                 add(f"{alt[0][:-3]} {be} {who}?", expected, alt[2], aged)
+                # the age asked as a noun too, answered in that frame ("What is Jonas's age?" -> "Jonas's age
+                # is eleven."): taught only "How old is Jonas?", asked "How many years old is Jonas?" or
+                # "What is the age of Jonas?" the model went on "The age of Jonas is" with 18 (BENCHMARKS.md)
+                whose = _possessive(who, plural)
+                said = aged if plural else f"{_yours(whose)[:1].upper()}{_yours(whose)[1:]} age is {expected}."
+                nouns.insert(0, (f"What {'are' if plural else 'is'} {whose} {'ages' if plural else 'age'}?", said))
+            for question, said in nouns:  # the name's first: few questions are trained
+                add(question, expected, "wh", said)
             continue
         add_with_short(wh, gap, fill, expected, frame)
         if alt is not None and alt[2] == "cleft":

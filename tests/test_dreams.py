@@ -233,11 +233,15 @@ def test_naming_a_pet_is_not_the_user_s_name():
 def test_a_name_that_is_not_the_value_is_asked_once():
     """"My son Jonas is eleven": the age is what the memory holds, so most trained questions ask it; his name
     is asked once (taught twice as a name beside twice as an age, asked "How many years old is Jonas?" a
-    small model said "20"). A name that is the value ("My husband is called Tomasz") is asked every way."""
+    small model said "20"). The age is asked by his name both as an age and as a noun ("What is Jonas's
+    age?" -> "Jonas's age is eleven."; without it the model went on "The age of Jonas is" with 18). A name
+    that is the value ("My husband is called Tomasz") is asked every way."""
     from memory.dreams import rehearsals
 
     train, _ = rehearsals(_said(1, "My son Jonas is eleven."), TEMPLATES, questions=5, probes=2)
     assert sum(qa.frame == "name" for qa in train) == 1, train
-    assert sum(qa.value for qa in train) >= 3 and any(qa.frame == "yesno" for qa in train), train
+    assert sum(qa.value for qa in train) >= 3, train
+    by_name = {qa.question: qa.answer for qa in train if "Jonas" in qa.question}
+    assert by_name.get("How old is Jonas?") and by_name.get("What is Jonas's age?") == "Jonas's age is eleven.", train
     names, _ = rehearsals(_said(2, "My husband is called Tomasz."), TEMPLATES, questions=5, probes=2)
     assert sum(qa.frame == "name" for qa in names) >= 1 and all(qa.value for qa in names), names

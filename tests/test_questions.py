@@ -76,6 +76,13 @@ def test_wh_questions_from_the_parse():
     assert aged["How old is my niece?"] == "Your niece is seven years old."  # an age, as ages are asked
     assert {qa.question: qa.answer for qa in ask(fact("Our son Jonas is eleven."))}["How old is Jonas?"] == \
         "Your son Jonas is eleven years old."  # fmt: skip
+    # the age asked as a noun, answered in that frame, with the verb a plural takes
+    assert aged["What is my niece's age?"] == "Your niece's age is seven."
+    assert {qa.question: qa.answer for qa in ask(fact("Our son Jonas is eleven."))}["What is Jonas's age?"] == \
+        "Jonas's age is eleven."  # fmt: skip
+    twins = {qa.question: qa.answer for qa in ask(fact("Our twins turned four in May."))}
+    assert twins["How old are my twins?"] == twins["What are my twins' ages?"] == "Your twins are four years old."
+    assert {qa.question: qa.answer for qa in ask(fact("I'm 34."))}["What is my age?"] == "Your age is 34."
     assert "How many cats do I have?" in {qa.question for qa in ask(fact("I have two cats."))}
     assert "What am I allergic to?" in {qa.question for qa in ask(fact("I'm allergic to shellfish."))}
     assert "In which village was I raised?" in {qa.question for qa in ask(fact("I was raised in a village called Alby."))}
