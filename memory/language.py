@@ -90,6 +90,46 @@ def subjects(head) -> list:
         [c for a in head.children if a.dep_ in ("aux", "auxpass") and a.i < head.i for c in a.children if c.dep_ in SUBJECTS]  # fmt: skip
 
 
+# the predicates whose object is a partner, whatever the tagger calls the name ("engaged to Marta": a GPE),
+# and what the partner is then called: (a man, a woman, anyone)
+PARTNERING = {"marry": ("husband", "wife", "spouse"), "married": ("husband", "wife", "spouse"),
+              "wed": ("husband", "wife", "spouse"), "engage": ("fiancé", "fiancée", "fiancé"),
+              "engaged": ("fiancé", "fiancée", "fiancé"), "betroth": ("fiancé", "fiancée", "fiancé"),
+              "betrothed": ("fiancé", "fiancée", "fiancé"), "date": ("boyfriend", "girlfriend", "partner"),
+              "divorce": ("ex-husband", "ex-wife", "ex"), "divorced": ("ex-husband", "ex-wife", "ex")}  # fmt: skip
+
+
+def _partner_predicate(token):
+    """The predicate a token is the partner of ("married" in "I'm married to Marta"), or None."""
+    while token.dep_ in ("compound", "flat") and token.head.pos_ == "PROPN":  # "Marta Lopez"
+        token = token.head
+    predicate = token.head
+    if token.dep_ == "pobj" and predicate.lower_ in ("to", "with", "from"):
+        predicate = predicate.head
+    elif token.dep_ not in ("dobj", "npadvmod", "attr"):
+        return None
+    return predicate if (predicate.lemma_.lower() in PARTNERING or predicate.lower_ in PARTNERING) else None
+
+
+def partnered(token) -> bool:
+    """A name that is someone's partner: the object of marrying, dating, being engaged to or divorcing ("I
+    married Marta", "I'm engaged to Marta", "dating Marta", "divorced from Ines")."""
+    return token.pos_ == "PROPN" and _partner_predicate(token) is not None
+
+
+def partner_role(noun) -> str | None:
+    """What a partner named through a noun is to the subject ("married to a guy called Rafael": husband,
+    "engaged to a woman named Ines": fiancée), or None where the noun is no one's partner."""
+    from memory.mentions import FEMALE, MALE
+
+    predicate = _partner_predicate(noun) if noun.pos_ == "NOUN" else None
+    if predicate is None:
+        return None
+    roles = PARTNERING.get(predicate.lemma_.lower()) or PARTNERING[predicate.lower_]
+    lemma = noun.lemma_.lower()
+    return roles[0] if lemma in MALE else roles[1] if lemma in FEMALE else roles[2]
+
+
 def _verb_lemma(word: str) -> str:
     from lemminflect import getLemma
 

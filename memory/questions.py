@@ -47,7 +47,7 @@ from functools import lru_cache
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, played, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
-from memory.language import inflect, parse, subjects
+from memory.language import inflect, parse, partner_role, partnered, subjects
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
@@ -136,6 +136,11 @@ class _Clause:
             self.inv = None  # do-support
 
     @property
+    def got(self) -> bool:
+        """A passive with "get" ("I got engaged to Marta"): asked with do-support, "get" kept in its place."""
+        return self.inv is not None and self.inv.dep_ == "auxpass" and self.inv.lemma_ == "get"
+
+    @property
     def ok(self) -> bool:
         return self.subject is not None and self.root.pos_ in ("VERB", "AUX") and self.root.i > self.subject.i
 
@@ -200,6 +205,8 @@ class _Clause:
         """The inverted auxiliary (or do/does/did) and the verb as it follows the subject."""
         if self.simple and self.progressive:
             return ("do" if self.user_subject or self.plural else "does"), self.root.lemma_
+        if self.got:  # "got engaged": "Did I get engaged?", not "Got I engaged?"
+            return ("did" if self.inv.tag_ == "VBD" else "do" if self.user_subject or self.plural else "does"), ""
         if self.inv is not None:
             aux = self.inv.text
             if self.user_subject:
@@ -267,7 +274,11 @@ class _Clause:
         """`wh` + inverted auxiliary + subject + the rest of the clause without `gap` (`fill` in its place)."""
         aux, verb = self.head()
         skip = self.subj_idx | gap | {t.i for t in self.sent if t.is_punct and t.i == self.sent.end - 1}
-        if self.inv is not None:
+        saved = None
+        if self.got:  # "get" where "got" was: "Did I get engaged to Marta?"
+            saved = self.repl.get(self.inv.i)
+            self.repl[self.inv.i] = "get"
+        elif self.inv is not None:
             skip.add(self.inv.i)
         parts: list[str] = []
         pending: list[int] = []
@@ -295,6 +306,8 @@ class _Clause:
             parts.append(self.words(pending))
         if front:
             parts.append(self.words(front))
+        if self.got:
+            self.repl.pop(self.inv.i) if saved is None else self.repl.__setitem__(self.inv.i, saved)
         text = " ".join(p for p in [wh, aux, self.subject_text(subject), *parts] if p)
         return text[0].upper() + text[1:] + "?"
 
@@ -320,6 +333,14 @@ def _alive(t) -> bool:
     words = {w.lower_ for w in t.subtree} | {w.lemma_.lower() for w in t.subtree}
     return t.ent_type_ == "PERSON" or bool(words & (ANIMALS | KIN | MALE | FEMALE | {"user", "friend", "partner", "boss", "neighbour",
                                                                      "neighbor", "colleague", "i"}))  # fmt: skip
+
+
+def _person_noun(noun: str) -> bool:
+    """A noun for a person ("boss", "husband", "fiancée"): never asked by a kind (WordNet's first kind of a
+    boss is a group)."""
+    from memory.mentions import FEMALE, KIN, MALE
+
+    return noun in KIN | MALE | FEMALE or noun.startswith("ex-") or kind(noun) == "person"
 
 
 def _gaps(c: _Clause, memory: dict):
@@ -358,7 +379,7 @@ def _gaps(c: _Clause, memory: dict):
                            w.dep_ == "xcomp"]  # fmt: skip
                 for o in objects[:1]:  # "allergic to shellfish": What am I allergic to?
                     gap = {w.i for w in o.subtree} - {w.i for w in o.children if w.lower_ == "to" and w.dep_ == "aux"}
-                    if o.ent_type_ == "PERSON" or _alive(o) and o.lemma_.lower() not in ANIMALS:
+                    if o.ent_type_ == "PERSON" or _alive(o) and o.lemma_.lower() not in ANIMALS or partnered(o):
                         continue  # "married to a man called Piotr": asked "Who" as the preposition's object
                     yield "What", gap, "", ("What is it that", gap, "cleft"), "wh"
                     if _kind(o):  # "allergic to kiwi": What fruit am I allergic to?
@@ -384,10 +405,11 @@ def _gaps(c: _Clause, memory: dict):
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
         # a place: a place's name, a name after a place preposition, or a location noun named ("grew up in a
         # fishing village called Reine": the tagger calls Reine a person; "Where did I grow up?")
-        person = named and _alive(t) and t.lemma_.lower() not in ANIMALS  # "a man called Piotr"
-        place = not person and bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or \
-            (prep is not None and prep.lower_ in PLACE_PREPS and named and is_a(t.lemma_, "location")) or \
-            (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens)))  # fmt: skip
+        # "a man called Piotr"; "engaged to Marta", "I married Marta" (the tagger says a place)
+        person = named and _alive(t) and t.lemma_.lower() not in ANIMALS or partnered(t)
+        place = not person and (bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or
+                                (prep is not None and prep.lower_ in PLACE_PREPS and named and is_a(t.lemma_, "location")) or
+                                (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens))))  # fmt: skip
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
             gap = {w.i for w in (around or prep).subtree}
             yield "When", gap, "", None, "wh"
@@ -546,6 +568,9 @@ def _called(c: _Clause) -> list[tuple[str, str, str]]:
                 noun = c.subject  # "my old tabby cat is called Miso": asked "What is my cat's name?" too
         if noun is None or noun.i in c.subj_idx and w.i != c.root.i and c.root.lemma_ == "be":
             continue
+        if noun.dep_ == "attr" and noun.head == c.root and c.root.lemma_ == "be" and c.subject is not None and \
+                c.subject.pos_ == "NOUN" and _alive(noun):  # fmt: skip
+            noun = c.subject  # "my boss is a woman called Ingrid": What is my boss called? (not "my boss' woman")
         head = noun.lemma_ if noun.pos_ == "NOUN" else noun.text
         if noun.pos_ == "ADJ":
             head = noun.text  # "the little terrier Pickle": the tagger calls the noun an adjective
@@ -559,6 +584,7 @@ def _called(c: _Clause) -> list[tuple[str, str, str]]:
             owner = who + ("'" if who.endswith("s") else "'s")
         if owner.split()[:1] != ["my"]:
             continue
+        head = partner_role(noun) or head  # "married to a guy called Rafael": What is my husband called?
         proper = {t.i for t in called.subtree if t.pos_ == "PROPN"}  # not "the little terrier" of "terrier Pickle"
         out.append((owner, head.lower(), c.words(proper or {t.i for t in called.subtree})))
     return out
@@ -642,7 +668,7 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
         # answered in the question's own frame, as the other names are ("Your cat is called Miso."): asked
         # "What's my dog called?", a small model that learnt only "You named the terrier Pickle" went on
         # "Your dog is called" with the name it had learnt after "is called" (the cat's, the husband's)
-        other = kind(noun) or noun  # the terrier asked as a dog too
+        other = noun if _person_noun(noun) else kind(noun) or noun  # the terrier asked as a dog too, a boss as no kind
         your = _yours(owner)
         add(f"What is {owner} {noun} called?", name, "name", f"{your} {noun} is called {name}.")
         add(f"What is {owner} {other}'s name?", name, "name", f"{your} {other} is called {name}.")

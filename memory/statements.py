@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 
 from memory.kinds import is_a
-from memory.language import inflect, parse, subjects
+from memory.language import inflect, parse, partnered, subjects
 from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
 from memory.times import resolve
 
@@ -821,7 +821,7 @@ def _value_type(tokens) -> str:
         return "date"
     if ents & {"CARDINAL", "QUANTITY", "MONEY", "PERCENT"} or any(t.like_num for t in tokens):
         return "number"
-    if any(_names_a_person(t) for t in tokens):
+    if any(_names_a_person(t) or partnered(t) for t in tokens):
         return "person"
     if ents & {"GPE", "LOC", "FAC"} or any(_names_a_place(t) for t in tokens):
         return "place"

@@ -191,7 +191,7 @@ def test_worker_retries_a_turn_whose_judge_fails(store, embedder):
     worker.start()
     conv = store.start_conversation("alice")
     worker.submit(store.log_turn(conv, "user", "My dog is called Pilsner."))
-    assert worker.wait_idle(30)
+    assert worker.wait_idle(120)
     worker.stop()
     assert judge.calls == 3 and worker.failures == 2
     assert [m["value"] for m in store.memories()] == ["Pilsner"]
@@ -203,7 +203,7 @@ def test_worker_marks_failed_after_max_attempts(store, embedder):
     worker = HippocampusWorker(hippo)
     worker.start()
     worker.submit(store.log_turn(store.start_conversation("alice"), "user", "My dog is called Pilsner."))
-    assert worker.wait_idle(30)
+    assert worker.wait_idle(120)
     worker.stop()
     turn = store.turns()[0]
     assert turn["hippocampus"] == "failed" and turn["hippocampus_attempts"] == 3
@@ -217,7 +217,7 @@ def test_unprocessed_turns_are_picked_up_after_a_restart(store, embedder):
     hippo = Hippocampus(store, ExtractorJudge(embed=embedder.encode), embedder)
     worker = HippocampusWorker(hippo)
     worker.start()
-    assert worker.wait_idle(30)
+    assert worker.wait_idle(120)
     worker.stop()
     assert [m["value"] for m in store.memories()] == ["Miso"]
 

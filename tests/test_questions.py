@@ -222,3 +222,44 @@ def test_a_verb_the_tagger_made_an_auxiliary_is_asked_as_a_verb():
     asked = [qa.question for qa in ask(fact("My dog Rex loves chasing squirrels."))]
     assert "What does my dog love chasing?" in asked and "What is my dog's name?" in asked, asked
     assert not any(q.startswith(("Loves", "What loves")) for q in asked), asked
+
+
+@pytest.mark.parametrize("say, question, expected", [
+    ("I'm engaged to Marta.", "Who am I engaged to?", "Marta"),  # Marta: a GPE to the tagger
+    ("I married Marta last year.", "Who did I marry?", "Marta"),
+    ("My brother is married to Ines.", "Who is my brother married to?", "Ines"),
+    ("I divorced Ines in 2019.", "Who did I divorce?", "Ines"),
+])  # fmt: skip
+def test_whom_someone_marries_is_a_person_whatever_the_tagger_says(say, question, expected):
+    """The object of marrying, being engaged to or divorcing is a person: asked "Who", typed a person, never
+    asked "Where" or "What" (the tagger calls Marta a city: "Where am I engaged?", "What did I marry?")."""
+    m = fact(say)
+    asked = {qa.question: qa for qa in ask(m)}
+    assert question in asked and asked[question].expected == expected, sorted(asked)
+    assert m["value_type"] == "person", m
+    assert not any(q.startswith(("Where", "What did I marry", "What did I divorce", "What am", "To which place"))
+                   for q in asked), sorted(asked)  # fmt: skip
+
+
+@pytest.mark.parametrize("say, question, answer", [
+    ("I'm married to a guy called Rafael.", "What is my husband called?", "Your husband is called Rafael."),
+    ("I'm engaged to a woman named Ines.", "What is my fiancée's name?", "Your fiancée is called Ines."),
+    ("My sister is married to a man called Tomasz.", "What is my sister's husband called?",
+     "Your sister's husband is called Tomasz."),
+    ("My boss is a woman called Ingrid.", "What is my boss's name?", "Your boss is called Ingrid."),
+])  # fmt: skip
+def test_a_person_named_through_a_noun_is_asked_by_who_they_are_to_the_user(say, question, answer):
+    """"married to a guy called Rafael" names the user's husband, not "my guy" ("What is my representation's
+    name?": WordNet's kind of a guy); "my boss is a woman called Ingrid" names the boss, not "my boss' woman";
+    a person is never asked by a WordNet kind (a boss's is a group)."""
+    asked = {qa.question: qa for qa in ask(fact(say))}
+    assert question in asked and asked[question].answer == answer, sorted(asked)
+    assert not [q for q in asked if any(w in q for w in ("guy", "woman", "man's", "man called", "group", "representation"))
+                and q.startswith("What is")], sorted(asked)  # fmt: skip
+
+
+def test_a_passive_with_get_is_asked_with_do():
+    asked = [qa.question for qa in ask(fact("I got engaged to Paris Hilton."))]
+    assert "Who did I get engaged to?" in asked and "Did I get engaged to Paris Hilton?" in asked, asked
+    assert not any(q.startswith(("Got", "Where got")) for q in asked), asked
+    assert "When did my sister get married?" in [qa.question for qa in ask(fact("My sister got married in June."))]
