@@ -899,6 +899,10 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
         relation, value_tokens = "name", _phrase(name, keep)
         if dobj is not None and dobj.i in mentions:
             subj_name = mentions[dobj.i].phrase.replace("the user's", "user's")
+    elif lemma == "get" and comp is not None and comp.pos_ in ("ADJ", "VERB") and any(c.dep_ == "prep" for c in comp.children):
+        prep = next(c for c in comp.children if c.dep_ == "prep")  # "I got engaged to Marta": as "is engaged to"
+        relation = f"{comp.lower_} {prep.lower_}"
+        value_tokens = [t for t in _phrase(prep, keep) if t != prep]
     elif lemma == "be" and comp is not None:
         named = next((g for c in comp.children if c.dep_ == "acl" and c.lemma_ in ("name", "call")
                       for g in c.children if g.dep_ in ("oprd", "attr", "dobj") and g.pos_ == "PROPN"), None)  # fmt: skip

@@ -229,6 +229,7 @@ def test_a_verb_the_tagger_made_an_auxiliary_is_asked_as_a_verb():
     ("I married Marta last year.", "Who did I marry?", "Marta"),
     ("My brother is married to Ines.", "Who is my brother married to?", "Ines"),
     ("I divorced Ines in 2019.", "Who did I divorce?", "Ines"),
+    ("I got engaged to Marta.", "Who did I get engaged to?", "Marta"),  # "got" the root, "engaged" its complement
 ])  # fmt: skip
 def test_whom_someone_marries_is_a_person_whatever_the_tagger_says(say, question, expected):
     """The object of marrying, being engaged to or divorcing is a person: asked "Who", typed a person, never
@@ -236,7 +237,7 @@ def test_whom_someone_marries_is_a_person_whatever_the_tagger_says(say, question
     m = fact(say)
     asked = {qa.question: qa for qa in ask(m)}
     assert question in asked and asked[question].expected == expected, sorted(asked)
-    assert m["value_type"] == "person", m
+    assert m["value_type"] == "person" and m["value"] == expected, m
     assert not any(q.startswith(("Where", "What did I marry", "What did I divorce", "What am", "To which place"))
                    for q in asked), sorted(asked)  # fmt: skip
 
