@@ -348,7 +348,7 @@ def _gaps(c: _Clause, memory: dict):
     from memory.mentions import ANIMALS
     value_type = memory.get("value_type")
     for t in c.sent:
-        if t.dep_ not in TARGETS or t.i in c.subj_idx or t.i == c.root.i:
+        if (t.dep_ not in TARGETS and not (t.dep_ == "npadvmod" and partnered(t))) or t.i in c.subj_idx or t.i == c.root.i:
             continue
         if t.dep_ == "oprd" and t.head.lemma_ in ("call", "name") and t.head != c.root or \
                 t.dep_ == "oprd" and c.root.lemma_ in ("call", "name") and c.inv is None:  # fmt: skip

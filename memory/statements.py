@@ -883,7 +883,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     relation = value = None
     value_tokens: list = []
     comp = clause.get("complement") or next((c for c in head.children if c.dep_ in ("attr", "acomp", "oprd")), None)
-    dobj = next((c for c in head.children if c.dep_ == "dobj"), None)
+    # "I'm dating Marta": the tagger hangs Marta from the verb as an adverbial (a place's name)
+    dobj = next((c for c in head.children if c.dep_ == "dobj" or c.dep_ == "npadvmod" and partnered(c)), None)
     preps = [c for c in head.children if c.dep_ in ("prep", "agent", "dative")]
     lemma = _lemma(head)
     if subj_tok is not None and subj_tok.lemma_.lower() == "name" and comp is not None:  # "her name is Tilda"

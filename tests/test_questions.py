@@ -230,6 +230,7 @@ def test_a_verb_the_tagger_made_an_auxiliary_is_asked_as_a_verb():
     ("My brother is married to Ines.", "Who is my brother married to?", "Ines"),
     ("I divorced Ines in 2019.", "Who did I divorce?", "Ines"),
     ("I got engaged to Marta.", "Who did I get engaged to?", "Marta"),  # "got" the root, "engaged" its complement
+    ("I'm dating Marta.", "Who am I dating?", "Marta"),  # Marta parsed an adverbial of "dating"
 ])  # fmt: skip
 def test_whom_someone_marries_is_a_person_whatever_the_tagger_says(say, question, expected):
     """The object of marrying, being engaged to or divorcing is a person: asked "Who", typed a person, never
