@@ -306,8 +306,10 @@ class _Clause:
             parts.append(self.words(pending))
         if front:
             parts.append(self.words(front))
-        if self.got:
-            self.repl.pop(self.inv.i) if saved is None else self.repl.__setitem__(self.inv.i, saved)
+        if self.got and saved is None:
+            self.repl.pop(self.inv.i)
+        elif self.got:
+            self.repl[self.inv.i] = saved
         text = " ".join(p for p in [wh, aux, self.subject_text(subject), *parts] if p)
         return text[0].upper() + text[1:] + "?"
 
