@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from memory.answers import norm
 from memory.errors import DreamError
 from memory.mentions import FEMALE, KIN, MALE
-from memory.questions import QA, ask
+from memory.questions import QA, ask, past_state
 
 # relations that are nouns ("X's wife is Y", "X's birthday is Y"): the generic templates read well for them
 RELATIONAL_NOUNS = MALE | FEMALE | KIN | {"birthday", "hobby", "job", "goal", "email", "address", "nickname",
@@ -158,7 +158,11 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
     # "we named the terrier Pickle" has the relation `name` about the user, but names the terrier: the
     # user's-name templates ("What is my name?" -> "Your name is Pickle.") would teach a falsehood
     names_a_thing = memory.get("subject") == "user" and any(qa.frame == "name" for qa in parsed)
-    spec_pairs = qa_pairs(memory, templates) if (_has_spec(memory, templates) and not names_a_thing) or not parsed else []
+    # a state said in the past ("I lived in Paris", "My father was a fisherman") is never answered by the
+    # templates, which say it in the present ("You live in Paris."); names and births are said as they are
+    past = memory.get("relation") not in ("name", "born in", "birthday") and past_state(memory.get("text") or "")
+    spec_pairs = qa_pairs(memory, templates) if (_has_spec(memory, templates) and not names_a_thing and not past) \
+        or not parsed else []  # fmt: skip
     expected = expected_value(memory)
     tpl = [QA(q, a, expected, "template", True) for q, a in spec_pairs]
     fair = lambda qa: not qa.value or not value or f" {value} " not in f" {norm(qa.question)} "  # noqa: E731

@@ -62,10 +62,26 @@ AUXILIARIES = {"be", "have", "do", "will", "would", "can", "could", "shall", "sh
 
 
 def _repaired(doc):
-    """The parse with one slip of en_core_web_sm undone: alone in a sentence, "My dog Rex loves chasing
-    squirrels" is parsed with *loves* an auxiliary of *chasing* (the root): every reader then finds no
-    verb with a subject. The finite verb becomes the root, the -ing form its complement (xcomp), as the same
-    model parses "She hates doing the dishes"."""
+    """The parse with slips of en_core_web_sm undone.
+
+    - Its rule lemmatizer strips a third person's -s from verbs ending in -e as from nouns: "hates" is
+      *hat*, "rides" *rid*, "hopes" *hop*, "codes" *cod* (then asked "What do I hat?"); a verb's lemma is
+      lemminflect's where the two disagree.
+    - Alone in a sentence, "My dog Rex loves chasing squirrels" is parsed with *loves* an auxiliary of
+      *chasing* (the root): every reader then finds no verb with a subject. The finite verb becomes the
+      root, the -ing form its complement (xcomp), as the same model parses "She hates doing the dishes".
+    - A title after "is" that the tagger reads as words ("My favourite film is Spirited Away": an
+      adjective and an adverb, no complement; "... show is Breaking Bad": *is* an auxiliary of
+      *Breaking*) becomes one name, the copula's complement (attr)."""
+    from lemminflect import getLemma
+
+    doc = _titles_merged(doc)
+
+    for t in doc:
+        if t.pos_ == "VERB" and t.tag_.startswith("VB"):
+            lemmas = getLemma(t.lower_, upos="VERB")
+            if lemmas and t.lemma_.lower() not in lemmas:
+                t.lemma_ = lemmas[0]
     for t in doc:
         verb = t.head
         if t.dep_ != "aux" or t.lemma_.lower() in AUXILIARIES or t.tag_ not in ("VBZ", "VBP", "VBD") or \
@@ -77,6 +93,46 @@ def _repaired(doc):
         verb.head, verb.dep_ = t, "xcomp"
         for c in kids:  # the subject, the auxiliaries before it, the final stop: the verb's now
             c.head = t
+    return doc
+
+
+# words a title keeps in lower case ("Kind of Blue", "Gone with the Wind")
+TITLE_SMALL = {"of", "the", "a", "an", "and", "or", "in", "on", "with", "to", "for", "at", "by", "from"}
+
+
+def _titles_merged(doc):
+    """`doc` with the title that ends a copula's clause made one PROPN token, the copula's complement, where
+    the parser found none (see `_repaired`); the doc itself otherwise."""
+    for copula in doc:
+        if copula.lemma_ != "be" or copula.i == 0 or copula.i + 1 >= len(doc):
+            continue
+        end = len(doc)
+        while end > copula.i + 1 and doc[end - 1].is_punct:
+            end -= 1
+        words = doc[copula.i + 1 : end]
+        if not len(words) or not words[0].is_title or not all(w.is_title or w.lower_ in TITLE_SMALL for w in words) or \
+                len(words) == 1 and words[0].pos_ == "PROPN":  # fmt: skip
+            continue
+        complete = any(c.dep_ in ("attr", "acomp") and c.i > copula.i for c in copula.children) and copula.dep_ == "ROOT"
+        # a complete parse still splits a title with small words: "Kings of Convenience" is *Kings* and a
+        # prepositional phrase (the value was "Kings")
+        split = complete and any(w.lower_ in TITLE_SMALL for w in words[1:])
+        if complete and not split or not any(c.dep_ in SUBJECTS for c in [*copula.children, *copula.head.children]):
+            continue
+        labels = {w.ent_type_ for w in words}
+        label = labels.pop() if split and len(labels) == 1 and "" not in labels else "WORK_OF_ART"
+        with doc.retokenize() as retokenizer:
+            retokenizer.merge(words, attrs={"POS": "PROPN", "TAG": "NNP", "LEMMA": words.text, "ENT_TYPE": label,
+                                            "ENT_IOB": 3})  # fmt: skip
+        title, copula = doc[copula.i + 1], doc[copula.i]
+        if copula.head == title:  # "is" was the title's auxiliary ("is Breaking Bad", "is Gone with the Wind")
+            outside = [c for c in title.children if c != copula]
+            copula.head, copula.dep_ = copula, "ROOT"
+            for c in outside:
+                c.head = copula
+                c.dep_ = "nsubj" if c.dep_ == "nsubjpass" else c.dep_
+        title.head, title.dep_ = copula, "attr"
+        return doc
     return doc
 
 
@@ -96,7 +152,11 @@ PARTNERING = {"marry": ("husband", "wife", "spouse"), "married": ("husband", "wi
               "wed": ("husband", "wife", "spouse"), "engage": ("fiancé", "fiancée", "fiancé"),
               "engaged": ("fiancé", "fiancée", "fiancé"), "betroth": ("fiancé", "fiancée", "fiancé"),
               "betrothed": ("fiancé", "fiancée", "fiancé"), "date": ("boyfriend", "girlfriend", "partner"),
-              "divorce": ("ex-husband", "ex-wife", "ex"), "divorced": ("ex-husband", "ex-wife", "ex")}  # fmt: skip
+              "divorce": ("ex-husband", "ex-wife", "ex"), "divorced": ("ex-husband", "ex-wife", "ex"),
+              "see": ("boyfriend", "girlfriend", "partner")}  # fmt: skip
+# who "I'm seeing" is a partner when named or said as no more than a person ("a guy called Leo"; not "a
+# therapist called Anna", not "seeing Marta on Friday")
+SOMEONE = {"guy", "man", "woman", "girl", "boy", "lad", "chap", "bloke", "lady", "gal", "person", "someone", "fellow"}
 
 
 def _partner_predicate(token):
@@ -108,6 +168,10 @@ def _partner_predicate(token):
         predicate = predicate.head
     elif token.dep_ not in ("dobj", "npadvmod", "attr"):
         return None
+    if predicate.lemma_.lower() == "see":  # "I'm seeing a guy called Leo": dating, while it goes on
+        someone = token.pos_ == "PROPN" or token.lemma_.lower() in SOMEONE
+        alone = not any(c.dep_ in ("prep", "npadvmod", "advmod", "advcl") for c in predicate.children)
+        return predicate if predicate.tag_ == "VBG" and token.dep_ == "dobj" and someone and alone else None
     return predicate if (predicate.lemma_.lower() in PARTNERING or predicate.lower_ in PARTNERING) else None
 
 

@@ -53,6 +53,7 @@ SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
 PLACE_PREPS = {"in", "at", "near", "from", "to", "into", "around", "outside", "inside", "on"}
 PLACE_ENTS = {"GPE", "LOC", "FAC"}
+DURATIONS = {"year", "month", "week", "day", "decade", "hour", "minute", "century", "while", "summer", "winter"}
 TIME_ENTS = {"DATE", "TIME"}
 ANIMATE = {"PERSON", "NORP"}
 # subject heads whose copular complement is a value to ask for with "What" ("my wife's name is Ingrid")
@@ -255,8 +256,8 @@ class _Clause:
     def doing(self) -> tuple[str, str] | None:
         """"What am I doing in January 2027?": the verb phrase asked for, a time kept (None: no time, or
         the verb is "be")."""
-        if self.inv is self.root:
-            return None
+        if self.inv is self.root or any(c.dep_ == "auxpass" for c in self.root.children):
+            return None  # "was born on 3 May 1990": nothing done ("What was I do on ...?")
         when = [c for c in self.root.children if c.dep_ in ("prep", "npadvmod") and _ents(c.subtree) & TIME_ENTS]
         if not when:
             return None
@@ -380,6 +381,8 @@ def _gaps(c: _Clause, memory: dict):
                 objects = [w for w in t.subtree if w.dep_ in ("pobj", "xcomp") and w.head.head == t or w.head == t and
                            w.dep_ == "xcomp"]  # fmt: skip
                 for o in objects[:1]:  # "allergic to shellfish": What am I allergic to?
+                    if o.lemma_.lower() in DURATIONS and _ents(list(o.subtree)) & TIME_ENTS:
+                        continue  # "vegetarian for ten years": asked "How long", as the preposition's object
                     gap = {w.i for w in o.subtree} - {w.i for w in o.children if w.lower_ == "to" and w.dep_ == "aux"}
                     if o.ent_type_ == "PERSON" or _alive(o) and o.lemma_.lower() not in ANIMALS or partnered(o):
                         continue  # "married to a man called Piotr": asked "Who" as the preposition's object
@@ -409,12 +412,18 @@ def _gaps(c: _Clause, memory: dict):
         # fishing village called Reine": the tagger calls Reine a person; "Where did I grow up?")
         # "a man called Piotr"; "engaged to Marta", "I married Marta" (the tagger says a place)
         person = named and _alive(t) and t.lemma_.lower() not in ANIMALS or partnered(t)
-        place = not person and (bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or
+        # "saving up for a trip to Peru": a thing somewhere, asked "What am I saving up for?"
+        thing = t.pos_ == "NOUN" and not t.ent_type_ and not is_a(t.lemma_, "location") and \
+            (prep is None or prep.lower_ not in PLACE_PREPS)  # fmt: skip
+        place = not person and not thing and (bool(ents & PLACE_ENTS) or (prep is not None and prep.lower_ in PLACE_PREPS and t.pos_ == "PROPN") or
                                 (prep is not None and prep.lower_ in PLACE_PREPS and named and is_a(t.lemma_, "location")) or
                                 (value_type == "place" and memory.get("value") and norm(memory["value"]) in norm(" ".join(w.text for w in tokens))))  # fmt: skip
         if prep is not None and ents & TIME_ENTS and prep.lower_ in ("in", "on", "at", "during", "since", "until", "by"):
             gap = {w.i for w in (around or prep).subtree}
             yield "When", gap, "", None, "wh"
+        elif prep is not None and prep.lower_ == "for" and ents & TIME_ENTS and t.lemma_.lower() in DURATIONS:
+            gap = {w.i for w in prep.subtree}  # "vegetarian for ten years": How long have I been vegetarian?
+            yield "How long", gap, "", ("For how long", gap, "which"), "wh"
         elif nummod is not None and t.dep_ == "dobj":
             yield f"How many {t.text}", sub, "", None, "wh"
             if synonym(t.lemma_) and t.tag_ == "NNS":  # "three kids": How many children do I have?
@@ -438,6 +447,8 @@ def _gaps(c: _Clause, memory: dict):
             yield "What", sub, "", alt, "wh"
             if prep is None and not named and _kind(t):  # "I play the bassoon": What instrument do I play?
                 yield f"What {_kind(t)}", sub, "", None, "wh"
+            elif prep is None and _named_kind(t, tokens):  # "I'm learning Japanese": What language ...?
+                yield _named_kind(t, tokens), sub, "", None, "wh"
 
     # "hoping to hike the Kungsleden trail": What am I hoping to do?
     for x in c.root.children:
@@ -492,6 +503,25 @@ def _kind(t) -> str | None:
     return kind(t.lemma_)
 
 
+LANGUAGE_VERBS = {"learn", "speak", "study", "teach", "know", "understand", "practise", "practice", "read", "write"}
+TEAM_VERBS = {"support", "follow", "cheer", "root"}
+
+
+def _named_kind(t, tokens) -> str | None:
+    """The wh-words a name is asked with by what the verb does with it: a language learnt or spoken ("I'm
+    learning Japanese": the tagger says a nationality, "Swahili" a building, WordNet a language; "What
+    language am I learning?"), a team supported
+    ("I support Liverpool": "Which team do I support?", not a party)."""
+    if t.pos_ != "PROPN" or t.dep_ not in ("dobj", "appos"):
+        return None
+    verb = t.head.lemma_.lower()
+    if verb in LANGUAGE_VERBS and (t.ent_type_ in ("LANGUAGE", "NORP") or is_a(t.lemma_, "language")):
+        return "What language"
+    if verb in TEAM_VERBS and not any(w.lower_ in ("party", "campaign", "movement", "charity", "cause") for w in tokens):
+        return "Which team"
+    return None
+
+
 def _as_i(question: str) -> str:
     """A question with "we" asked by one of us: "How many kids do we have?" -> "How many kids do I have?"."""
     words = question[:-1].split()
@@ -503,7 +533,7 @@ def _as_i(question: str) -> str:
     return " ".join(out) + "?"
 
 
-def _inferred(c: _Clause, you: str) -> list[tuple[str, str, str]]:
+def _inferred(c: _Clause, you: str, occupation: bool = False) -> list[tuple[str, str, str]]:
     """(question, expected, answer) that the statement answers without saying the question's verb: who has a
     dwelling somewhere lives there ("My sister has a flat in Bergen": "Where does my sister live?"); the
     person a writing is by wrote it ("reading a thriller by Mara Lindqvist": "Who wrote the thriller I'm
@@ -513,17 +543,27 @@ def _inferred(c: _Clause, you: str) -> list[tuple[str, str, str]]:
     work out ..."). Dwellings and writings are WordNet's (`memory.kinds`)."""
     out = []
     root, who = c.root, c.subject_text("short")
+    whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
+    past = root.tag_ == "VBD"
     if root.lemma_ in ("work", "employ", "serve"):  # "works as a nurse", "is employed as a ranger"
         role = next((p for a in root.children if a.dep_ == "prep" and a.lower_ == "as"
                      for p in a.children if p.dep_ == "pobj" and p.pos_ == "NOUN"), None)  # fmt: skip
         if role is not None:
             job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})  # "air traffic controller"
-            whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
             do = "do" if c.user_subject or c.plural else "does"
             said = "You" if who in ("I", "we") else _yours(who)
             verb = f"{'work' if do == 'do' else 'works'} as {'an' if job[:1].lower() in 'aeiou' else 'a'} {job}"
-            answer = you if norm(verb) in norm(you) else f"{said} {verb}. {you}"
-            out += [(f"What is {whose} job?", job, answer), (f"What {do} {who} do for a living?", job, answer)]
+            answer = you if norm(verb) in norm(you) or past else f"{said} {verb}. {you}"
+            if past:  # "My mother worked as a nurse": what she did, not what she does
+                out += [(f"What was {whose} job?", job, answer), (f"What did {who} do for a living?", job, answer)]
+            else:
+                out += [(f"What is {whose} job?", job, answer), (f"What {do} {who} do for a living?", job, answer)]
+    if past and root.lemma_ == "be" and occupation:  # "My father was a fisherman": the job he had
+        role = next((a for a in root.children if a.dep_ == "attr" and a.pos_ == "NOUN"), None)
+        if role is not None:
+            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})
+            out += [(f"What was {whose} job?", job, you), (f"What did {who} do for a living?", job, you),
+                    (f"What did {who} do?", job, you)]  # fmt: skip
     objects = [o for o in root.children if o.dep_ == "dobj" and o.pos_ in ("NOUN", "ADJ")]  # "a flat": tagged ADJ
     if root.lemma_ in ("have", "own", "rent", "share") and root.tag_ in ("VBZ", "VBP") and \
             any(is_a(o.lemma_, "dwelling") for o in objects):  # fmt: skip
@@ -592,15 +632,37 @@ def _called(c: _Clause) -> list[tuple[str, str, str]]:
     return out
 
 
+# verbs of a state: said in the past, the state may be over ("I lived in Paris", "My father was a
+# fisherman"); a change said in the past is true now ("I moved to Dublin", "My niece turned seven")
+STATIVE = {"be", "live", "work", "like", "love", "enjoy", "adore", "hate", "dislike", "prefer", "own", "have", "stay",
+           "reside", "study", "teach", "use"}  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def past_state(text: str) -> bool:
+    """Whether a statement says a state in the past ("The user lived in Paris for ten years.", "... was a
+    fisherman", "used to live in Oslo", "was living in Bergen"): what it says may no longer hold, so it is
+    never answered in the present ("You live in Paris." was trained from the first)."""
+    c = _Clause(parse([text])[0]) if text else None
+    if c is None or not c.ok:
+        return False
+    root = c.root
+    if root.lemma_ == "use" and root.tag_ == "VBD" and any(x.dep_ == "xcomp" for x in root.children):
+        return True  # "used to live in Oslo"
+    finite = [root, *(a for a in root.children if a.dep_ in ("aux", "auxpass") and a.i < root.i)]
+    return root.lemma_ in STATIVE and any(t.tag_ == "VBD" for t in finite)
+
+
 def ask(memory: dict) -> list[QA]:
     """The parsed questions about `memory` (empty when its statement does not parse as a clause). A dream,
     its frame, its contrast and the router all ask: the answer is cached per statement."""
     value_type = memory.get("value_type") or (memory.get("meta") or {}).get("value_type")
-    return list(_ask(memory.get("text") or "", memory.get("value") or "", value_type, _you(memory)))
+    return list(_ask(memory.get("text") or "", memory.get("value") or "", value_type, _you(memory),
+                     memory.get("relation")))  # fmt: skip
 
 
 @lru_cache(maxsize=4096)
-def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, ...]:
+def _ask(text: str, value: str, value_type: str | None, you: str, relation: str | None = None) -> tuple[QA, ...]:
     if not text:
         return ()
     c = _Clause(parse([text])[0])
@@ -623,7 +685,7 @@ def _ask(text: str, value: str, value_type: str | None, you: str) -> tuple[QA, .
             add(c.question(wh, gap | short, fill=fill), expected, frame)
 
     named = bool(c.name_tokens() or c.role_name())
-    for question, expected, answer in _inferred(c, you):  # "has a flat in Bergen": Where does my sister live?
+    for question, expected, answer in _inferred(c, you, relation == "occupation"):  # "has a flat in Bergen": Where does my sister live?
         add(question, expected, "wh", answer)
         if named:
             add(question.replace(c.subject_text("short"), c.subject_text("named"), 1), expected, "wh", answer)

@@ -823,6 +823,13 @@ def _value_type(tokens) -> str:
         return "number"
     if any(_names_a_person(t) or partnered(t) for t in tokens):
         return "person"
+    idx = {t.i for t in tokens}
+    head = next((t for t in tokens if t.head.i not in idx or t.head == t), None)
+    # "a trip to Peru", "a flat in Bergen": a thing somewhere, not the place (asked "What am I saving up
+    # for?", not "Where do I save up?")
+    thing_somewhere = head is not None and head.pos_ == "NOUN" and not head.ent_type_ and not is_a(head.lemma_, "location")
+    if thing_somewhere and ents <= {"GPE", "LOC", "FAC"}:
+        return "thing"
     if ents & {"GPE", "LOC", "FAC"} or any(_names_a_place(t) for t in tokens):
         return "place"
     if "PERSON" in ents:
@@ -891,7 +898,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
         owner = next((c for c in subj_tok.children if c.dep_ == "poss"), None)
         if owner is not None:
             m = mentions.get(owner.i) or (resolved[0] if owner.lower_ in PRONOUNS and resolved else None)
-            subj_name = "user" if owner.lower_ in ("my",) else (m.phrase.replace("the user's", "user's") if m else owner.text)
+            subj_name = "user" if owner.lower_ in ("my", "our") else (m.phrase.replace("the user's", "user's") if m else owner.text)
             if m is not None and not m.name and comp.pos_ == "PROPN":
                 m.name_it(_span_text(comp))
         relation, value_tokens = "name", _phrase(comp, keep)
@@ -938,7 +945,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
             if relation in ("is", "occupation", "age"):
                 mods = [c.text.lower() for c in subj_tok.children if c.dep_ in ("amod", "compound")]
                 relation = " ".join(mods + [subj_tok.lemma_.lower()])
-            if owner.lower_ == "my":
+            if owner.lower_ in ("my", "our"):  # "our favourite show": the user's, as "our rabbit" is
                 subj_name = "user"
             else:
                 m = mentions.get(owner.i) or (resolved[0] if owner.lower_ in PRONOUNS and resolved else None)

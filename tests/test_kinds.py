@@ -33,6 +33,7 @@ def test_the_table_is_built_where_it_is_looked_for(tmp_path):
     assert table["kind"]["terrier"] == "dog" and len(table["kind"]) > 10_000
     assert "flat" in table["dwelling"] and "night" in table["time"] and "thriller" in table["writing"]
     assert "village" in table["location"] and "fjord" in table["location"] and "woman" not in table["location"]
+    assert "swahili" in table["language"] and "welsh" in table["language"] and "oslo" not in table["language"]
     assert table["played"]["bass"] == "instrument" and table["played"]["chess"] == "game"
     assert table["measure"]["long"] == "length" and "grow_up" in table["phrasal"]
     assert not list(tmp_path.glob(".kinds-*"))  # no temporary file left behind
