@@ -51,7 +51,7 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods", "young", "offspring"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 11  # the table's layout or how it is computed: a new one is built when it changes
+SCHEMA = 12  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
@@ -191,7 +191,11 @@ def _senses(wn, word: str, pos: str) -> list:
 
 
 def _kind_of(wn, lemma: str, count) -> str | None:
-    senses = [s for s in _senses(wn, lemma, "n") if s.lexname() in LEXNAMES]
+    every = _senses(wn, lemma, "n")
+    best = max(every, key=lambda s: _tagged(s, lemma), default=None)
+    if best is not None and _tagged(best, lemma) > 0 and best.lexname() not in LEXNAMES:
+        return None  # the word's everyday sense is no thing: a job is work (not "point"), a game play (not "animal")
+    senses = [s for s in every if s.lexname() in LEXNAMES]
     for sense in sorted(senses, key=lambda s: (-_tagged(s, lemma), LEXNAMES.index(s.lexname()))):
         frontier = [sense]
         for _ in range(STEPS):

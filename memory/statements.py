@@ -828,7 +828,7 @@ def _value_type(tokens) -> str:
     # "a trip to Peru", "a flat in Bergen": a thing somewhere, not the place (asked "What am I saving up
     # for?", not "Where do I save up?")
     thing_somewhere = head is not None and head.pos_ == "NOUN" and not head.ent_type_ and not is_a(head.lemma_, "location")
-    if thing_somewhere and ents <= {"GPE", "LOC", "FAC"}:
+    if thing_somewhere and ents and ents <= {"GPE", "LOC", "FAC"}:
         return "thing"
     if ents & {"GPE", "LOC", "FAC"} or any(_names_a_place(t) for t in tokens):
         return "place"

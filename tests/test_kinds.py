@@ -19,9 +19,12 @@ def test_a_noun_s_everyday_kind(noun, expected):
     assert kinds.kind(noun) == expected
 
 
-@pytest.mark.parametrize("noun", ["rabbit", "cat", "Pickle", "Kilkenny", "happiness", "wxyzzy"])
+@pytest.mark.parametrize("noun", ["rabbit", "cat", "Pickle", "Kilkenny", "happiness", "wxyzzy", "job", "game", "trip",
+                                  "course", "hobby", "film"])  # fmt: skip
 def test_no_kind_for_a_basic_word_a_name_or_an_abstraction(noun):
-    """A rabbit is WordNet's leporid, a lagomorph: no word people ask with. Names and abstract nouns have none."""
+    """A rabbit is WordNet's leporid, a lagomorph: no word people ask with. Names and abstract nouns have none,
+    nor a word whose everyday sense is no thing: a job is work, not its rare artifact sense's "point"; a
+    game is play, not "animal"; a course not "food" ("What point did I get tired of?" before)."""
     assert kinds.kind(noun) is None
 
 
