@@ -13,8 +13,10 @@ For one turn (`Hippocampus.process`):
    comparison with the user's existing memories by meaning (embeddings) and by
    the parse (the entities a statement is about, its relation, its value):
    - REINFORCE: it says again what a memory says (near-identical meaning, or
-     the same entity, relation and value): the memory's importance rises and
-     the turn joins its sources, no duplicate;
+     the same entity, relation and value) and names nothing the memory does
+     not (a name, a number): the memory's importance rises and the turn joins
+     its sources, no duplicate; said more exactly ("Oslo, Norway"), a
+     single-valued memory is corrected by it, any other stored beside it;
    - CORRECT: it gives a new value for what a memory says of the same entity
      -- a single-valued relation (a name, where someone lives, an age), a value
      the turn calls wrong ("Tilde, not Tilda"), or a change ("moved",
@@ -218,9 +220,15 @@ class Hippocampus:
             same_value = _same_value(m.get("value"), fact.value)
             types_agree = not (meta.get("value_type") and fact.value_type) or meta.get("value_type") == fact.value_type
             negated = any(n and _contains(m["text"], n) and not _contains(m["text"], fact.value or "") for n in verdict.negated)
+            # a statement that names something the memory does not ("playing a game called Hades" after "we
+            # played a game called Azul": both the value "game") says something new: never a repeat
+            news = _new_names(fact.text, m["text"])
             priority = 0
-            if sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value:
+            if (sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value) \
+                    and not news:  # fmt: skip
                 priority = 4  # REINFORCE
+            elif news and (same_entity or both_user) and same_frame and same_value and single_valued(frame):
+                priority = 3  # said more exactly ("Oslo" -> "Oslo, Norway"): the new statement replaces it
             elif (same_entity or both_user) and same_frame and not same_value and single_valued(frame) and fact.value:
                 priority = 3
             elif negated and (same_entity or both_user or sim >= 0.4):
@@ -269,6 +277,19 @@ def _relation_key(relation: str | None) -> str | None:
 def _contains(text: str, phrase: str) -> bool:
     got, want = f" {norm(text)} ", norm(phrase)
     return bool(want) and f" {want} " in got
+
+
+def _new_names(new: str, old: str) -> set[str]:
+    """The names and numbers `new` says that `old` does not (capitalised words past a sentence's first word,
+    digits; compared as `words`)."""
+    said = set(words(old))
+    found = set()
+    for sentence in new.split(". "):
+        for w in sentence.split()[1:]:
+            w = w.strip("\"'.,;:!?()")
+            if w and (w[0].isupper() or w[0].isdigit()) and w not in ("I", "The"):
+                found |= set(words(w)) - said
+    return found
 
 
 def _same_value(a: str | None, b: str | None) -> bool:

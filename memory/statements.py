@@ -516,7 +516,10 @@ class Reader:
         for t in tokens:  # contractions spelt out: "she's" -> "she is", "we're" -> "we are"
             if t.text.startswith("'") and t.pos_ in ("AUX", "VERB"):
                 nxt = doc[t.i + 1] if t.i + 1 < len(doc) else None
-                perfect = nxt is not None and nxt.tag_ in ("VBN",) and nxt.lemma_ != "be" or nxt is not None and nxt.lower_ == "got"
+                # "'s been" is always "has been" ("it's been great": "is been" before); a participle that
+                # says a state is "is" ("he's called Rex", "she's based in Oslo"; "has called Rex" before)
+                perfect = nxt is not None and (nxt.tag_ == "VBN" and nxt.lemma_ != "be" and nxt.lemma_ not in STATE_PARTICIPLES
+                                               or nxt.lower_ in ("got", "been"))  # fmt: skip
                 full = {"'s": "has" if perfect or t.lemma_ == "have" else "is", "'re": "are", "'m": "am", "'ve": "have",
                         "'ll": "will", "'d": "would"}.get(t.lower_)  # fmt: skip
                 if full:
@@ -774,6 +777,11 @@ def _join(doc, order: list[int], replace: dict[int, str], lead: str) -> str:
         out += sep + text
         prev = i
     return _finish(out)
+
+
+# participles said with "is", never "has" ("he's called Rex", "she's married", "we're based in Oslo")
+STATE_PARTICIPLES = {"call", "name", "base", "locate", "marry", "engage", "bear", "employ", "retire", "divorce", "involve",
+                     "interest", "scare", "bore", "tire", "excite", "worry", "allow", "suppose", "supposed", "use"}  # fmt: skip
 
 
 def _third(token) -> str:

@@ -71,6 +71,30 @@ def test_users_are_judged_apart(store, hippo):
     assert [m["value"] for m in store.memories(user="alice", status="pending")] == ["Gothenburg"]
 
 
+@pytest.mark.parametrize("first, second", [
+    ("We played a board game called Azul.", "I've been playing a game called Hades nonstop."),  # both valued "game"
+    ("I've been working on a project lately.", "I'm working on a new project, a thriller set in Bavaria."),
+    ("My brother plays in a band.", "My brother plays in a band called The Lumens."),
+])  # fmt: skip
+def test_a_statement_naming_something_new_is_never_a_repeat(store, hippo, first, second):
+    """Same frame, a value inside the other's ("game"), but a name the memory does not have: something new
+    (found on LoCoMo: a newly named game was dropped as a repeat of another named game). Stored beside it;
+    nothing is lost."""
+    [a] = say(store, hippo, first)
+    rows = say(store, hippo, second)
+    assert a["decision"] == "STORE" and all(r["decision"] != "REINFORCE" for r in rows), rows
+    assert len(store.memories(user="alice", status="pending")) >= 2
+
+
+def test_a_single_valued_memory_said_more_exactly_is_corrected(store, hippo):
+    """"I live in Leeds" then "I live in Leeds, England": not a repeat (England is new), not a second home."""
+    [old] = say(store, hippo, "I live in Leeds.")
+    [new] = say(store, hippo, "I live in Leeds, England.")
+    assert new["decision"] == "CORRECT" and new["supersedes"] == old["memory_id"], new
+    [live] = [m for m in store.memories(user="alice") if m["status"] != "superseded"]
+    assert "England" in live["text"]
+
+
 def test_multi_valued_relation_adds_rather_than_corrects(store, hippo):
     say(store, hippo, "I love sushi.")
     [second] = say(store, hippo, "I love hiking.")

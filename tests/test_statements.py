@@ -149,3 +149,14 @@ def test_statements_the_tagger_gets_wrong(reader, say, text, relation, value_typ
     assert (s.text, s.relation, s.value_type) == (text, relation, value_type), s
     if value_type in ("place", "person"):
         assert s.value == say.rstrip(".").split()[-1], s
+
+
+@pytest.mark.parametrize("say, text", [
+    ("Work's been hectic since I started at Lego.", "Work has been hectic since the user started at Lego."),  # "is been"
+    ("It's been great living in Bergen.", "It has been great living in Bergen."),
+    ("He's called Rex.", "He is called Rex."),  # "has called" before
+    ("She's based in Tromsø.", "She is based in Tromsø."),
+    ("He's gone back to Turku.", "He has gone back to Turku."),
+])  # fmt: skip
+def test_an_s_contraction_is_spelt_out_by_what_follows(reader, say, text):
+    assert text in texts(read(reader, say)), texts(read(reader, say))
