@@ -407,6 +407,9 @@ def _gaps(c: _Clause, memory: dict):
         lead = {prep.i - 1} if prep is not None and c.doc[prep.i - 1].dep_ == "prt" and \
             c.doc[prep.i - 1].lower_ in ("up", "down", "over", "out", "back", "away") else set()  # fmt: skip
         nummod = next((w for w in t.children if w.dep_ == "nummod" and w.like_num), None)
+        # "the 7:40 train", "the 42 bus": a number that names one, not a count ("How many bus do I take?")
+        numbered = t.pos_ == "NOUN" and t.tag_ == "NN" and any(
+            w.dep_ == "nummod" and w.lower_ not in ("one", "1") for w in t.children)  # fmt: skip
         named = t.pos_ == "NOUN" and t.text.islower() and any(w.pos_ == "PROPN" for w in tokens)
         # a place: a place's name, a name after a place preposition, or a location noun named ("grew up in a
         # fishing village called Reine": the tagger calls Reine a person; "Where did I grow up?")
@@ -424,8 +427,11 @@ def _gaps(c: _Clause, memory: dict):
         elif prep is not None and prep.lower_ == "for" and ents & TIME_ENTS and t.lemma_.lower() in DURATIONS:
             gap = {w.i for w in prep.subtree}  # "vegetarian for ten years": How long have I been vegetarian?
             yield "How long", gap, "", ("For how long", gap, "which"), "wh"
+        elif numbered and prep is None:  # "What train do I take to work?", "Which bus ...?"
+            yield f"What {t.text}", sub, "", (f"Which {t.text}", sub, "which"), "wh"
         elif nummod is not None and t.dep_ == "dobj":
-            yield f"How many {t.text}", sub, "", None, "wh"
+            counted = t.text if t.tag_ == "NNS" else inflect(t.lemma_, "NNS", t.text + "s")  # "one cat": How many cats
+            yield f"How many {counted}", sub, "", None, "wh"
             if synonym(t.lemma_) and t.tag_ == "NNS":  # "three kids": How many children do I have?
                 yield f"How many {inflect(synonym(t.lemma_), 'NNS', synonym(t.lemma_) + 's')}", sub, "", None, "wh"
         elif prep is not None and place and prep.lower_ != "by":

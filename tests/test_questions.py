@@ -345,3 +345,10 @@ def test_what_a_name_or_a_phrase_is_asked_by(say, question, expected):
 def test_nothing_is_done_in_a_passive():
     asked = [qa.question for qa in ask(fact("I was born on 9 June 1987."))]
     assert "When was I born?" in asked and not any(" do " in q for q in asked), asked
+
+
+def test_a_number_that_names_one_is_not_a_count():
+    asked = {qa.question: qa for qa in ask(fact("My daughter takes the 42 bus to school."))}
+    assert asked["What bus does my daughter take to school?"].expected == "42 bus", sorted(asked)
+    assert not [q for q in asked if q.startswith("How many")], sorted(asked)
+    assert "How many dogs do I have?" in {qa.question for qa in ask(fact("I have one dog."))}
