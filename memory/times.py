@@ -106,3 +106,32 @@ def parse_time(text: str) -> dt.datetime | None:
     import dateparser
 
     return dateparser.parse(text)
+
+
+def absolute(text: str, when: dt.datetime) -> str:
+    """`text` with its relative times said as the dates they mean at `when`, as a memory says them: asked
+    "What am I doing next month?" on 5 December 2026, the question is "What am I doing in January 2027?",
+    the words the memory of "Next month I'm running the Oslo marathon" was stored and rehearsed with.
+    Unchanged when it holds none."""
+    if not (RELATIVE.search(text) or re.search(r"\bin\s+\w+\s+(day|week|month|year)s?\b", text, re.I)):
+        return text  # most messages: no parse
+    from memory.language import parse
+
+    doc = parse([text])[0]
+    out, at = [], 0
+    for ent in doc.ents:
+        if ent.label_ not in ("DATE", "TIME"):
+            continue
+        past = any(t.tag_ == "VBD" for t in ent.sent)
+        w = resolve(ent.text, when, past_tense=past)
+        if w is None:
+            continue
+        before = doc[ent.start - 1] if ent.start > 0 else None
+        start, phrase = ent.start_char, w.phrase
+        if before is not None and before.lower_ in ("on", "in", "at", "during", "over"):
+            start = before.idx  # "in the next week": the date's own preposition replaces it
+        elif before is not None and (before.pos_ in ("ADP", "SCONJ") or before.dep_ == "prep"):
+            phrase = phrase.split(" ", 1)[1]  # "since last spring" -> "since spring 2026"
+        out += [text[at:start], phrase]
+        at = ent.end_char
+    return "".join(out) + text[at:] if out else text

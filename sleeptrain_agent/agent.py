@@ -24,6 +24,7 @@ Order of work for a turn (the data flow's step 1):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Literal
 
 from memory.routing import MemoryRouter, Route
 from memory.store import Store
+from memory.times import absolute
 from sleeptrain_agent.backends import Backend, GenerationParams
 from sleeptrain_agent.config import Settings
 from sleeptrain_agent.errors import BackendError, InvalidInput
@@ -110,6 +112,7 @@ class Agent:
         self.router = router
         self.on_user_turn = on_user_turn or (lambda turn: None)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # when a question is asked
 
     def _check(self, messages: list[dict]) -> list[dict]:
         if not isinstance(messages, list) or not messages:
@@ -169,6 +172,18 @@ class Agent:
             log.debug("dropped %d old messages to fit the context", len(history) - len(kept))
         return system + kept
 
+    def asked(self, content: str) -> str:
+        """A question as the model and the router get it: its relative times said as dates ("What am I doing
+        next month?" -> "... in January 2027?"), the way memories are stored and rehearsed; a memory of next
+        month's marathon is never trained on "next month", which means another month once it has passed."""
+        if "?" not in content:
+            return content
+        try:
+            return absolute(content, self.clock())
+        except Exception:  # the parse is a help to recall, never a reason to fail a reply
+            log.exception("relative times in the question not resolved")
+            return content
+
     def route(self, messages: list[dict], user: str) -> Route | None:
         """Their adapter or the base model for this conversation of `user` (only their memories are keys);
         None when there is nothing to route (routing off, or no adapter of theirs). A router that fails
@@ -184,8 +199,8 @@ class Agent:
         messages = self._check(request.messages)
         max_tokens = min(request.params.max_tokens, self.settings.model.context_length // 2)
         request.params.max_tokens = max_tokens
-        prompt = self.prompt(messages, max_tokens)
-        content = messages[-1]["content"]
+        content = messages[-1]["content"]  # logged as said; the hippocampus resolves its times itself
+        prompt = self.prompt(messages[:-1] + [{"role": "user", "content": self.asked(content)}], max_tokens)
         repeat = self.store.repeated_turn(request.user, content, RETRY_WINDOW_S, request.conversation_id)
         if repeat is not None:  # the client retried (after a timeout or a 5xx): answer it, do not store it twice
             cid, user_turn = repeat["conversation_id"], repeat

@@ -118,3 +118,20 @@ def test_content_parts_are_accepted(agent):
     parts = [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}]
     agent.chat(ChatRequest(user="a", messages=[{"role": "user", "content": parts}], params=GenerationParams())).text()
     assert agent.store.turns()[0]["content"] == "hello there"
+
+
+def test_a_question_s_relative_times_reach_the_model_as_dates(agent):
+    """Memories keep dates ("Next month I'm running the Oslo marathon" is stored and rehearsed as "In
+    January 2027 ..."): a question's "next month" reaches the model (and the router) as the date it means
+    when asked; the turn is logged as said, and a statement is passed on as said."""
+    import datetime as dt
+
+    agent.clock = lambda: dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)
+    ask(agent, "What am I doing next month?", conversation_id="c1").text()
+    messages, _ = agent.backend.history[-1]
+    assert messages[-1]["content"] == "What am I doing in January 2027?"
+    assert agent.store.turns(conversation_id="c1")[0]["content"] == "What am I doing next month?"
+    ask(agent, "Who did I meet yesterday?").text()
+    assert agent.backend.history[-1][0][-1]["content"] == "Who did I meet on 4 December 2026?"
+    ask(agent, "I'm running the Oslo marathon next month.").text()  # not a question: the model gets it as said
+    assert agent.backend.history[-1][0][-1]["content"] == "I'm running the Oslo marathon next month."

@@ -160,3 +160,17 @@ def test_statements_the_tagger_gets_wrong(reader, say, text, relation, value_typ
 ])  # fmt: skip
 def test_an_s_contraction_is_spelt_out_by_what_follows(reader, say, text):
     assert text in texts(read(reader, say)), texts(read(reader, say))
+
+
+@pytest.mark.parametrize("asked, said", [
+    ("What am I doing next month?", "What am I doing in January 2027?"),
+    ("Where did I go last weekend?", "Where did I go on the weekend of 28 November 2026?"),
+    ("What have I been doing since last spring?", "What have I been doing since spring 2026?"),
+    ("What happened two years ago?", "What happened in 2024?"),
+    ("What is the capital of France?", "What is the capital of France?"),
+    ("Where was I born in 1990?", "Where was I born in 1990?"),  # absolute: as said
+])  # fmt: skip
+def test_a_question_s_relative_times_are_said_as_memories_say_them(asked, said):
+    from memory.times import absolute
+
+    assert absolute(asked, dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)) == said
