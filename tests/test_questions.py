@@ -8,6 +8,7 @@ while the generator was tuned (measured once, after: 0.74 against the dev file's
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from memory.dreams import rehearsals
 from memory.embeddings import Embedder
 from memory.extractor import ExtractorJudge
 from memory.questions import ask
+from memory.times import absolute
 from memory.verdicts import Context
 from sleeptrain_agent.config import data
 
@@ -26,8 +28,11 @@ TEMPLATES = data("qa_templates.yaml")
 NEAR = 0.75
 
 
+NOW = dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)  # when the labelled sentences are said and asked about
+
+
 def memories(text: str) -> list[dict]:
-    return [v.fact.model_dump() for v in ExtractorJudge().judge(text, Context()) if v.fact is not None]
+    return [v.fact.model_dump() for v in ExtractorJudge().judge(text, Context(when=NOW)) if v.fact is not None]
 
 
 def fact(text: str) -> dict:
@@ -49,8 +54,8 @@ def coverage(name: str, embedder) -> tuple[float, list]:
             generated += train + held
         for question, expected in item["ask"].items():
             good = [qa for qa in generated if recall_hit(qa.answer, str(expected))]
-            if good:
-                sims = embedder.encode([question]) @ embedder.encode([qa.question for qa in good]).T
+            if good:  # asked as the agent passes a question on: its relative times as dates
+                sims = embedder.encode([absolute(question, NOW)]) @ embedder.encode([qa.question for qa in good]).T
                 if float(sims.max()) >= NEAR:
                     hits += 1
                     continue
