@@ -16,7 +16,8 @@ One *variant* (the baseline, or an ablation of it) on a fresh state directory:
    locality (general answers kept vs the base model), retention.
 Questions of one step go to the backend together, so vLLM batches them.
 Answers are the served ones: routed between the active adapter and the base
-model as the agent routes a chat (`serve.routing`); each item records its
+model as the agent routes a chat (`serve.routing`), the question passed on
+as the agent passes it (relative times as dates); each item records its
 `route`, and each sleep the gate's `adapter_locality` (the adapter alone).
 Every item (question, answer, expected value, scores) is saved.
 
@@ -160,18 +161,21 @@ class Variant:
     def _ask(self, questions: list[str], adapter=EVAL_ACTIVE) -> list[str]:
         """Answers to single questions: as served ("active": routed like the agent routes a chat), or by
         the base model (None)."""
-        prompts = [self._system() + [{"role": "user", "content": q}] for q in questions]
+        # as the agent passes a question on (its relative times as dates), to the base model too: the
+        # locality reference is the base model's answer to what the served model was asked
+        prompts = [self._system() + [{"role": "user", "content": self.daemon.agent.asked(q)}] for q in questions]
         if adapter == EVAL_ACTIVE:
-            return self._served(prompts)
+            return self._served(prompts, keys=questions)
         return self.daemon.backend.evaluate(prompts, self._params(), adapter=adapter) if prompts else []
 
-    def _served(self, prompts: list[list[dict]]) -> list[str]:
-        """Answers as the agent serves them (`serve.routing`); each question's route is kept for its item."""
+    def _served(self, prompts: list[list[dict]], keys: list[str] | None = None) -> list[str]:
+        """Answers as the agent serves them (`serve.routing`); each question's route is kept for its item
+        (under `keys`, the questions as the items say them; the prompts' last messages by default)."""
         if not prompts:
             return []
         chosen = routes(self.daemon.router, self.daemon.store, self.daemon.backend, prompts, user=EVAL_USER)
-        for p, r in zip(prompts, chosen, strict=True):
-            self.routes[p[-1]["content"]] = None if r is None else r.as_dict()["to"]
+        for key, r in zip(keys or [p[-1]["content"] for p in prompts], chosen, strict=True):
+            self.routes[key] = None if r is None else r.as_dict()["to"]
         return evaluate_routed(self.daemon.backend, prompts, self._params(), chosen)
 
     def _converse(self, scripts: list[list[str]]) -> list[list[str]]:
@@ -183,9 +187,9 @@ class Variant:
             live = [i for i, s in enumerate(scripts) if t < len(s)]
             prompts = []
             for i in live:
-                histories[i].append({"role": "user", "content": scripts[i][t]})
+                histories[i].append({"role": "user", "content": self.daemon.agent.asked(scripts[i][t])})
                 prompts.append(self.daemon.agent.prompt(self._system() + histories[i], self.profile.max_tokens))
-            outs = self._served(prompts)
+            outs = self._served(prompts, keys=[scripts[i][t] for i in live])
             for i, out in zip(live, outs, strict=True):
                 histories[i].append({"role": "assistant", "content": out})
                 answers[i].append(out)
