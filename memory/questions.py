@@ -516,8 +516,8 @@ TEAM_VERBS = {"support", "follow", "cheer", "root"}
 def _named_kind(t, tokens) -> str | None:
     """The wh-words a name is asked with by what the verb does with it: a language learnt or spoken ("I'm
     learning Japanese": the tagger says a nationality, "Swahili" a building, WordNet a language; "What
-    language am I learning?"), a team supported
-    ("I support Liverpool": "Which team do I support?", not a party)."""
+    language am I learning?"), a team supported ("I support Liverpool": "Which team do I support?"; not a
+    party)."""
     if t.pos_ != "PROPN" or t.dep_ not in ("dobj", "appos"):
         return None
     verb = t.head.lemma_.lower()
@@ -546,7 +546,9 @@ def _inferred(c: _Clause, you: str, occupation: bool = False) -> list[tuple[str,
     reading?"); who works as something has it as their job ("has worked nights as a nurse": "What is my
     job?", "What do I do for a living?", answered "You work as a nurse." before the memory's own words:
     asked "What do I do for work?", a small model taught only "You have worked nights as ..." went on "You
-    work out ..."). Dwellings and writings are WordNet's (`memory.kinds`)."""
+    work out ..."); a job said in the past is asked in the past and answered in the memory's words ("My
+    father was a fisherman": "What was my father's job?"). Dwellings and writings are WordNet's
+    (`memory.kinds`)."""
     out = []
     root, who = c.root, c.subject_text("short")
     whose = "my" if who == "I" else "our" if who == "we" else who + ("'" if who.endswith("s") else "'s")
