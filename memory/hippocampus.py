@@ -208,6 +208,7 @@ class Hippocampus:
             same = _same_value(m.get("value"), fact.value) or verdict.decision == "REINFORCE"
             return ("REINFORCE" if same else "CORRECT"), m, float(sims[by_id[m["id"]]]), _why(m, fact, same)
         mine = set(fact.entities or []) - {"user"} or {norm(fact.subject)}
+        named = _names(fact.text)
         frame = _relation_key(fact.relation)
         best: tuple[int, float, int] | None = None  # (priority, similarity, index)
         for i, m in enumerate(memories):
@@ -220,12 +221,12 @@ class Hippocampus:
             same_value = _same_value(m.get("value"), fact.value)
             types_agree = not (meta.get("value_type") and fact.value_type) or meta.get("value_type") == fact.value_type
             negated = any(n and _contains(m["text"], n) and not _contains(m["text"], fact.value or "") for n in verdict.negated)
+            repeat = sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value
             # a statement that names something the memory does not ("playing a game called Hades" after "we
             # played a game called Azul": both the value "game") says something new: never a repeat
-            news = _new_names(fact.text, m["text"])
+            news = named - set(words(m["text"])) if repeat and named else set()
             priority = 0
-            if (sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value) \
-                    and not news:  # fmt: skip
+            if repeat and not news:
                 priority = 4  # REINFORCE
             elif news and (same_entity or both_user) and same_frame and same_value and single_valued(frame):
                 priority = 3  # said more exactly ("Oslo" -> "Oslo, Norway"): the new statement replaces it
@@ -279,16 +280,15 @@ def _contains(text: str, phrase: str) -> bool:
     return bool(want) and f" {want} " in got
 
 
-def _new_names(new: str, old: str) -> set[str]:
-    """The names and numbers `new` says that `old` does not (capitalised words past a sentence's first word,
-    digits; compared as `words`)."""
-    said = set(words(old))
-    found = set()
-    for sentence in new.split(". "):
+def _names(text: str) -> set[str]:
+    """The names and numbers a statement says (capitalised words past a sentence's first word, digits), as
+    `words`."""
+    found: set[str] = set()
+    for sentence in text.split(". "):
         for w in sentence.split()[1:]:
             w = w.strip("\"'.,;:!?()")
             if w and (w[0].isupper() or w[0].isdigit()) and w not in ("I", "The"):
-                found |= set(words(w)) - said
+                found |= set(words(w))
     return found
 
 

@@ -539,6 +539,11 @@ def _as_i(question: str) -> str:
     return " ".join(out) + "?"
 
 
+def _job(c: _Clause, role) -> str:
+    """A job's words: the noun and the nouns before it ("air traffic controller"), not its modifiers."""
+    return c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})
+
+
 def _inferred(c: _Clause, you: str, occupation: bool = False) -> list[tuple[str, str, str]]:
     """(question, expected, answer) that the statement answers without saying the question's verb: who has a
     dwelling somewhere lives there ("My sister has a flat in Bergen": "Where does my sister live?"); the
@@ -557,7 +562,7 @@ def _inferred(c: _Clause, you: str, occupation: bool = False) -> list[tuple[str,
         role = next((p for a in root.children if a.dep_ == "prep" and a.lower_ == "as"
                      for p in a.children if p.dep_ == "pobj" and p.pos_ == "NOUN"), None)  # fmt: skip
         if role is not None:
-            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})  # "air traffic controller"
+            job = _job(c, role)
             do = "do" if c.user_subject or c.plural else "does"
             said = "You" if who in ("I", "we") else _yours(who)
             verb = f"{'work' if do == 'do' else 'works'} as {'an' if job[:1].lower() in 'aeiou' else 'a'} {job}"
@@ -569,7 +574,7 @@ def _inferred(c: _Clause, you: str, occupation: bool = False) -> list[tuple[str,
     if past and root.lemma_ == "be" and occupation:  # "My father was a fisherman": the job he had
         role = next((a for a in root.children if a.dep_ == "attr" and a.pos_ == "NOUN"), None)
         if role is not None:
-            job = c.words({w.i for w in role.subtree if w == role or w.dep_ == "compound" and w.i < role.i})
+            job = _job(c, role)
             out += [(f"What was {whose} job?", job, you), (f"What did {who} do for a living?", job, you),
                     (f"What did {who} do?", job, you)]  # fmt: skip
     objects = [o for o in root.children if o.dep_ == "dobj" and o.pos_ in ("NOUN", "ADJ")]  # "a flat": tagged ADJ

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from memory.kinds import is_a
 from memory.language import inflect, parse, partnered, subjects
 from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
-from memory.times import resolve
+from memory.times import placed, resolve
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 FIRST = {"i": "the user", "me": "the user", "my": "the user's", "mine": "the user's", "myself": "themselves"}
@@ -447,12 +447,9 @@ class Reader:
                 w = resolve(ent.text, when, past_tense=head.tag_ in ("VBD", "VBN"))
                 if w is None:
                     continue
-                before = doc[ent.start - 1] if ent.start > 0 else None
-                phrase = w.phrase
-                if before is not None and before.dep_ == "prep" and before.lower_ in ("on", "in", "at", "during", "over"):
-                    drop.add(before.i)
-                elif before is not None and before.dep_ == "prep":
-                    phrase = phrase.split(" ", 1)[1]
+                start, phrase = placed(doc, ent, w)
+                if start < ent.start:  # "in the next week": the date's own preposition replaces it
+                    drop.add(start)
                 replace3[ent.start] = replace2[ent.start] = phrase
                 drop |= set(range(ent.start + 1, ent.end))
                 times = {"text": ent.text, "iso": w.iso, "granularity": w.granularity}

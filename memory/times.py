@@ -108,6 +108,18 @@ def parse_time(text: str) -> dt.datetime | None:
     return dateparser.parse(text)
 
 
+def placed(doc, ent, w: When) -> tuple[int, str]:
+    """Where the date `w` of the relative time `ent` goes in its parsed sentence, and how it is said there:
+    from the preposition before it where the date brings its own ("in the next week", "on Friday"), else
+    in the expression's place, without its own preposition after another ("since last spring" -> "since
+    spring 2026"). (index of the first token it replaces, the words)"""
+    before = doc[ent.start - 1] if ent.start > 0 else None
+    prep = before is not None and (before.dep_ == "prep" or before.pos_ in ("ADP", "SCONJ"))
+    if prep and before.lower_ in ("on", "in", "at", "during", "over"):
+        return before.i, w.phrase
+    return ent.start, w.phrase.split(" ", 1)[1] if prep else w.phrase
+
+
 def absolute(text: str, when: dt.datetime) -> str:
     """`text` with its relative times said as the dates they mean at `when`, as a memory says them: asked
     "What am I doing next month?" on 5 December 2026, the question is "What am I doing in January 2027?",
@@ -126,12 +138,7 @@ def absolute(text: str, when: dt.datetime) -> str:
         w = resolve(ent.text, when, past_tense=past)
         if w is None:
             continue
-        before = doc[ent.start - 1] if ent.start > 0 else None
-        start, phrase = ent.start_char, w.phrase
-        if before is not None and before.lower_ in ("on", "in", "at", "during", "over"):
-            start = before.idx  # "in the next week": the date's own preposition replaces it
-        elif before is not None and (before.pos_ in ("ADP", "SCONJ") or before.dep_ == "prep"):
-            phrase = phrase.split(" ", 1)[1]  # "since last spring" -> "since spring 2026"
-        out += [text[at:start], phrase]
+        start, phrase = placed(doc, ent, w)
+        out += [text[at : doc[start].idx], phrase]
         at = ent.end_char
     return "".join(out) + text[at:] if out else text
