@@ -3,7 +3,7 @@
     python -m benchmarks.sleep_bench trainer [--memories 20] [--repeat 3] [--dtypes float32 bfloat16] [--overrides '{"layers": 8}']
     python -m benchmarks.sleep_bench sleeps [--pending 10 50] [--consolidated 0 500] [--repeat 3]
     python -m benchmarks.sleep_bench facts [--overrides '{}' '{"learning_rate": 6e-4}'] [--seeds 0 1 2]
-    python -m benchmarks.sleep_bench gate [--concurrency 8 16 32 64] [--repeat 3] [--probes 24]
+    python -m benchmarks.sleep_bench gate [--concurrency 8 16 32 64] [--repeat 3] [--probes 24] [--backend embedded]
 
 `trainer`: the same dream data (synthetic memories + anchors) trained once by a
 plain `SFTTrainer` + PEFT LoRA setup (all linear layers of all blocks, padded
@@ -34,7 +34,8 @@ variant's medians and its time against the first variant's.
 every locality probe of `anchors.yaml`, answered greedily by a rank-16 MLP
 adapter through the real vLLM server (`sleep.probe_max_tokens`), with
 `vllm.eval_concurrency` at each `--concurrency` (alternating, `--repeat`
-times); prints the median seconds of each, its ratio to the first, and
+times; with `--backend embedded`, the prompts to one forward pass,
+`backends.embedded.EVAL_BATCH`, 1 = one by one); prints the median seconds of each, its ratio to the first, and
 whether every setting gave the same answers; and the gate's own request
 (`Gate.answers`: memory questions in full, locality probes stopped at their
 first sentence) at the configured concurrency, against the full answers: its
@@ -393,7 +394,7 @@ def facts(args) -> None:
 
 def gate(args) -> None:
     from memory.answers import locality_hit
-    from sleeptrain_agent.backends import GenerationParams
+    from sleeptrain_agent.backends import GenerationParams, embedded
     from sleeptrain_agent.backends.vllm import VLLMBackend
     from sleeptrain_agent.sleep.gate import Gate
     from tests.adapters import make_adapter
@@ -406,18 +407,31 @@ def gate(args) -> None:
     system = {"role": "system", "content": settings.serve.system_prompt}
     prompts = [[system, {"role": "user", "content": q}] for q in questions]
     params = GenerationParams(max_tokens=settings.sleep.probe_max_tokens, temperature=0.0)
-    configured = settings.vllm.eval_concurrency
+    if args.backend == "embedded":
+        configured = embedded.EVAL_BATCH
+
+        def concurrency(c: int) -> None:
+            embedded.EVAL_BATCH = c
+    else:
+        configured = settings.vllm.eval_concurrency
+
+        def concurrency(c: int) -> None:
+            backend.cfg.eval_concurrency = c
+
     times: dict[int, list[float]] = {c: [] for c in args.concurrency}
     answers: dict[int, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         adapter = make_adapter(path, Path(tmp) / "candidate", seed=0, rank=16, scale=0.3,
                                target_modules=("gate_proj", "up_proj", "down_proj"))  # fmt: skip
-        backend = VLLMBackend(settings, path, Path(tmp) / "logs")
+        if args.backend == "embedded":
+            backend = embedded.EmbeddedBackend(settings, path)
+        else:
+            backend = VLLMBackend(settings, path, Path(tmp) / "logs")
         backend.start()
         try:
             backend.evaluate(prompts[:4], params, adapter=adapter)  # warm-up: the first request compiles
             print(f"{len(prompts)} questions ({args.probes} memory questions, {len(spec['probe'])} locality probes), "
-                  f"max_tokens {params.max_tokens}, vllm.dtype {backend.dtype}", flush=True)  # fmt: skip
+                  f"max_tokens {params.max_tokens}, {args.backend} backend, dtype {backend.dtype}", flush=True)  # fmt: skip
             # the gate's own request: memory questions in full, locality probes to their first sentence
             gate_ = Gate(settings, settings.sleep, backend, None, None, Path(tmp), None)
             each = [params] * args.probes + [gate_.first_sentence_params] * len(spec["probe"])
@@ -427,12 +441,12 @@ def gate(args) -> None:
             short: list[float] = []
             for r in range(args.repeat):
                 for c in args.concurrency:
-                    backend.cfg.eval_concurrency = c
+                    concurrency(c)
                     t0 = time.monotonic()
                     answers[c] = backend.evaluate(prompts, params, adapter=adapter)
                     times[c].append(time.monotonic() - t0)
                     print(f"  run {r + 1}, concurrency {c:3d}: {times[c][-1]:6.1f} s", flush=True)
-                backend.cfg.eval_concurrency = configured
+                concurrency(configured)
                 t0 = time.monotonic()
                 firsts = gate_.answers(prompts, each, adapter)
                 short.append(time.monotonic() - t0)
@@ -519,6 +533,8 @@ def main() -> None:
     g.add_argument("--probes", type=int, default=24, help="memory questions besides the locality probes")
     g.add_argument("--parts", action="store_true",
                    help="time the request's parts once instead (prompts alone, memory questions, locality probes)")  # fmt: skip
+    g.add_argument("--backend", choices=["vllm", "embedded"], default="vllm",
+                   help="the backend answering (embedded: --concurrency is prompts to one forward pass)")  # fmt: skip
     args = ap.parse_args()
     {"trainer": trainer, "sleeps": sleeps, "facts": facts, "gate": gate}[args.what](args)
 

@@ -46,3 +46,25 @@ def test_a_candidate_answers_each_prompt_with_its_own_params_and_stops_at_the_fi
     assert locality_hit(mixed[1], [words[-1]]) and locality_hit(long_answers[1], [words[-1]])
     with pytest.raises(ValueError, match="2 generation params for 1 prompts"):
         backend.evaluate(questions[:1], [full, short], adapter=adapter)
+
+
+@pytest.mark.real
+def test_an_evaluation_in_batches_gives_each_prompt_its_answer_alone(model_path, tmp_path, monkeypatch):
+    """Prompts of different lengths, left-padded into one forward pass, a candidate's and the base model's:
+    each answer is the one the prompt gets on its own."""
+    from sleeptrain_agent.backends import embedded
+    from tests.adapters import make_adapter
+
+    backend = EmbeddedBackend(load_settings(), model_path)
+    backend.start()
+    adapter = make_adapter(model_path, tmp_path / "candidate", seed=0, rank=8, scale=0.1)
+    questions = [[{"role": "user", "content": q}] for q in ("Who wrote Hamlet?", "What is the capital of France?",
+                 "Why is the sky blue on a clear summer afternoon?", "Name a planet.", "How many legs does a spider have?")]  # fmt: skip
+    params = [GenerationParams(max_tokens=16, temperature=0.0)] * 3 + [
+        GenerationParams(max_tokens=16, temperature=0.0, stop=list(SENTENCE_STOPS))] * 2  # fmt: skip
+    monkeypatch.setattr(embedded, "EVAL_BATCH", 3)  # two batches of the first group
+    for which in (adapter, None):
+        together = backend.evaluate(questions, params, adapter=which)
+        alone = [backend.evaluate([q], p, adapter=which)[0] for q, p in zip(questions, params, strict=True)]
+        assert together == alone and len(set(together)) == len(questions), together
+    assert backend.evaluate(questions, params, adapter=adapter) != backend.evaluate(questions, params, adapter=None)

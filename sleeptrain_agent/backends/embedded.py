@@ -1,9 +1,11 @@
 """The embedded backend: transformers + PEFT inside the daemon process.
 
 For machines where vLLM cannot run (macOS, no vllm installed) and for quick
-tests. One generation runs at a time (`_lock`): on a small CPU, batching in
-one process gains little, and PEFT's adapter swap mutates the model, so it
-must not overlap a forward pass. Each user's adapter is a named PEFT adapter
+tests. One generation runs at a time (`_lock`): PEFT's adapter swap mutates
+the model, so it must not overlap a forward pass. A chat reply is one
+generation; an evaluation (the gate's probes, the base model's answers to the
+locality probes) runs `EVAL_BATCH` prompts to a forward pass: 9.6x faster than
+one by one on 2 cores, the same greedy answers (BENCHMARKS.md). Each user's adapter is a named PEFT adapter
 of the one model; a generation selects its user's (`set_adapter`) or runs
 with adapters disabled (the base model: no user, or a user with none). A swap
 waits for the generation in progress, then loads the new adapter under a new
@@ -13,7 +15,6 @@ the version that produced it.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import threading
@@ -27,6 +28,8 @@ from sleeptrain_agent.dtypes import describe, resolve
 from sleeptrain_agent.errors import AdapterError, BackendError
 
 log = logging.getLogger(__name__)
+
+EVAL_BATCH = 32  # prompts to one forward pass in `evaluate` (63 gate prompts: 155 s one by one, 25.6 s at 16, 16.2 s at 32)
 
 
 class EmbeddedBackend:
@@ -180,15 +183,21 @@ class EmbeddedBackend:
 
     def evaluate(self, prompts: list[list[dict]], params: GenerationParams | list[GenerationParams],
                  adapter=EVAL_ACTIVE) -> list[str]:  # fmt: skip
-        """Answer prompts one by one with `params.user`'s adapter, the base model (None) or a candidate
-        directory; `params` is one for all prompts or one per prompt (`each_prompt`)."""
+        """Answer prompts with `params.user`'s adapter (one by one, as served), or in batches with the base
+        model (None) or a candidate directory; `params` is one for all prompts or one per prompt
+        (`each_prompt`)."""
         each = each_prompt(params, prompts)
-        if adapter in (EVAL_ACTIVE, None):
-            if adapter is None:
-                each = [dataclasses.replace(p, base=True) for p in each]
+        if adapter == EVAL_ACTIVE:
             return [self.generate(m, p).text() for m, p in zip(prompts, each, strict=True)]
         if not prompts:
             return []
+        if adapter is None:
+            self.wait_ready(self.settings.serve.request_timeout_s)
+            with self._lock:  # the served model, its adapters off: no generation may swap them meanwhile
+                if self._served:
+                    with self.model.disable_adapter():
+                        return self._batched(self.model, prompts, each)
+                return self._batched(self.model, prompts, each)
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
@@ -197,19 +206,36 @@ class EmbeddedBackend:
         base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype))
         candidate = PeftModel.from_pretrained(base, str(adapter))
         candidate.eval()
-        answers = []
-        for messages, params in zip(prompts, each, strict=True):
-            inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                        return_dict=True)  # fmt: skip
-            kwargs = {"do_sample": False} if params.temperature == 0 else {"do_sample": True, "temperature": params.temperature}
-            stops = [s for s in params.stop if s]
-            if stops:  # transformers stops the generation; the text is cut at the stop string, as vLLM cuts it
-                kwargs |= {"stop_strings": stops, "tokenizer": self.tokenizer}
-            with torch.inference_mode():
-                out = candidate.generate(**inputs, max_new_tokens=params.max_tokens,
-                                         pad_token_id=self.tokenizer.eos_token_id, **kwargs)  # fmt: skip
-            text = self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            answers.append(text[: min((text.find(s) for s in stops if s in text), default=len(text))])
+        return self._batched(candidate, prompts, each)
+
+    def _batched(self, model, prompts: list[list[dict]], each: list[GenerationParams]) -> list[str]:
+        """Greedy or sampled answers, `EVAL_BATCH` prompts to a forward pass (left-padded, prompts of like
+        length together), each cut at its first stop string as vLLM cuts it."""
+        import torch
+
+        answers: list[str] = [""] * len(prompts)
+        texts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(each):
+            groups.setdefault((p.max_tokens, p.temperature, p.top_p, tuple(s for s in p.stop if s)), []).append(i)
+        for (max_tokens, temperature, top_p, stops), members in groups.items():
+            members.sort(key=lambda i: len(texts[i]))
+            kwargs = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            if temperature > 0:
+                kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if stops:  # transformers stops each sequence there; the text is cut at the stop string below
+                kwargs |= {"stop_strings": list(stops), "tokenizer": self.tokenizer}
+            for start in range(0, len(members), EVAL_BATCH):
+                batch = members[start : start + EVAL_BATCH]
+                inputs = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
+                                        padding_side="left", add_special_tokens=False)  # fmt: skip
+                with torch.inference_mode():
+                    out = model.generate(**inputs, max_new_tokens=max_tokens,
+                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                                         **kwargs)  # fmt: skip
+                for i, row in zip(batch, out[:, inputs["input_ids"].shape[1]:], strict=True):
+                    text = self.tokenizer.decode(row, skip_special_tokens=True)
+                    answers[i] = text[: min((text.find(s) for s in stops if s in text), default=len(text))]
         return answers
 
     def swap(self, version: str | None, path: Path | None, user: str, lazy: bool = False) -> float:
