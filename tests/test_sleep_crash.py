@@ -1,6 +1,11 @@
 """Crash safety of the sleep on the real stack: kill -9 the daemon during training and
 during promotion, restart, and check the store, the active adapter and the next sleep.
-(A module of its own so that no other daemon runs beside these.)"""
+(A module of its own so that no other daemon runs beside these.)
+
+The daemons serve with the embedded backend: what a kill must not break is the store, the adapter
+directories and the trainer child, the same for both backends; a vLLM server killed with its daemon,
+and the instant restart beside it, are `test_api_hostile`'s and `test_serving`'s (three vLLM starts
+and vLLM's gate here were half of this test's four minutes)."""
 
 from __future__ import annotations
 
@@ -11,12 +16,10 @@ import time
 import httpx
 import pytest
 
-from sleeptrain_agent.backends import vllm_available
 from tests.daemons import start_daemon
 from tests.test_sleep import FACTS, sleep, teach, wait_step
 
-pytestmark = [pytest.mark.real, pytest.mark.slow,
-              pytest.mark.skipif(not vllm_available(), reason="vllm not installed")]  # fmt: skip
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 # Crash safety is about what survives a kill, not about learning: these sleeps are short (two epochs,
@@ -28,7 +31,7 @@ QUICK = {"min_epochs": 2, "max_epochs": 2, "anchors": False, "probe_max_tokens":
 
 def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     state = tmp_path / "state"
-    daemon = start_daemon(state, "vllm")
+    daemon = start_daemon(state, "embedded")
     teach(daemon, [f for f, _, _ in FACTS[:3]])
     r = httpx.post(daemon.url + "/v1/sleep", json={"overrides": QUICK}, timeout=60)
     first = r.json()["id"]
@@ -37,7 +40,7 @@ def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     daemon.proc.wait()
     time.sleep(1)
 
-    daemon = start_daemon(state, "vllm", pause_at="promote")
+    daemon = start_daemon(state, "embedded", pause_at="promote")
     store = daemon.store()
     assert store.integrity_check() == "ok"
     assert store.sleep(first)["status"] == "failed" and "interrupted" in store.sleep(first)["error"]
@@ -49,7 +52,7 @@ def test_kill_during_training_and_promotion_then_recover(tmp_path, model_path):
     daemon.proc.wait()
     time.sleep(1)
 
-    daemon = start_daemon(state, "vllm")
+    daemon = start_daemon(state, "embedded")
     try:
         assert store.integrity_check() == "ok"
         assert store.sleep(second)["status"] == "failed"
