@@ -270,7 +270,7 @@ def test_trainer_in_bfloat16_learns_like_float32_and_saves_float32_weights(tmp_p
 
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        events, out = run_job(tmp_path, dtype, model_path=model_path, dtype=dtype, epochs=2)
+        events, out = run_job(tmp_path, dtype, model_path=model_path, dtype=dtype, epochs=1)
         done = events[-1]
         assert done["event"] == "done" and done["dtype"] == dtype
         losses[dtype] = done["mean_loss"]
