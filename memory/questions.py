@@ -120,6 +120,11 @@ class _Clause:
                     self.repl[t.i] = "we"
                     for i in conj:
                         self.repl[i] = ""
+            elif t.dep_ in SUBJECTS:  # of another clause: "... when I was a kid" ("when me was" before)
+                self.repl[t.i] = "I"
+                verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > t.i] or [t.head])[0]
+                if verb.lower_ == "is":
+                    self.repl[verb.i] = "am"  # "now that I am working nights"
             else:
                 self.repl[t.i] = "me"
         if self.user_subject:  # the reader's singular "they" for the user
@@ -128,6 +133,9 @@ class _Clause:
             for t in sent:
                 if t.lower_ in own and t.i not in self.repl:
                     self.repl[t.i] = own[t.lower_]
+                    verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > t.i] or [t.head])[0]
+                    if own[t.lower_] == "I" and t.dep_ in SUBJECTS and verb.lower_ in ("are", "were"):
+                        self.repl.setdefault(verb.i, "am" if verb.lower_ == "are" else "was")  # "now that I am ..."
         auxes = [c for c in self.root.children if c.dep_ in ("aux", "auxpass") and c.i < self.root.i and c.lower_ != "to"]
         if auxes:
             self.inv = auxes[0]
@@ -356,8 +364,11 @@ def _gaps(c: _Clause, memory: dict):
         if t.dep_ == "oprd" and t.head.lemma_ in ("call", "name") and t.head != c.root or \
                 t.dep_ == "oprd" and c.root.lemma_ in ("call", "name") and c.inv is None:  # fmt: skip
             continue  # "named the terrier Pickle": asked by its name questions
-        # inside a noun's own clause ("a village called Reine"): asked through the noun, not alone
-        if any(a.dep_ in ("acl", "relcl", "appos", "ccomp") for a in t.ancestors if a.i not in c.subj_idx and a != c.root):
+        # inside a noun's own clause ("a village called Reine"): asked through the noun, not alone; inside a
+        # clause with a subject of its own ("when I was a kid"): not what the memory says ("What did I live in
+        # Lagos when I was?")
+        if any(a.dep_ in ("acl", "relcl", "appos", "ccomp") or a.dep_ == "advcl" and any(g.dep_ in SUBJECTS for g in a.children)
+               for a in t.ancestors if a.i not in c.subj_idx and a != c.root):  # fmt: skip
             continue
         sub = {w.i for w in t.subtree}
         tokens = [c.doc[i] for i in sorted(sub)]

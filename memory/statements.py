@@ -89,6 +89,11 @@ FAREWELL = re.compile(r"^\W*(?:bye|goodbye|good\s*night|night|see\s+you|see\s+ya
                       r"catch\s+you|ttyl|cya|take\s+care|later|good\s+(?:morning|afternoon|evening)|hello|hi|hey|hiya|"
                       r"howdy|namaste|cheers)\b", re.I)  # fmt: skip
 RELATIVE_PRONOUNS = {"that", "which", "who", "whom", "whose", "where", "when", "what"}
+NOT_ACTIVITIES = {"talk", "chat", "do", "be", "have", "get", "see", "hear", "say", "know", "help", "meet", "catch", "hang",
+                  "speak", "forget", "worry", "wonder", "think", "go", "come", "wait", "try", "look", "feel"}
+# the conjunctions of a clause that holds what it says as true ("now that I'm an assistant manager", "because
+# I'm a nurse"; not "if", "when", "until": a condition or a time, not a fact of its own)
+FACTIVE = {"because", "since", "although", "though", "now that"}
 CAUSATIVE = {"make", "let", "have", "help", "see", "watch", "hear", "feel", "get", "want", "need", "like", "love", "hate",
              "keep", "leave", "find", "consider"}  # their clause complement belongs to them ("make me feel calm")
 THIRD_OBJECTS = {"him", "her", "them", "his", "their", "hers", "theirs"}
@@ -148,6 +153,9 @@ class Reader:
                 if cue:
                     reading.cues.add(cue)
         doc = parse([re.sub(r"\s+", " ", text).strip()])[0]
+        spelt = _spelt_out(doc)
+        if spelt != doc.text:
+            doc = parse([spelt])[0]
         for sent in doc.sents:
             self._sentence(sent, when, resolver, reading)
         for s in reading.statements:
@@ -274,6 +282,8 @@ class Reader:
                     split.append((c, None, False))
                 elif c.dep_ == "ccomp" and head.lemma_ in EXPLICIT and not subject:
                     split.append((c, None, True))  # "remember that I'm allergic to shellfish"
+                elif c.dep_ in ("advcl", "ccomp") and own_subject and _factive(c) and _says_what(c):
+                    split.append((c, None, False))  # "I love my job now that I'm a nurse": what the user is
                 elif c.dep_ == "advcl" and not marked and c.i < head.i and c.pos_ in ("VERB", "AUX") and (
                         own_subject or c.tag_ in ("VBD", "VBN", "VBG")):  # fmt: skip
                     split.append((c, None if own_subject else subject or inherited, False))  # "Just finished X, loved it."
@@ -472,6 +482,12 @@ class Reader:
                     replace3[i] = FIRST[low]
                 user_named = True
                 replace2[i] = SECOND[low]
+                if low == "i":  # "now that I'm a manager": "they are", "when I was a kid": "you were"
+                    verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > i] or [t.head])[0]
+                    if verb.lower_ in ("am", "'m", "was"):
+                        past = verb.lower_ == "was"
+                        replace2[verb.i] = "were" if past else "are"
+                        replace3[verb.i] = ("were" if past else "are") if replace3[i] == "they" else "was" if past else "is"
             elif low in ("we", "us") and t.tag_ == "PRP":
                 who = _we(resolver, number, i) or "the user and their family"
                 replace3[i] = who if not user_named else "they" if low == "we" else "them"
@@ -515,9 +531,7 @@ class Reader:
                 nxt = doc[t.i + 1] if t.i + 1 < len(doc) else None
                 # "'s been" is always "has been" ("it's been great": "is been" before); a participle that
                 # says a state is "is" ("he's called Rex", "she's based in Oslo"; "has called Rex" before)
-                perfect = nxt is not None and (nxt.tag_ == "VBN" and nxt.lemma_ != "be" and nxt.lemma_ not in STATE_PARTICIPLES
-                                               or nxt.lower_ in ("got", "been"))  # fmt: skip
-                full = {"'s": "has" if perfect or t.lemma_ == "have" else "is", "'re": "are", "'m": "am", "'ve": "have",
+                full = {"'s": "has" if _perfect(nxt) or t.lemma_ == "have" else "is", "'re": "are", "'m": "am", "'ve": "have",
                         "'ll": "will", "'d": "would"}.get(t.lower_)  # fmt: skip
                 if full:
                     replace3.setdefault(t.i, full)
@@ -555,6 +569,44 @@ class Reader:
 
 
 # -- helpers -----------------------------------------------------------------
+
+
+def _factive(clause) -> bool:
+    """Whether a subordinate clause is introduced by a conjunction of `FACTIVE` ("because", "now that")."""
+    mark = next((c for c in clause.children if c.dep_ == "mark"), None)
+    if mark is None:
+        return False
+    before = clause.doc[mark.i - 1].lower_ + " " if mark.i > 0 else ""
+    return mark.lower_ in FACTIVE or (before + mark.lower_) in FACTIVE
+
+
+def _says_what(clause) -> bool:
+    """Whether a clause says what someone is: a noun after "be" ("I'm an assistant manager") or a job
+    ("I work as a welder"); a passing state ("because I was bored") is no fact of its own."""
+    if clause.lemma_ == "be":
+        return any(c.dep_ == "attr" and c.pos_ in ("NOUN", "PROPN") for c in clause.children)
+    return clause.lemma_ == "work" and any(c.dep_ == "prep" and c.lower_ == "as" for c in clause.children)
+
+
+def _perfect(nxt) -> bool:
+    """Whether a "'s" before `nxt` is "has": "'s been" always ("it's been great": "is been" before), a
+    participle that says a state never ("he's called Rex", "she's based in Oslo")."""
+    return nxt is not None and (nxt.tag_ in ("VBN", "VBD") and nxt.lemma_ != "be" and nxt.lemma_ not in STATE_PARTICIPLES
+                                or nxt.lower_ in ("got", "been"))  # fmt: skip
+
+
+def _spelt_out(doc) -> str:
+    """The text with each "'s" that the tagger read as a possessive but that is a verb spelt out: before a
+    verb or an adjective that modifies no noun after it ("my sister's been living in Oslo", "my brother's
+    moving", "my sister's married to a dentist": the last parsed as a noun with nothing to say of it).
+    The reader parses the spelt-out text again ("my sister's new car" is left as it is)."""
+    out = []
+    for t in doc:
+        nxt = doc[t.i + 1] if t.i + 1 < len(doc) else None
+        verb = (t.lower_ == "'s" and t.tag_ == "POS" and nxt is not None and nxt.tag_ in ("VBN", "VBG", "VBD", "JJ")
+                and not (nxt.dep_ in ("amod", "compound", "poss") and nxt.head.i > nxt.i))  # fmt: skip
+        out.append((" has" if _perfect(nxt) else " is") + t.whitespace_ if verb else t.text_with_ws)
+    return "".join(out)
 
 
 def _span(tokens) -> str:
@@ -692,7 +744,8 @@ def _reaction(head, tokens, subject) -> bool:
     """A reaction or small talk: a feeling or verdict about "it", "that", "you" or nothing in particular."""
     subj = {t.lower_ for s in subject for t in s.subtree}
     predicate = [t for t in tokens if t.i not in {x.i for s in subject for x in s.subtree}]
-    nominal = [t for t in predicate if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lemma_.lower() not in LIGHT | ABSTRACT]
+    nominal = [t for t in predicate if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lemma_.lower() not in LIGHT | ABSTRACT
+               or t.head == head and _activity(t)]
     if head.lemma_.lower() in REACTION_VERBS | {"wait"} and not nominal:
         return True  # "I just wanted to say hi", "can't wait to see you", "I appreciate it"
     if head.lemma_ == "be" and subj <= {"they", "it", "that", "this", "those", "these"} and subj and not nominal and all(
@@ -718,6 +771,12 @@ def _reaction(head, tokens, subject) -> bool:
     return False
 
 
+def _activity(token) -> bool:
+    """A gerund that names an activity someone does ("I love cooking", "I enjoy swimming": tagged verbs,
+    which made the sentence a reaction with nothing to keep), not the conversation ("I love talking to you")."""
+    return token.tag_ == "VBG" and token.dep_ in ("xcomp", "dobj") and token.lemma_ not in NOT_ACTIVITIES
+
+
 def _anchors(tokens, subject) -> list[str]:
     return [t.text for t in _anchor_tokens(tokens, subject)]
 
@@ -737,7 +796,7 @@ def _anchor_tokens(tokens, subject) -> list:
         elif t.pos_ == "NOUN" and t.lemma_.lower() not in LIGHT:
             out.append(t)
         elif t.pos_ in ("ADJ", "VERB") and t.lemma_.lower() not in FEELINGS and t.dep_ in ("acomp", "attr", "xcomp", "dobj", "ROOT", "conj"):
-            if t.pos_ == "ADJ" or any(c.dep_ in ("dobj", "prep", "xcomp") and any(
+            if t.pos_ == "ADJ" or _activity(t) or any(c.dep_ in ("dobj", "prep", "xcomp") and any(
                     g.pos_ in ("NOUN", "PROPN", "NUM") and g.lemma_.lower() not in LIGHT for g in c.subtree)
                     for c in t.children):  # fmt: skip
                 out.append(t)

@@ -357,3 +357,19 @@ def test_a_number_that_names_one_is_not_a_count():
     assert asked["What bus does my daughter take to school?"].expected == "42 bus", sorted(asked)
     assert not [q for q in asked if q.startswith("How many")], sorted(asked)
     assert "How many dogs do I have?" in {qa.question for qa in ask(fact("I have one dog."))}
+
+
+def test_the_user_in_a_clause_of_its_own_is_asked_as_i():
+    """"when the user was a student" asked "when I was a student" (was "when me was"), "now that the user is
+    working" asked "now that I am working" (was "I is"); the answers say "you were", "you are"."""
+    by_question = {qa.question: qa for qa in ask(fact("When I was a student, I lived in Bremen."))}
+    assert "Where did I live when I was a student?" in by_question, sorted(by_question)
+    assert not any(" me was" in q or q.endswith("when I was?") for q in by_question), sorted(by_question)
+    assert all("you was" not in qa.answer for qa in by_question.values())
+    asked = [qa.question for qa in ask(fact("I sleep badly now that I'm working nights."))]
+    assert "Do I sleep badly now that I am working nights?" in asked and not any(" I is " in q for q in asked), asked
+    # what a "now that" clause says the user is, is a memory of its own (a job: the templates ask it as one)
+    found = memories("I love my new job now that I'm a supervisor.")
+    assert ("occupation", "supervisor") in [(m["relation"], m["value"]) for m in found], found
+    asked = [qa.question for m in found for qa in ask({**m, "id": 1, "user": "u"})]
+    assert "Am I a supervisor?" in asked and not any("that I am?" in q for q in asked), asked

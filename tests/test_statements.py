@@ -174,3 +174,45 @@ def test_a_question_s_relative_times_are_said_as_memories_say_them(asked, said):
     from memory.times import absolute
 
     assert absolute(asked, dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)) == said
+
+
+@pytest.mark.parametrize(("said", "stored"), [
+    ("My cousin's been working in Lima since May.", "cousin has been working in Lima"),
+    ("My uncle's retiring next spring.", "uncle is retiring in spring 2027"),
+    ("My aunt's divorced.", "aunt is divorced"),
+    ("My boss's finished the audit.", "boss has finished the audit"),
+    ("My neighbour's dog barks all night.", "neighbour's dog barks all night"),  # a possessive stays one
+])  # fmt: skip
+def test_a_contraction_the_tagger_reads_as_a_possessive_is_spelt_out(reader, said, stored):
+    [s] = read(reader, said).statements
+    assert stored in s.text, s.text
+
+
+def test_the_user_in_a_clause_of_its_own_agrees_with_its_verb(reader):
+    [s] = read(reader, "I quit smoking when I was pregnant with my son.").statements
+    assert "when they were pregnant" in s.text and "when you were pregnant" in s.you, (s.text, s.you)
+    [s] = read(reader, "When I was a student, I lived in Bremen.").statements
+    assert s.you.startswith("When you were a student") and (s.relation, s.value) == ("lives in", "Bremen"), s
+
+
+def test_what_a_because_or_now_that_clause_says_someone_is_is_a_fact_of_its_own(reader):
+    r = read(reader, "I'm learning Portuguese because I'm an interpreter.")
+    assert ("occupation", "interpreter") in [(s.relation, s.value) for s in r.statements], texts(r)
+    assert any("Portuguese" in t and "interpreter" not in t for t in texts(r)), texts(r)
+    r = read(reader, "I finally get weekends off now that I work as a librarian.")
+    assert ("occupation", "librarian") in [(s.relation, s.value) for s in r.statements], texts(r)
+    # a time or a condition is not a fact of its own; a passing state is not one either
+    for said in ("I was shy when I was a teenager.", "I'd move abroad if I were a translator.",
+                 "I skipped dinner because I was tired."):  # fmt: skip
+        assert len(read(reader, said).statements) <= 1, texts(read(reader, said))
+
+
+@pytest.mark.parametrize("said", ["I really enjoy gardening.", "I hate jogging.", "I like sketching on Sundays."])
+def test_an_activity_someone_likes_is_kept(reader, said):
+    [s] = read(reader, said).statements
+    assert s.text.startswith("The user "), s.text
+
+
+@pytest.mark.parametrize("said", ["I love chatting with you.", "I keep worrying.", "I enjoy talking about it."])
+def test_liking_the_conversation_is_not_an_activity(reader, said):
+    assert read(reader, said).statements == []
