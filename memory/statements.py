@@ -36,7 +36,18 @@ from dataclasses import dataclass, field
 
 from memory.kinds import is_a
 from memory.language import inflect, parse, partnered, subjects
-from memory.mentions import ANIMALS, LIGHT, PLURAL_PERSONS, PRONOUNS, Mention, Resolver, gender_of, kind_of
+from memory.mentions import (
+    ANIMALS,
+    FEMALE,
+    LIGHT,
+    MALE,
+    PLURAL_PERSONS,
+    PRONOUNS,
+    Mention,
+    Resolver,
+    gender_of,
+    kind_of,
+)
 from memory.times import placed, resolve
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
@@ -77,6 +88,15 @@ RELATIONS = {("live", "in"): "lives in", ("move", "to"): "lives in", ("move", "i
 PLAN_WORDS = {"plan", "planning", "going", "gonna", "hope", "hoping", "intend", "want", "thinking", "aim", "goal",
               "will", "'ll", "shall", "dream", "wish", "considering"}  # fmt: skip
 AGENTIVE = re.compile(r"(?:er|or|ist|ian|ant|ent|ess|man|woman|ee)$")
+# who someone is to others, how old, what they eat or how far along: never a job ("I'm a mom of two" was
+# trained "What do I do for a living?" -> "You work as a mom"; "my son is a teenager", "I'm a vegetarian" too)
+NOT_JOBS = (MALE | FEMALE | {"cousin", "friend", "partner", "spouse", "colleague", "coworker", "co-worker", "roommate",
+            "flatmate", "housemate", "neighbour", "neighbor", "child", "kid", "baby", "toddler", "twin", "parent",
+            "sibling", "grandparent", "grandchild", "stepchild", "in-law", "classmate", "teammate", "bestie", "tenant",
+            "client", "relative", "teenager", "teen", "adult", "youngster", "grown-up", "newborn", "vegetarian",
+            "vegan", "pescatarian", "beginner", "newbie", "novice", "member", "owner", "citizen", "native", "resident",
+            "foreigner", "immigrant", "expat", "newcomer", "customer", "patient", "winner", "fan", "believer",
+            "introvert", "extrovert", "loner", "only"})  # fmt: skip
 # Fixed discourse expressions (about the conversation, not the world): taken out before parsing, as cues.
 ASIDES = [
     (re.compile(r"[,;]?\s*\b(?:like|as)\s+i\s+(?:said|mentioned|told you|say)\b(?:\s+(?:before|earlier))?", re.I), "repeat"),
@@ -987,7 +1007,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
         elif comp.lemma_.lower() == "fan":
             relation, value_tokens = "fan of", [t for p in comp.children if p.dep_ == "prep" for t in _phrase(p, keep)][1:]
         elif comp.pos_ == "NOUN" and (kind_of(comp.lemma_) == "person" or AGENTIVE.search(comp.lemma_.lower())):
-            relation = "occupation" if subj_mention is None or subj_mention.animate == "person" or first_person else "is"
+            person = subj_mention is None or subj_mention.animate == "person" or first_person
+            relation = "occupation" if person and comp.lemma_.lower() not in NOT_JOBS else "is"
             value_tokens = [t for t in _phrase(comp, keep) if t == comp or t.head == comp and t.dep_ in ("amod", "compound")]
         elif comp.pos_ == "ADJ" and any(c.dep_ == "prep" for c in comp.children):
             prep = next(c for c in comp.children if c.dep_ == "prep")

@@ -345,3 +345,11 @@ def test_a_correction_naming_someone_by_name_keeps_who_they_are(store, hippo):
     assert old["status"] == "superseded" and old["superseded_by"] == new["id"]
     assert (new["subject"], new["relation"], new["value"]) == ("user's brother Henrik", "lives in", "Porto")
     assert new["text"] == "The user's brother Henrik moved to Porto." and new["meta"]["you"].startswith("Your brother Henrik")
+
+
+def test_who_someone_is_to_others_is_no_job_that_a_job_corrects(store, hippo):
+    """"I'm a dad of three" was stored as an occupation; the job said next corrected it (the kids forgotten)."""
+    [first] = say(store, hippo, "I'm a dad of three.")
+    [second] = say(store, hippo, "I work as a pharmacist.")
+    assert first["decision"] == "STORE" and second["decision"] == "STORE", (first, second)
+    assert {m["relation"] for m in store.memories(status="pending")} == {"is", "occupation"}

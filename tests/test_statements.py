@@ -216,3 +216,13 @@ def test_an_activity_someone_likes_is_kept(reader, said):
 @pytest.mark.parametrize("said", ["I love chatting with you.", "I keep worrying.", "I enjoy talking about it."])
 def test_liking_the_conversation_is_not_an_activity(reader, said):
     assert read(reader, said).statements == []
+
+
+@pytest.mark.parametrize(("said", "relation"), [
+    ("I'm a dad of three.", "is"), ("My daughter is a toddler.", "is"), ("I'm a vegan.", "is"),
+    ("My wife is a newcomer to the club.", "is"), ("My husband is a plumber.", "occupation"),
+    ("I'm an electrician.", "occupation"),
+])  # fmt: skip
+def test_who_someone_is_to_others_or_how_old_is_no_job(reader, said, relation):
+    [s] = read(reader, said).statements
+    assert s.relation == relation, (s.text, s.relation, s.value)
