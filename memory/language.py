@@ -146,6 +146,12 @@ def subjects(head) -> list:
         [c for a in head.children if a.dep_ in ("aux", "auxpass") and a.i < head.i for c in a.children if c.dep_ in SUBJECTS]  # fmt: skip
 
 
+def agreeing(subject):
+    """The word that agrees with `subject` in person: its clause's first auxiliary after it, else its head
+    ("now that I'm working": *'m*; "when I was a kid": *was*)."""
+    return ([c for c in subject.head.children if c.dep_ in ("aux", "auxpass") and c.i > subject.i] or [subject.head])[0]
+
+
 # the predicates whose object is a partner, whatever the tagger calls the name ("engaged to Marta": a GPE),
 # and what the partner is then called: (a man, a woman, anyone)
 PARTNERING = {"marry": ("husband", "wife", "spouse"), "married": ("husband", "wife", "spouse"),

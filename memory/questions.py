@@ -47,7 +47,7 @@ from functools import lru_cache
 from memory.answers import norm
 from memory.kinds import is_a, kind, makes, phrasal, played, synonym
 from memory.kinds import measure as measured  # `measure` names the npadvmod token in `_gaps`
-from memory.language import inflect, parse, partner_role, partnered, subjects
+from memory.language import agreeing, inflect, parse, partner_role, partnered, subjects
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 TARGETS = ("dobj", "attr", "oprd", "pobj", "dative", "acomp")
@@ -122,7 +122,7 @@ class _Clause:
                         self.repl[i] = ""
             elif t.dep_ in SUBJECTS:  # of another clause: "... when I was a kid" ("when me was" before)
                 self.repl[t.i] = "I"
-                verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > t.i] or [t.head])[0]
+                verb = agreeing(t)
                 if verb.lower_ == "is":
                     self.repl[verb.i] = "am"  # "now that I am working nights"
             else:
@@ -133,7 +133,7 @@ class _Clause:
             for t in sent:
                 if t.lower_ in own and t.i not in self.repl:
                     self.repl[t.i] = own[t.lower_]
-                    verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > t.i] or [t.head])[0]
+                    verb = agreeing(t)
                     if own[t.lower_] == "I" and t.dep_ in SUBJECTS and verb.lower_ in ("are", "were"):
                         self.repl.setdefault(verb.i, "am" if verb.lower_ == "are" else "was")  # "now that I am ..."
         auxes = [c for c in self.root.children if c.dep_ in ("aux", "auxpass") and c.i < self.root.i and c.lower_ != "to"]

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 
 from memory.kinds import is_a
-from memory.language import inflect, parse, partnered, subjects
+from memory.language import agreeing, inflect, parse, partnered, subjects
 from memory.mentions import (
     ANIMALS,
     FEMALE,
@@ -503,7 +503,7 @@ class Reader:
                 user_named = True
                 replace2[i] = SECOND[low]
                 if low == "i":  # "now that I'm a manager": "they are", "when I was a kid": "you were"
-                    verb = ([c for c in t.head.children if c.dep_ in ("aux", "auxpass") and c.i > i] or [t.head])[0]
+                    verb = agreeing(t)
                     if verb.lower_ in ("am", "'m", "was"):
                         past = verb.lower_ == "was"
                         replace2[verb.i] = "were" if past else "are"

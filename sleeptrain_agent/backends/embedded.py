@@ -4,8 +4,9 @@ For machines where vLLM cannot run (macOS, no vllm installed) and for quick
 tests. One generation runs at a time (`_lock`): PEFT's adapter swap mutates
 the model, so it must not overlap a forward pass. A chat reply is one
 generation; an evaluation (the gate's probes, the base model's answers to the
-locality probes) runs `EVAL_BATCH` prompts to a forward pass: 9.6x faster than
-one by one on 2 cores, the same greedy answers (BENCHMARKS.md). Each user's adapter is a named PEFT adapter
+locality probes) runs `EVAL_BATCH` prompts to a forward pass: 0.18x the time of
+one by one on 2 cores, the same greedy answers (`python -m benchmarks.sleep_bench
+gate --backend embedded`, BENCHMARKS.md). Each user's adapter is a named PEFT adapter
 of the one model; a generation selects its user's (`set_adapter`) or runs
 with adapters disabled (the base model: no user, or a user with none). A swap
 waits for the generation in progress, then loads the new adapter under a new
@@ -29,7 +30,7 @@ from sleeptrain_agent.errors import AdapterError, BackendError
 
 log = logging.getLogger(__name__)
 
-EVAL_BATCH = 32  # prompts to one forward pass in `evaluate` (63 gate prompts: 155 s one by one, 25.6 s at 16, 16.2 s at 32)
+EVAL_BATCH = 32  # prompts to one forward pass in `evaluate` (`sleep_bench gate --backend embedded --concurrency 1 16 32`)
 
 
 class EmbeddedBackend:
