@@ -158,10 +158,13 @@ def rehearsals(memory: dict, templates: dict, questions: int = 5, probes: int = 
     # "we named the terrier Pickle" has the relation `name` about the user, but names the terrier: the
     # user's-name templates ("What is my name?" -> "Your name is Pickle.") would teach a falsehood
     names_a_thing = memory.get("subject") == "user" and any(qa.frame == "name" for qa in parsed)
-    # a state said in the past ("I lived in Paris", "My father was a fisherman") is never answered by the
-    # templates, which say it in the present ("You live in Paris."); names and births are said as they are
-    past = memory.get("relation") not in ("name", "born in", "birthday") and past_state(memory.get("text") or "")
-    spec_pairs = qa_pairs(memory, templates) if (_has_spec(memory, templates) and not names_a_thing and not past) \
+    # a state said in the past ("I lived in Paris", "My father was a fisherman") or still to come ("I'll move
+    # to Berlin", "If I get the job, ...") is never answered by the templates, which say it in the present
+    # ("You live in Paris."); names and births are said as they are
+    tense = memory.get("tense") or (memory.get("meta") or {}).get("tense")
+    not_now = memory.get("relation") not in ("name", "born in", "birthday") and (
+        tense in ("past", "future") or past_state(memory.get("text") or ""))  # fmt: skip
+    spec_pairs = qa_pairs(memory, templates) if (_has_spec(memory, templates) and not names_a_thing and not not_now) \
         or not parsed else []  # fmt: skip
     expected = expected_value(memory)
     tpl = [QA(q, a, expected, "template", True) for q, a in spec_pairs]

@@ -92,7 +92,7 @@ class ExtractorJudge:
         importance, why = importance_of(s, "explicit" in cues)
         fact = Fact(text=s.text[:600], subject=s.subject[:120] or "user", relation=(s.relation or None) and s.relation[:60],
                     value=(s.value or None) and s.value[:240], you=s.you[:600], entities=s.entities[:12],
-                    value_type=s.value_type, time=(s.time or {}).get("iso"))  # fmt: skip
+                    value_type=s.value_type, time=(s.time or {}).get("iso"), tense=s.tense)  # fmt: skip
         return Verdict(decision="STORE", importance=importance, kind=s.kind, reasons=why, fact=fact,
                        correction_cue="correction" in cues, negated=list(s.negated), change=s.change)  # fmt: skip
 

@@ -220,23 +220,28 @@ class Hippocampus:
             same_frame = frame is not None and frame == _relation_key(m.get("relation"))
             same_value = _same_value(m.get("value"), fact.value)
             types_agree = not (meta.get("value_type") and fact.value_type) or meta.get("value_type") == fact.value_type
+            # what held once or is planned never changes, nor repeats, what is true now: "When I was a kid I lived
+            # in Lagos" and "I'm going to move to Bergen" are no new home beside "I live in Oslo"
+            same_time = meta.get("tense") == fact.tense
             negated = any(n and _contains(m["text"], n) and not _contains(m["text"], fact.value or "") for n in verdict.negated)
-            repeat = sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value
+            repeat = sim >= self.settings.duplicate_similarity or (same_entity or both_user) and same_frame and same_value \
+                and same_time
             # a statement that names something the memory does not ("playing a game called Hades" after "we
             # played a game called Azul": both the value "game") says something new: never a repeat
             news = named - set(words(m["text"])) if repeat and named else set()
             priority = 0
             if repeat and not news:
                 priority = 4  # REINFORCE
-            elif news and (same_entity or both_user) and same_frame and same_value and single_valued(frame):
+            elif news and (same_entity or both_user) and same_frame and same_value and single_valued(frame) and same_time:
                 priority = 3  # said more exactly ("Oslo" -> "Oslo, Norway"): the new statement replaces it
-            elif (same_entity or both_user) and same_frame and not same_value and single_valued(frame) and fact.value:
+            elif (same_entity or both_user) and same_frame and not same_value and single_valued(frame) and fact.value \
+                    and same_time and fact.tense is None:  # two homes in the past are no correction of each other
                 priority = 3
             elif negated and (same_entity or both_user or sim >= 0.4):
                 priority = 3
             elif (verdict.correction_cue or verdict.change) and not same_value and types_agree and not (
                     frame in KNOWN_FRAMES and _relation_key(m.get("relation")) in KNOWN_FRAMES and not same_frame) and (
-                    same_entity and sim >= self.settings.correction_similarity or both_user and same_frame
+                    same_entity and sim >= self.settings.correction_similarity or both_user and same_frame and same_time
                     or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5):  # fmt: skip
                 priority = 2
             if priority and (best is None or (priority, sim) > best[:2]):
@@ -251,7 +256,7 @@ class Hippocampus:
     def _add(self, turn: dict, verdict: Verdict, vector: np.ndarray) -> dict:
         fact: Fact = _self_contained(verdict.fact)
         meta = {k: v for k, v in {"you": fact.you, "entities": fact.entities, "value_type": fact.value_type,
-                                  "time": fact.time}.items() if v}  # fmt: skip
+                                  "time": fact.time, "tense": fact.tense}.items() if v}  # fmt: skip
         kind = verdict.kind if verdict.kind in ("personal", "third_party", "preference", "plan", "world") else (
             "personal" if norm(fact.subject) in ("", "user") else "third_party")  # fmt: skip
         return self.store.add_memory(

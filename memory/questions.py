@@ -668,9 +668,12 @@ def past_state(text: str) -> bool:
     fisherman", "used to live in Oslo", "was living in Bergen"): what it says may no longer hold, so it is
     never answered in the present ("You live in Paris." was trained from the first)."""
     c = _Clause(parse([text])[0]) if text else None
-    if c is None or not c.ok:
-        return False
-    root = c.root
+    return c is not None and c.ok and said_in_past(c.root)
+
+
+def said_in_past(root) -> bool:
+    """Whether the clause headed by the verb `root` says a state in the past (`past_state`, from a parse the
+    caller has)."""
     if root.lemma_ == "use" and root.tag_ == "VBD" and any(x.dep_ == "xcomp" for x in root.children):
         return True  # "used to live in Oslo"
     finite = [root, *(a for a in root.children if a.dep_ in ("aux", "auxpass") and a.i < root.i)]

@@ -48,6 +48,7 @@ from memory.mentions import (
     gender_of,
     kind_of,
 )
+from memory.questions import said_in_past
 from memory.times import placed, resolve
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
@@ -141,7 +142,8 @@ class Statement:
     names: list[str] = field(default_factory=list)  # the proper names and numbers among them
     generic: bool = False  # a general claim: a bare plural or mass-noun subject, no one in particular
     source: str = ""  # the clause as said
-    change: bool = False  # a change verb ("moved", "switched", "turned")
+    change: bool = False  # a change verb ("moved", "switched", "turned") said as done
+    tense: str | None = None  # past: a state that held ("I lived in Lagos"); future: a plan or a condition
     said_negated: bool = False  # "I'm not a carpenter anymore": a change of a known fact, not a fact
 
 
@@ -173,9 +175,10 @@ class Reader:
                 if cue:
                     reading.cues.add(cue)
         doc = parse([re.sub(r"\s+", " ", text).strip()])[0]
-        spelt = _spelt_out(doc)
-        if spelt != doc.text:
-            doc = parse([spelt])[0]
+        for repair in (_spelt_out, _comma_before_main):  # what the tagger misread, said so that it reads it right
+            repaired = repair(doc)
+            if repaired != doc.text:
+                doc = parse([repaired])[0]
         for sent in doc.sents:
             self._sentence(sent, when, resolver, reading)
         for s in reading.statements:
@@ -474,6 +477,8 @@ class Reader:
         resolved: list[Mention] = []
         for ent in doc.ents:  # relative times -> dates
             if ent.label_ in ("DATE", "TIME") and (ent.start in in_clause or any(t.i == ent.start for t in subj_tokens)):
+                if len(ent) > 1 and ent[0].like_num and ent[1].lower_ in ("next", "last", "this", "on", "in", "tomorrow"):
+                    ent = doc[ent.start + 1:ent.end]  # "turns seven next week": the age is no part of the date
                 w = resolve(ent.text, when, past_tense=head.tag_ in ("VBD", "VBN"))
                 if w is None:
                     continue
@@ -508,9 +513,14 @@ class Reader:
                         past = verb.lower_ == "was"
                         replace2[verb.i] = "were" if past else "are"
                         replace3[verb.i] = ("were" if past else "are") if replace3[i] == "they" else "was" if past else "is"
+                    elif verb.tag_ == "VBP" and replace3[i] == "the user":  # "If the user gets the job, ..."
+                        replace3[verb.i] = _third(verb)
             elif low in ("we", "us") and t.tag_ == "PRP":
                 who = _we(resolver, number, i) or "the user and their family"
-                replace3[i] = who if not user_named else "they" if low == "we" else "them"
+                # the clause's own "we" is named even after "the user's ..." ("Once the user's contract ends, the
+                # user and their family are relocating": "they" was asked "Where does they relocate?")
+                main = low == "we" and t.head == head and t.dep_ in SUBJECTS
+                replace3[i] = who if not user_named or main else "they" if low == "we" else "them"
                 replace2[i] = who.replace("the user's", "your").replace("the user", "you").replace("their", "your")
                 user_named = True
             elif low in ("our", "ours"):
@@ -580,15 +590,45 @@ class Reader:
         if about_user:
             entities.insert(0, "user")
         kind = _kind(head, tokens, structure["relation"], about_user, entities, mentions, resolved, times)
+        tense = "future" if _unreal(head, tokens, times) else "past" if said_in_past(head) else None
         return Statement(
             text=text3, you=text2, subject=structure["subject"], relation=structure["relation"],
             value=structure["value"], value_type=structure["value_type"], entities=entities, time=times, kind=kind,
             about_user=about_user, negated=negated, source=said,
-            change=head.lemma_ in CHANGE_VERBS or any(t.lemma_ in CHANGE_VERBS for t in tokens if t.head == head),
+            change=tense != "future" and (head.lemma_ in CHANGE_VERBS or any(
+                t.lemma_ in CHANGE_VERBS and t.dep_ not in CLAUSES for t in tokens if t.head == head)),
+            tense=tense,
         )  # fmt: skip
 
 
 # -- helpers -----------------------------------------------------------------
+
+
+CLAUSES = ("advcl", "relcl", "ccomp", "acl", "csubj")  # a clause of its own: "Before I became a nurse, I worked ..."
+MODALS = {"will", "'ll", "wo", "shall", "would", "'d", "might", "may", "could", "should", "gonna"}
+PLANNING = {"plan", "intend", "hope", "want", "wish", "aim", "consider", "dream", "expect"}
+
+
+def _unreal(head, tokens, times) -> bool:
+    """Whether a clause says what will or may be, not what is: a modal ("I'll be moving to Glasgow", "we
+    might move"), going to or planning to do it, a condition ("If I get the job, I'll move to Berlin"), a time
+    still to come ("We're moving to Toronto next month"). A move said so has not happened: it is no change
+    of where someone lives (it corrected the user's home before)."""
+    in_clause = {t.i for t in tokens}
+    if any(c.dep_ == "aux" and c.lower_ in MODALS for c in head.children if c.i in in_clause):
+        return True
+    if head.lemma_ in PLANNING | {"go"} and head.tag_ != "VBD" and any(c.dep_ == "xcomp" for c in head.children):
+        return True  # "I'm going to move", "we plan to relocate"; "I went to see" is said as done
+    if head.tag_ == "VBG" and head.lemma_ in CHANGE_VERBS and any(
+            c.dep_ == "advcl" and c.tag_ in ("VBZ", "VBP") and any(g.dep_ in ("mark", "advmod") for g in c.children)
+            for c in head.children):  # fmt: skip
+        return True  # "Once my contract ends, we're relocating to Malta": arranged, not begun
+    if any(c.dep_ == "advcl" and any(g.dep_ == "mark" and g.lower_ in ("if", "unless") for g in c.children)
+           for c in head.children):  # fmt: skip
+        return True
+    finite = [head, *(c for c in head.children if c.dep_ in ("aux", "auxpass") and c.i in in_clause)]
+    done = any(t.tag_ == "VBD" for t in finite)  # "The wedding got moved to 21 February": a change made
+    return not done and times is not None and times["iso"] > dt.date.today().isoformat()
 
 
 def _factive(clause) -> bool:
@@ -627,6 +667,41 @@ def _spelt_out(doc) -> str:
                 and not (nxt.dep_ in ("amod", "compound", "poss") and nxt.head.i > nxt.i))  # fmt: skip
         out.append((" has" if _perfect(nxt) else " is") + t.whitespace_ if verb else t.text_with_ws)
     return "".join(out)
+
+
+SUBORDINATORS = {"when", "while", "after", "before", "since", "once", "because", "if", "until", "whenever", "unless",
+                 "although", "though", "as"}  # fmt: skip
+
+
+def _comma_before_main(doc) -> str:
+    """The text with a comma where a sentence's opening time or condition clause ends and no comma says so:
+    "When I was a kid I lived in Lagos" is parsed as a kid whom "I lived in Lagos" describes (the main
+    clause lost, the user "is kid"), "If I get the job I will move" the same. Read so when the opening
+    conjunction hangs on the root, and a clause with a subject of its own that describes a noun of it runs
+    to the end of the sentence with nothing missing (a clause that describes -- "the guy I married" -- lacks
+    an object or a preposition's object, and is left as it is)."""
+    inserts: set[int] = set()
+    for sent in doc.sents:
+        words = [t for t in sent if not t.is_punct and t.lower_ not in DISCOURSE]
+        if not words or words[0].lower_ not in SUBORDINATORS or words[0].head != sent.root:
+            continue
+        last = max((t.i for t in sent if not t.is_punct), default=sent.start)
+        found = None
+        for r in sent:
+            subject = next((c for c in r.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+            if r.dep_ not in ("relcl", "ccomp") or subject is None or r.head.i >= r.i or r.right_edge.i < last:
+                continue
+            start = r.left_edge
+            if start.lower_ in RELATIVE_PRONOUNS or start.i != subject.left_edge.i or doc[start.i - 1].is_punct:
+                continue
+            gap = any(c.dep_ == "prep" and not any(g.dep_ in ("pobj", "pcomp") for g in c.children) for c in r.children)
+            filled = subject.dep_ == "nsubjpass" or any(
+                c.dep_ in ("dobj", "attr", "acomp", "oprd", "xcomp", "ccomp", "prep", "dative") for c in r.children)
+            if filled and not gap:
+                found = max(found or 0, start.i)  # the innermost: "When I met the guy I married | I was twenty"
+        if found:
+            inserts.add(found)
+    return "".join(t.text + ", " if t.i + 1 in inserts else t.text_with_ws for t in doc)
 
 
 def _span(tokens) -> str:
@@ -722,7 +797,12 @@ def _wh_question(tokens) -> bool:
 def _strip(tokens) -> list:
     """Leading discourse markers, vocatives and punctuation; trailing laughs, tags and asides to the listener."""
     out = list(tokens)
-    while out and (out[0].is_punct or out[0].dep_ in ("intj", "cc", "discourse", "mark") or out[0].lower_ in DISCOURSE
+    ids = {t.i for t in out}
+    # the conjunction of a clause read on its own goes ("now that | I'm a nurse"); one of a clause inside it stays
+    # ("Before I became a nurse, I worked as a waitress" was "The user became a nurse, the user worked ...")
+    heads = {t.i for t in out if t.head.i not in ids or t.head == t}
+    while out and (out[0].is_punct or out[0].dep_ in ("intj", "cc", "discourse") or out[0].dep_ == "mark"
+                   and out[0].head.i in heads or out[0].lower_ in DISCOURSE
                    and out[0].dep_ in ("advmod", "intj", "cc", "ROOT", "discourse", "npadvmod") and len(out) > 1
                    and out[0].lower_ != "just"):  # fmt: skip
         out.pop(0)
@@ -1051,7 +1131,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
             relation, value_tokens = f"{dobj.lemma_.lower()} {prep_word}", [t for t in _phrase(prep, keep) if t != prep]
             prep = None
             dobj = None
-        elif relation == "lives in" and (dobj is not None or not first_person and (
+        elif relation == "lives in" and (dobj is not None or not first_person and getattr(subj_tok, "lower_", "") != "we" and (
                 subj_mention is None or subj_mention.animate == "thing") and not _named(subj_tok)):  # fmt: skip
             relation = f"{lemma} {prep_word}" if prep_word else None  # "the wedding got moved to 21 February"
         if value_tokens:
@@ -1090,8 +1170,10 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
         value = re.sub(r"\s+'s\b", "'s", value)
     if relation == "name" and value and subj_name.endswith(" " + value):  # "the user's dog" is called Pilsner
         subj_name = subj_name[: -len(value) - 1]
-    return {"subject": subj_name, "relation": relation, "value": value,
-            "value_type": _value_type(value_tokens) if value_tokens else None}  # fmt: skip
+    value_type = _value_type(value_tokens) if value_tokens else None
+    if relation == "age" and value_type == "date":  # "turns seven next week": spaCy's date holds the age
+        value_type = "number"
+    return {"subject": subj_name, "relation": relation, "value": value, "value_type": value_type}
 
 
 def _kind(head, tokens, relation, about_user, entities, mentions, resolved, times) -> str:

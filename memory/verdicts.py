@@ -37,6 +37,9 @@ class Fact(BaseModel):
     entities: list[str] = Field(default_factory=list, max_length=12, description="who and what it is about, lowercase")
     value_type: str | None = Field(None, max_length=20, description="date | number | place | person | name | thing")
     time: str | None = Field(None, max_length=20, description="ISO date (or YYYY-MM, YYYY) it refers to, if any")
+    tense: Literal["past", "future"] | None = Field(None, description="past: what held once and may not now ('I "
+                                                    "lived in Lagos as a kid'); future: a plan or a condition ('I'll "
+                                                    "move to Bergen'); none: what is true now")  # fmt: skip
 
 
 class Verdict(BaseModel):

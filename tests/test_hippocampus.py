@@ -163,6 +163,19 @@ def test_corrections_in_several_phrasings_supersede_the_memory_they_change(store
     assert superseded["superseded_by"] == corrected["memory_id"]
 
 
+def test_a_plan_a_condition_or_a_past_home_is_no_new_home(store, hippo):
+    """Said beside a home, a move to come, a move on a condition and a home in the past are memories of their
+    own: the home stays (each was a CORRECT of it before, and the user's home was lost); a move said as done
+    changes it."""
+    [home] = say(store, hippo, "I live in Cork.")
+    for text in ("I'm going to move to Galway next year.", "If I get the grant I'll move to Leipzig.",
+                 "When I was little I lived in Tralee.", "Back in college I lived in Limerick."):  # fmt: skip
+        assert [d["decision"] for d in say(store, hippo, text)] == ["STORE"], text
+    assert store.memory(home["memory_id"])["status"] == "pending"
+    [moved] = say(store, hippo, "We finally moved to Sligo last month.")
+    assert moved["decision"] == "CORRECT" and moved["supersedes"] == home["memory_id"], moved
+
+
 def test_a_repeat_in_other_words_reinforces(store, hippo):
     [first] = say(store, hippo, "I grew up on a sheep farm near Dunedin.")
     rows = say(store, hippo, "As I said, I grew up on a sheep farm near Dunedin.")

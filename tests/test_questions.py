@@ -310,10 +310,14 @@ def test_a_title_after_is_is_one_name(say, value, question):
     ("My grandfather was a carpenter.", "Your grandfather works as a carpenter."),
     ("I used to work as a postman.", "You work as a postman."),
     ("My aunt was living in Cork back then.", "Your aunt lives in Cork."),
+    ("I'll be moving to Tallinn after the summer.", "You live in Tallinn."),
+    ("If the offer is good I'm going to work as a pharmacist.", "You work as a pharmacist."),
+    ("Once my contract ends we are relocating to Malta.", "You live in Malta."),
 ])  # fmt: skip
 def test_a_state_said_in_the_past_is_never_answered_in_the_present(say, present):
     """The relation templates say what holds now ("Where do I live?" -> "You live in Lisbon."): a state the
-    user said in the past may be over, so its memory is asked and answered in its own tense only."""
+    user said in the past may be over, one still to come has not begun (a plan, a condition), so its memory
+    is asked and answered in its own tense only."""
     m = fact(say)
     train, held = rehearsals(m, TEMPLATES, questions=99, probes=2)
     assert train and all(present not in qa.answer for qa in train + held), [(q.question, q.answer) for q in train + held]

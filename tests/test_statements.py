@@ -226,3 +226,42 @@ def test_liking_the_conversation_is_not_an_activity(reader, said):
 def test_who_someone_is_to_others_or_how_old_is_no_job(reader, said, relation):
     [s] = read(reader, said).statements
     assert s.relation == relation, (s.text, s.relation, s.value)
+
+
+@pytest.mark.parametrize(("said", "start", "relation", "value"), [
+    ("When we were students we lived in Krakow.", "When the user and their family were students, ", "lives in", "Krakow"),
+    ("If it snows tomorrow I will stay at my aunt's cabin.", "If it snows ", None, None),
+    ("When I was a kid I was bullied.", "When the user was a kid, the user was bullied", None, None),
+])  # fmt: skip
+def test_an_opening_time_or_condition_without_a_comma_keeps_the_main_clause(reader, said, start, relation, value):
+    """Parsed as a noun described by the main clause ("a kid [whom] I lived in Lagos"), the statement was
+    about the noun ("the user is kid") and the conjunction of the opening clause was dropped."""
+    [s] = read(reader, said).statements
+    assert s.text.startswith(start), s.text
+    if relation:
+        assert (s.relation, s.value) == (relation, value), (s.text, s.relation, s.value)
+
+
+def test_a_clause_that_describes_a_noun_is_left_as_it_is(reader):
+    """"the car I wanted" lacks its object: a clause about the car, the main clause comes after it."""
+    [s] = read(reader, "When I bought the car I wanted I was broke.").statements
+    assert s.text == "When the user bought the car they wanted, the user was broke.", s.text
+
+
+@pytest.mark.parametrize(("said", "tense", "change"), [
+    ("I'll be moving to Cardiff in the spring.", "future", False),
+    ("We are relocating to Perth next month.", "future", False),
+    ("If the visa comes through, I'm going to move to Canada.", "future", False),
+    ("Back then I lived in Rome.", "past", False),
+    ("Before I had kids I worked as a chef.", "past", False),
+    ("We moved to Cardiff in October.", None, True),
+    ("The concert got moved to 3 January.", None, True),
+])  # fmt: skip
+def test_what_will_be_or_was_is_no_change_of_what_is(reader, said, tense, change):
+    [s] = read(reader, said).statements
+    assert (s.tense, s.change) == (tense, change), (s.text, s.tense, s.change)
+
+
+def test_an_age_said_with_a_time_to_come_keeps_the_age(reader):
+    [s] = read(reader, "My grandson turns nine next month.").statements
+    assert (s.relation, s.value, s.value_type) == ("age", "nine", "number") and "nine" in s.text, (s.text, s.value_type)
