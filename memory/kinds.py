@@ -51,13 +51,13 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods", "young", "offspring"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 12  # the table's layout or how it is computed: a new one is built when it changes
+SCHEMA = 13  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
           "writing": ("writing.n.02", "literary_composition.n.01", "book.n.01", "publication.n.01"),
           "location": ("location.n.01", "geological_formation.n.01", "body_of_water.n.01", "land.n.04"),
-          "language": ("language.n.01",)}  # fmt: skip
+          "language": ("language.n.01",), "job": ("worker.n.01", "professional.n.01", "employee.n.01")}  # fmt: skip
 # what is played, asked with the word people use: "What instrument do I play?", "What sport does my son
 # play?", "What game ...?" (the first that any sense of the noun is a kind of)
 PLAYED = (("instrument", "musical_instrument.n.01"), ("sport", "sport.n.01"), ("game", "game.n.01"))
@@ -82,8 +82,9 @@ def is_a(noun: str, group: str) -> bool:
     """Whether `noun` names a time ("nights", "the moment": its most tagged sense is one), a dwelling
     (any sense: "a flat in Bergen"), a writing ("a thriller by ...": a book, a poem, a story) or a
     location (any sense: a village, a suburb, an island, a fjord, a valley: "a fishing village called
-    Reine" is a place though the tagger calls Reine a person) or a language (any sense: "Swahili", which
-    the tagger calls a building). `group` is one of `GROUPS`."""
+    Reine" is a place though the tagger calls Reine a person), a language (any sense: "Swahili", which
+    the tagger calls a building) or a job (any sense a worker, a professional or an employee: "surgeon",
+    "midwife", "vet"). `group` is one of `GROUPS`."""
     return _key(noun) in _table()[group]
 
 

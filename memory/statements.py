@@ -773,8 +773,15 @@ def _indexed(verb) -> bool:
     if any((lemma, p) in RELATIONS for p in preps) or (lemma, None) in RELATIONS and lemma not in ("play", "drive", "ride", "teach"):
         return True
     comps = [c for c in verb.children if c.dep_ in ("attr", "acomp")]
-    return lemma == "be" and any(c.like_num or c.pos_ == "NOUN" and (kind_of(c.lemma_) == "person" or AGENTIVE.search(
-        c.lemma_.lower())) for c in comps)  # fmt: skip
+    return lemma == "be" and any(c.like_num or c.pos_ == "NOUN" and _role(c) for c in comps)
+
+
+def _role(noun) -> bool:
+    """Whether a noun says who someone is: kin or a role we list, a word that ends like one who does
+    something ("glassblower", "florist"), or a worker in WordNet ("surgeon", "midwife", "paramedic", "vet":
+    no list or ending names them, and "My dad is a surgeon" was no job)."""
+    lemma = noun.lemma_.lower()
+    return kind_of(lemma) == "person" or bool(AGENTIVE.search(lemma)) or is_a(lemma, "job")
 
 
 def _has_content(verb) -> bool:
@@ -1086,7 +1093,7 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
             relation, value_tokens = "name", _phrase(comp, keep)
         elif comp.lemma_.lower() == "fan":
             relation, value_tokens = "fan of", [t for p in comp.children if p.dep_ == "prep" for t in _phrase(p, keep)][1:]
-        elif comp.pos_ == "NOUN" and (kind_of(comp.lemma_) == "person" or AGENTIVE.search(comp.lemma_.lower())):
+        elif comp.pos_ == "NOUN" and _role(comp):
             person = subj_mention is None or subj_mention.animate == "person" or first_person
             relation = "occupation" if person and comp.lemma_.lower() not in NOT_JOBS else "is"
             value_tokens = [t for t in _phrase(comp, keep) if t == comp or t.head == comp and t.dep_ in ("amod", "compound")]

@@ -221,7 +221,8 @@ def test_liking_the_conversation_is_not_an_activity(reader, said):
 @pytest.mark.parametrize(("said", "relation"), [
     ("I'm a dad of three.", "is"), ("My daughter is a toddler.", "is"), ("I'm a vegan.", "is"),
     ("My wife is a newcomer to the club.", "is"), ("My husband is a plumber.", "occupation"),
-    ("I'm an electrician.", "occupation"),
+    ("I'm an electrician.", "occupation"), ("My uncle is a vet.", "occupation"), ("My mum is a midwife.", "occupation"),
+    ("My son is a star.", "is"), ("My boss is an idiot.", "is"),
 ])  # fmt: skip
 def test_who_someone_is_to_others_or_how_old_is_no_job(reader, said, relation):
     [s] = read(reader, said).statements
