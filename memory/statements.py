@@ -114,6 +114,9 @@ NOT_ACTIVITIES = {"talk", "chat", "do", "be", "have", "get", "see", "hear", "say
                   "speak", "forget", "worry", "wonder", "think", "go", "come", "wait", "try", "look", "feel"}
 # the conjunctions of a clause that holds what it says as true ("now that I'm an assistant manager", "because
 # I'm a nurse"; not "if", "when", "until": a condition or a time, not a fact of its own)
+EMOTIONS = {"happy", "glad", "proud", "excited", "thrilled", "delighted", "grateful", "thankful", "sad", "upset",
+            "pleased", "stoked", "ecstatic", "relieved", "nervous", "worried", "disappointed", "surprised", "touched"}  # fmt: skip
+VERDICT_NOUNS = {"name", "idea", "choice", "pick", "call", "plan", "question", "point", "suggestion", "tip"}
 FACTIVE = {"because", "since", "although", "though", "now that"}
 CAUSATIVE = {"make", "let", "have", "help", "see", "watch", "hear", "feel", "get", "want", "need", "like", "love", "hate",
              "keep", "leave", "find", "consider"}  # their clause complement belongs to them ("make me feel calm")
@@ -869,6 +872,16 @@ def _reaction(head, tokens, subject) -> bool:
     if head.lemma_ in REACTION_VERBS and (not objects or object_words <= vague | {"for", "to", "about", "with", "so",
                                                                                    "very", "really", "much"}):  # fmt: skip
         return True
+    predicted = any(c.dep_ == "aux" and c.lower_ in ("will", "'ll", "would", "'d") for c in head.children)
+    emotion = head.lower_ in EMOTIONS or any(c.dep_ == "acomp" and c.lower_ in EMOTIONS for c in head.children)
+    about = [t for c in head.children if c.dep_ not in SUBJECTS + ("advcl", "npadvmod", "intj", "punct", "aux")
+             for t in c.subtree if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT]  # fmt: skip
+    if predicted and emotion and not about:
+        return True  # "Thanks so much, my mum will be thrilled!": a feeling to come, about nothing named
+    verdict = head if head.pos_ == "NOUN" else next((c for c in head.children if c.dep_ == "attr"), None)
+    if verdict is not None and verdict.lemma_.lower() in VERDICT_NOUNS and any(
+            c.dep_ == "amod" and c.lemma_.lower() in FEELINGS for c in verdict.children):  # fmt: skip
+        return True  # "Luna's a great name!", "Pickle's a lovely name for a cat": a verdict on what was said
     feelings = [c for c in head.children if c.dep_ in ("acomp", "attr") and c.lemma_.lower() in FEELINGS]
     if feelings and head.lemma_ == "be":
         extra = [t for t in tokens if t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT and t.lower_ not in vague

@@ -266,3 +266,14 @@ def test_what_will_be_or_was_is_no_change_of_what_is(reader, said, tense, change
 def test_an_age_said_with_a_time_to_come_keeps_the_age(reader):
     [s] = read(reader, "My grandson turns nine next month.").statements
     assert (s.relation, s.value, s.value_type) == ("age", "nine", "number") and "nine" in s.text, (s.text, s.value_type)
+
+
+@pytest.mark.parametrize("said", ["Thanks a lot, my dad will be so pleased!", "Oh thank you, Sven will be delighted.",
+                                  "Biscuit is such a cute name!", "Rex is a fun name for a tortoise."])  # fmt: skip
+def test_a_feeling_to_come_or_a_verdict_on_a_name_is_a_reaction(reader, said):
+    assert read(reader, said).statements == [], texts(read(reader, said))
+
+
+@pytest.mark.parametrize("said", ["My grandma will be thrilled about the wedding.", "Our tortoise's name is Rex."])
+def test_a_feeling_about_something_or_a_name_given_is_kept(reader, said):
+    assert len(read(reader, said).statements) == 1, texts(read(reader, said))
