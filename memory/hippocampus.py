@@ -46,13 +46,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from memory.answers import norm, words
 from memory.embeddings import Embedder
 from memory.extractor import guard
-from memory.mentions import Resolver
+from memory.language import parse
+from memory.mentions import LIGHT, Resolver
 from memory.statements import Reader
 from memory.store import Store
 from memory.verdicts import Context, Fact, Verdict, single_valued
@@ -229,6 +231,13 @@ class Hippocampus:
             # a statement that names something the memory does not ("playing a game called Hades" after "we
             # played a game called Azul": both the value "game") says something new: never a repeat
             news = named - set(words(m["text"])) if repeat and named else set()
+            if repeat and sim < self.settings.duplicate_similarity:
+                # a repeat by frame, not by meaning, that says new things or another time is something new:
+                # "A few years back my friends and I went on a hike and found a waterfall" after "Last month I
+                # went on a hike and saw an eagle" (both "go on hike") was a REINFORCE, the waterfall lost
+                news |= _nouns(fact.text) - _nouns(m["text"])
+                if fact.time and meta.get("time") and fact.time != meta["time"]:
+                    news.add(fact.time)
             priority = 0
             if repeat and not news:
                 priority = 4  # REINFORCE
@@ -295,6 +304,13 @@ def _names(text: str) -> set[str]:
             if w and (w[0].isupper() or w[0].isdigit()) and w not in ("I", "The"):
                 found |= set(words(w))
     return found
+
+
+@lru_cache(maxsize=4096)
+def _nouns(text: str) -> frozenset[str]:
+    """The lemmas of the nouns a statement says, other than light ones ("thing", "time")."""
+    return frozenset(t.lemma_.lower() for t in parse([text])[0] if t.pos_ in ("NOUN", "PROPN") and t.lemma_.lower()
+                     not in LIGHT and t.lower_ != "user")  # fmt: skip
 
 
 def _same_value(a: str | None, b: str | None) -> bool:

@@ -176,6 +176,16 @@ def test_a_plan_a_condition_or_a_past_home_is_no_new_home(store, hippo):
     assert moved["decision"] == "CORRECT" and moved["supersedes"] == home["memory_id"], moved
 
 
+def test_the_same_frame_with_new_things_or_another_time_is_no_repeat(store, hippo):
+    """Two outings of one kind ("went on a bike ride") are two memories; the second was a REINFORCE of the
+    first and what it said (the castle) was lost. Said again, the first is still a repeat."""
+    [first] = say(store, hippo, "Two weeks ago I went on a bike ride and spotted a deer.")
+    [second] = say(store, hippo, "Back in college my roommate and I went on a bike ride and discovered an old castle.")
+    assert second["decision"] == "STORE" and "castle" in store.memory(second["memory_id"])["text"], second
+    [again] = say(store, hippo, "Like I said, two weeks ago I went on a bike ride and spotted a deer.")
+    assert again["decision"] == "REINFORCE" and again["memory_id"] == first["memory_id"], again
+
+
 def test_a_repeat_in_other_words_reinforces(store, hippo):
     [first] = say(store, hippo, "I grew up on a sheep farm near Dunedin.")
     rows = say(store, hippo, "As I said, I grew up on a sheep farm near Dunedin.")
