@@ -358,7 +358,9 @@ class Reader:
         if head.lemma_ in EXPLICIT and not subject:
             reading.cues.add("explicit")
             return
-        if not subject and lemma in REACTION_VERBS | {"wait", "let"} and first and head == first[0] or lemma == "let" \
+        went = lemma == "get" and any(c.lower_ in ("back", "home", "from", "to", "into") for c in head.children)
+        if not subject and lemma in REACTION_VERBS | {"wait", "let"} and first and head == first[0] and not went \
+                or lemma == "let" \
                 or head.head.lemma_.lower() == "let" and head.dep_ in ("conj", "ccomp", "xcomp"):  # fmt: skip
             reading.rejected.append(Rejected(_span(tokens), "reaction", "a reaction: nothing to remember"))
             return  # "Sounds great", "Love that colour!", "Let's keep going!": the subject dropped
@@ -394,7 +396,8 @@ class Reader:
             reading.rejected.append(Rejected(_span(tokens), kind, why))
             return
         listener = [t for t in tokens if t.lower_ in ("you", "your", "yours", "ya") and t.dep_ in (
-            "dobj", "dative", "pobj", "poss", "nsubj") and t.i not in {x.i for s in subject for x in s.subtree}]
+            "dobj", "dative", "pobj", "poss", "nsubj") and t.i not in {x.i for s in subject for x in s.subtree}
+            and not (t.dep_ == "nsubj" and t.head.dep_ in ("relcl", "acl"))]  # "the novel you told me about": the novel
         if listener and not any(t.pos_ in ("PROPN", "NUM") and t.ent_type_ not in ("DATE", "TIME") for t in tokens):
             reading.rejected.append(Rejected(_span(tokens), "reaction", "about the listener, not something to remember"))
             return  # "It should give you strength", "I love your commitment", "I'll update you"
@@ -518,6 +521,15 @@ class Reader:
                         replace3[verb.i] = ("were" if past else "are") if replace3[i] == "they" else "was" if past else "is"
                     elif verb.tag_ == "VBP" and replace3[i] == "the user":  # "If the user gets the job, ..."
                         replace3[verb.i] = _third(verb)
+            elif low == "you" and t.dep_ == "nsubj" and t.head.dep_ in ("relcl", "acl"):
+                # the listener in a description ("the novel you told me about"): the agent, said as such
+                replace3[i], replace2[i] = "the assistant", "I"
+                verb = agreeing(t)
+                if verb.lower_ in ("are", "were"):
+                    replace3[verb.i] = "is" if verb.lower_ == "are" else "was"
+                    replace2[verb.i] = "am" if verb.lower_ == "are" else "was"
+                elif verb.tag_ == "VBP":
+                    replace3[verb.i] = _third(verb)
             elif low in ("we", "us") and t.tag_ == "PRP":
                 who = _we(resolver, number, i) or "the user and their family"
                 # the clause's own "we" is named even after "the user's ..." ("Once the user's contract ends, the
@@ -576,8 +588,11 @@ class Reader:
                                 or doc[pieces_order[0]].lower_ in DISCOURSE and pieces_order[0] not in replace3
                                 and doc[pieces_order[0]].lower_ != "just"):  # fmt: skip
             pieces_order.pop(0)  # what a dropped negation left at the front: "Not Pip, sorry, ..."
-        text3 = _join(doc, pieces_order, replace3, "The user is " if implied and head.tag_ == "VBG" else "The user " if implied else "")
-        text2 = _join(doc, pieces_order, replace2, "You are " if implied and head.tag_ == "VBG" else "You " if implied else "")
+        been = implied and any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children)  # "Been reading ..."
+        text3 = _join(doc, pieces_order, replace3, "The user has " if been else "The user is " if implied and head.tag_ == "VBG"
+                      else "The user " if implied else "")  # fmt: skip
+        text2 = _join(doc, pieces_order, replace2, "You have " if been else "You are " if implied and head.tag_ == "VBG"
+                      else "You " if implied else "")  # fmt: skip
         if len(re.findall(r"\w+", text3)) < 3:
             return None
         kept = {i for i in pieces_order}
@@ -869,9 +884,9 @@ def _reaction(head, tokens, subject) -> bool:
                 and not any(c.dep_ == "amod" and c.lemma_.lower() in FEELINGS for c in t.children)]  # fmt: skip
         if not rest:
             return True  # "That's so cool", "It was amazing", "That's wonderful news"
-    if head.lemma_ in REACTION_VERBS and (not objects or object_words <= vague | {"for", "to", "about", "with", "so",
-                                                                                   "very", "really", "much"}):  # fmt: skip
-        return True
+    if head.lemma_ in REACTION_VERBS and (not objects and not nominal or objects and object_words <= vague | {
+            "for", "to", "about", "with", "so", "very", "really", "much"}):  # fmt: skip
+        return True  # but "Just got back from Rome" says where from
     predicted = any(c.dep_ == "aux" and c.lower_ in ("will", "'ll", "would", "'d") for c in head.children)
     emotion = head.lower_ in EMOTIONS or any(c.dep_ == "acomp" and c.lower_ in EMOTIONS for c in head.children)
     about = [t for c in head.children if c.dep_ not in SUBJECTS + ("advcl", "npadvmod", "intj", "punct", "aux")

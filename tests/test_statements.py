@@ -277,3 +277,15 @@ def test_a_feeling_to_come_or_a_verdict_on_a_name_is_a_reaction(reader, said):
 @pytest.mark.parametrize("said", ["My grandma will be thrilled about the wedding.", "Our tortoise's name is Rex."])
 def test_a_feeling_about_something_or_a_name_given_is_kept(reader, said):
     assert len(read(reader, said).statements) == 1, texts(read(reader, said))
+
+
+def test_a_dropped_subject_and_the_listener_in_a_description(reader):
+    """"Been practising ..." said without "I've" ("The user is been practising"), "Got back from ..." taken
+    for "got it", "the film you suggested" taken for a remark about the listener (nothing was stored)."""
+    [s] = read(reader, "Been practising the violin every evening.").statements
+    assert s.text.startswith("The user has been practising the violin") and s.you.startswith("You have been"), s.text
+    [s] = read(reader, "Just got back from a week in Crete.").statements
+    assert "Crete" in s.text, s.text
+    [s] = read(reader, "I finally watched the film you suggested.").statements
+    assert s.text == "The user finally watched the film the assistant suggested." and s.you.endswith("the film I suggested."), s
+    assert read(reader, "Got it, thanks!").statements == []
