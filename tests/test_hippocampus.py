@@ -128,6 +128,7 @@ def test_natural_script_in_process(store, hippo):
     items = script(NATURAL)
     ids = feed(store, hippo, items)
     result = score(store, ids, items)
+    print("natural script:", round(result["accuracy"], 3), result["splits"])  # shown with -s (BENCHMARKS.md)
     assert result["accuracy"] >= 0.95, result["wrong"]
     assert result["splits"]["heldout"] >= 0.9, result["wrong"]
     _no_refused_memories(store, items, ids)
