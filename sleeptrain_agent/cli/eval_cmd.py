@@ -24,7 +24,8 @@ def _fmt(value) -> str:
     "--profile",
     default="quick",
     show_default=True,
-    help="Profile of the people file: quick (CI: 2 personas, 2 sleeps), ablation (5 personas, 2 sleeps), "
+    help="Profile of the people file: smoke (the harness: a fact of 2 personas per wave, 2 sleeps; the "
+    "test suite's), quick (2 personas, 2 sleeps), ablation (5 personas, 2 sleeps), "
     "full (7 personas, 4 sleeps) or natural (one life told in free-form sentences and taught world facts, "
     "4 sleeps, a correction; about 25 minutes).",
 )
@@ -82,7 +83,8 @@ def eval_command(app: App, profile, sleeps, ablations, rescore, scorer, people_f
     extended conversation, corrections (new value in, old value out),
     retention over further sleeps, and locality (general answers kept).
     Results go to RUN/results.json; `sleeptrain report RUN` draws them.
-    The quick profile takes about 6 minutes on a 2-core CPU; full about 30;
+    The quick profile takes about 4 minutes on a 2-core AMX CPU (9.5 on an
+    AVX2 one), smoke about 6.5 on the AVX2 one; full about 30;
     each ablation runs the whole benchmark again.
 
     Example: sleeptrain eval --profile full --ablation all
