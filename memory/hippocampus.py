@@ -217,7 +217,7 @@ class Hippocampus:
             sim = float(sims[i])
             meta = m.get("meta") or {}
             theirs = set(meta.get("entities") or []) - {"user"} or {norm(m["subject"])}
-            same_entity = bool(mine & theirs) or norm(m["subject"]) == norm(fact.subject) != "user"
+            same_entity = bool(mine & theirs) or norm(m["subject"]) == norm(fact.subject) not in ("", "user")
             both_user = norm(m["subject"]) in ("", "user") and norm(fact.subject) in ("", "user")
             same_frame = frame is not None and frame == _relation_key(m.get("relation"))
             same_value = _same_value(m.get("value"), fact.value)
@@ -250,7 +250,8 @@ class Hippocampus:
                 priority = 3
             elif (verdict.correction_cue or verdict.change) and not same_value and types_agree and not (
                     frame in KNOWN_FRAMES and _relation_key(m.get("relation")) in KNOWN_FRAMES and not same_frame) and (
-                    same_entity and sim >= self.settings.correction_similarity or both_user and same_frame and same_time
+                    (same_entity or both_user and m.get("value")) and sim >= self.settings.correction_similarity
+                    or both_user and same_frame and same_time
                     or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5):  # fmt: skip
                 priority = 2
             if priority and (best is None or (priority, sim) > best[:2]):

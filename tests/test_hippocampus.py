@@ -177,6 +177,15 @@ def test_a_plan_a_condition_or_a_past_home_is_no_new_home(store, hippo):
     assert moved["decision"] == "CORRECT" and moved["supersedes"] == home["memory_id"], moved
 
 
+def test_a_move_changes_no_memory_of_the_user_that_holds_no_value(store, hippo):
+    """Two statements about the user were one entity whatever they said (both subjects normalise to ""), so a
+    move corrected the nearest memory of the user with no value at all: the trip was superseded by the home."""
+    [trip] = say(store, hippo, "Just got back from house hunting in Wales.")
+    [moved] = say(store, hippo, "We moved to Cardiff back in 2018.")
+    assert moved["decision"] == "STORE", moved
+    assert store.memory(trip["memory_id"])["status"] == "pending"
+
+
 def test_the_same_frame_with_new_things_or_another_time_is_no_repeat(store, hippo):
     """Two outings of one kind ("went on a bike ride") are two memories; the second was a REINFORCE of the
     first and what it said (the castle) was lost. Said again, the first is still a repeat."""
