@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 
 MALE = {"brother", "father", "dad", "daddy", "son", "husband", "boyfriend", "uncle", "nephew", "grandfather", "grandpa",
         "granddad", "grandson", "fiancé", "fiance", "stepfather", "stepson", "stepbrother", "man", "boy", "guy", "king",
-        "prince", "gentleman", "mr", "sir", "groom", "widower", "papa"}  # fmt: skip
+        "prince", "gentleman", "mr", "sir", "groom", "widower", "papa", "stepdad", "grandad", "godfather", "godson",
+        "lad"}  # fmt: skip
 FEMALE = {"sister", "mother", "mom", "mum", "mommy", "mummy", "daughter", "wife", "girlfriend", "aunt", "auntie", "niece",
           "grandmother", "grandma", "granny", "granddaughter", "fiancée", "fiancee", "stepmother", "stepdaughter",
-          "stepsister", "woman", "girl", "lady", "queen", "princess", "mrs", "ms", "bride", "widow", "mama"}  # fmt: skip
+          "stepsister", "woman", "girl", "lady", "queen", "princess", "mrs", "ms", "bride", "widow", "mama", "stepmom",
+          "stepmum", "gran", "nan", "nana", "nanna", "godmother", "goddaughter"}  # fmt: skip
 KIN = {"cousin", "friend", "partner", "spouse", "colleague", "coworker", "co-worker", "boss", "manager", "roommate",
        "flatmate", "housemate", "neighbour", "neighbor", "teacher", "mentor", "child", "kid", "baby", "toddler", "twin",
        "parent", "sibling", "grandparent", "grandchild", "stepchild", "in-law", "classmate", "teammate", "bestie",
@@ -75,6 +77,7 @@ class Mention:
     name: str | None = None  # "Gunnar"
     role: str | None = None  # "uncle", "cat", "novelist", "shop"
     owner: str | None = None  # "user" for "my uncle"
+    of: str | None = None  # whose it is when that is someone else: "the user's brother" for "my brother's wife"
     gender: str | None = None  # m | f | None (unknown)
     plural: bool = False
     subject: bool = False  # a subject where it was mentioned (more salient)
@@ -121,7 +124,8 @@ class Mention:
             return
         self.name = name
         if self.role and name not in self.phrase:
-            self.phrase = f"the user's {self.role} {name}" if self.owner == "user" else f"the {self.role} {name}"
+            whose = "the user's" if self.owner == "user" else _possessive(self.of) if self.of else "the"
+            self.phrase = f"{whose} {self.role} {name}"
 
 
 def _personal_name(m: Mention) -> bool:
@@ -201,3 +205,7 @@ class Resolver:
                 return Mention(" and ".join(p.short() for p in people[:3]), people[0].animate, plural=True,
                                sentence=s, members=people[:3])  # fmt: skip
         return None
+
+
+def _possessive(phrase: str) -> str:
+    return phrase + ("'" if phrase.endswith("s") and not phrase[:1].isupper() else "'s")

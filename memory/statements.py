@@ -178,7 +178,7 @@ class Reader:
                 if cue:
                     reading.cues.add(cue)
         doc = parse([re.sub(r"\s+", " ", text).strip()])[0]
-        for repair in (_spelt_out, _comma_before_main):  # what the tagger misread, said so that it reads it right
+        for repair in (_dash_between_sentences, _spelt_out, _comma_before_main):  # what the tagger misread, said so that it reads it right
             repaired = repair(doc)
             if repaired != doc.text:
                 doc = parse([repaired])[0]
@@ -252,6 +252,9 @@ class Reader:
                 continue
             owners = list(token.children) + (list(role_word.children) if role_word is not None else [])
             owner = "user" if any(c.dep_ == "poss" and c.lower_ in ("my", "our") for c in owners) else None
+            # someone's of someone named before it: "my brother's wife", "Nils's fiancée"
+            of = next((found[c.i].phrase for c in owners if c.dep_ == "poss" and c.i in found
+                       and found[c.i].animate in ("person", "animal")), None)  # fmt: skip
             role = lemma if (not proper or role_word is not None) and not known else None
             if known:
                 name = token.text
@@ -259,9 +262,11 @@ class Reader:
                 name = _span_text(token)
             if kind == "person" and proper and role is None:
                 name = name or _span_text(token)
-            phrase = _describe(token, owner, role, name)
-            m = Mention(phrase, kind, name=name, role=role, owner=owner, gender=gender_of(lemma) if role else None,
-                        plural=token.tag_ in ("NNS", "NNPS") and token.pos_ != "PROPN" or lemma in PLURAL_PERSONS,
+            phrase = _describe(token, owner, role, name, of)
+            # a plural has a singular of its own ("kids" -> "kid"): the tagger calls "fiancée" a plural
+            plural = token.tag_ in ("NNS", "NNPS") and token.pos_ != "PROPN" and token.lemma_.lower() != token.lower_
+            m = Mention(phrase, kind, name=name, role=role, owner=owner, of=of, gender=gender_of(lemma) if role else None,
+                        plural=plural or lemma in PLURAL_PERSONS,
                         subject=token.dep_ in SUBJECTS, sentence=number, position=token.i)  # fmt: skip
             conj = [c for c in token.children if c.dep_ == "conj" and c.pos_ in ("PROPN", "NOUN")]
             head = token.head
@@ -304,7 +309,10 @@ class Reader:
                     # "lives in Narvik and plays the tuba": two facts, one of them a relation that can change
                     # on its own; "sets goals and tracks my achievements" stays one description
                     split.append((c, subject or inherited, False))
-                elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and head.lemma_ not in REPORT | CAUSATIVE:
+                elif c.dep_ in ("ccomp", "parataxis") and own_subject and not marked and (
+                        head.lemma_ not in REPORT | CAUSATIVE or c.i < head.i and head.lemma_ not in REPORT):
+                    # what a causative makes or sees follows it: a clause before it is a sentence of its own
+                    # ("My aunt is called Rosa, she makes pottery"; "I think" after a clause still reports it)
                     split.append((c, None, False))
                 elif c.dep_ == "ccomp" and head.lemma_ in EXPLICIT and not subject:
                     split.append((c, None, True))  # "remember that I'm allergic to shellfish"
@@ -687,6 +695,63 @@ def _spelt_out(doc) -> str:
     return "".join(out)
 
 
+DASHES = {"-", "–", "—", "--"}
+
+
+def _dash_between_sentences(doc) -> str:
+    """The text with the sentences that spaced dashes run together said one by one. "We got the kids a
+    trampoline - they're loving it" was parsed as one clause that the other reports ("got" a complement of
+    "loving"), stored whole ("... for the garden- they are loving it") and asked nothing right: a dash with a
+    sentence (a verb with its own subject, not opening with "that" or "because") on each side is a full
+    stop. A sentence between two dashes that the rest needs ("My sister - she lives in Oslo - just had a
+    baby") is an aside: said after it ("My sister just had a baby. She lives in Oslo."). An aside with no
+    verb ("my sister - the one in Oslo - just had a baby") is left where it is."""
+    out: list[str] = []
+    for sent in doc.sents:
+        marks = [t.i for t in sent if t.text in DASHES and t.i > sent.start and doc[t.i - 1].whitespace_ and t.whitespace_]
+        edges = [sent.start - 1, *marks, sent.end]
+        whole = [_sentence_like(doc, a + 1, b) for a, b in zip(edges, edges[1:], strict=False)]
+        asides = [k for k in range(len(marks) - 1) if whole[k + 1] and not (whole[k] and whole[k + 2])]
+        moved = {i for k in asides for i in range(marks[k], marks[k + 1])}
+        stops = {m for k, m in enumerate(marks) if whole[k] and whole[k + 1] and m not in moved and k - 1 not in asides}
+        if not asides and not stops:
+            out.append(sent.text_with_ws)
+            continue
+        text, cap = "", False
+        for t in sent:
+            if t.i in moved:
+                continue
+            if t.i in stops:
+                text, cap = text.rstrip() + ". ", True
+                continue
+            if t.i - 1 in {marks[k + 1] for k in asides} and t.is_punct:
+                text = text.rstrip()  # "... in Oslo - , and": the aside's closing dash gone
+            word = t.text_with_ws if t.i not in {marks[k + 1] for k in asides} else ""
+            text += word[:1].upper() + word[1:] if cap and word else word
+            cap = cap and not word
+        text = text.rstrip()
+        for k in asides:
+            aside = "".join(doc[i].text_with_ws for i in range(marks[k] + 1, marks[k + 1])).strip()
+            text = (text if text[-1:] in ".!?" else text + ".") + " " + aside[:1].upper() + aside[1:] + "."
+        out.append(text + sent[-1].whitespace_)
+    return "".join(out)
+
+
+OPENERS = {"that", "which", "who", "whom", "whose", "because", "since", "so", "as", "if", "when", "while", "although",
+           "though", "whereas", "unless", "until", "where"}  # fmt: skip
+
+
+def _sentence_like(doc, start: int, end: int) -> bool:
+    """Whether tokens start..end-1 can stand as a sentence: a verb with its subject among them, not opening
+    with a conjunction that makes it part of another ("- that I need a break", "- because it rained")."""
+    words = [t for t in doc[start:end] if not t.is_punct]
+    if not words or words[0].lower_ in OPENERS:
+        return False
+    return any(t.pos_ in ("VERB", "AUX") and t.dep_ not in ("relcl", "acl") and any(
+        c.dep_ in SUBJECTS and start <= c.i < end and c.lower_ not in RELATIVE_PRONOUNS for c in t.children)
+        for t in words)  # fmt: skip
+
+
 SUBORDINATORS = {"when", "while", "after", "before", "since", "once", "because", "if", "until", "whenever", "unless",
                  "although", "though", "as"}  # fmt: skip
 
@@ -757,9 +822,11 @@ def _name_of(token) -> str | None:
     return None
 
 
-def _describe(token, owner, role, name) -> str:
+def _describe(token, owner, role, name, of=None) -> str:
     if owner and role:
         return f"the user's {role}{' ' + name if name else ''}"
+    if of and role:
+        return f"{_possessive(of)} {token.lower_ if token.pos_ != 'PROPN' else token.text}{' ' + name if name else ''}"
     if name:
         return name
     mods = [t for t in token.lefts if t.dep_ in ("amod", "compound", "nummod") and t.i >= token.left_edge.i]
@@ -961,7 +1028,8 @@ def _join(doc, order: list[int], replace: dict[int, str], lead: str) -> str:
                 text = text[:1].lower() + text[1:]
         elif i == prev + 1 and not doc[prev].whitespace_ and i not in replace and prev not in replace:
             sep = ""  # as written: "Nils's", "don't", "XK29-PLQ7"
-        elif (t.is_punct and t.text not in ("(", "[", "“", '"')) or (i not in replace and t.text in ("n't", "'s")):
+        elif t.is_punct and t.text not in ("(", "[", "“", '"') and not (t.text in DASHES and doc[i - 1].whitespace_) \
+                or i not in replace and t.text in ("n't", "'s"):
             sep = ""
         else:
             sep = " "

@@ -289,3 +289,35 @@ def test_a_dropped_subject_and_the_listener_in_a_description(reader):
     [s] = read(reader, "I finally watched the film you suggested.").statements
     assert s.text == "The user finally watched the film the assistant suggested." and s.you.endswith("the film I suggested."), s
     assert read(reader, "Got it, thanks!").statements == []
+
+
+def test_sentences_run_together_with_a_dash_are_read_one_by_one(reader):
+    """"We bought the twins bikes - they're obsessed with them" was parsed as one clause reporting the other
+    and stored whole ("... bikes- they are obsessed"): a spaced dash between two sentences is a full stop."""
+    got = texts(read(reader, "We bought the twins new bikes for Christmas - they ride them every day."))
+    assert got[0] == "The user and their family bought the twins new bikes for Christmas.", got
+    assert not any("-" in t or "–" in t for t in got), got
+    got = texts(read(reader, "My nephew started at a new school – he already made three friends."))
+    assert got[0] == "The user's nephew started at a new school." and "three friends" in got[1], got
+
+
+def test_an_aside_between_dashes_is_said_after_the_sentence_it_interrupts(reader):
+    got = texts(read(reader, "My stepdad - he grew up in Glasgow - is retiring in May."))
+    assert "The user's stepdad grew up in Glasgow." in got, got
+    assert any(t.startswith("The user's stepdad is retiring in May") for t in got), got
+    # an aside that is no sentence stays where it is, spaced as written
+    got = texts(read(reader, "My godmother - the one who bakes - is coming for lunch."))
+    assert got and got[0].startswith("The user's godmother - the one who bakes - is coming"), got
+    # a dash before "because" or between numbers ends nothing
+    assert len(read(reader, "We cancelled the picnic - because it poured all morning.").statements) <= 1
+
+
+def test_someone_of_someone_keeps_whose_they_are_and_a_fiancee_is_one_person(reader):
+    """"My brother's wife is called Aino. She's ..." said "The wife Aino is ..." (whose wife lost), and the
+    tagger's plural for "fiancée" left "she" unresolved."""
+    got = texts(read(reader, "My uncle's partner is called Rosa, she makes pottery."))
+    assert got == ["The user's uncle's partner is called Rosa.", "The user's uncle's partner Rosa makes pottery."], got
+    got = texts(read(reader, "My fiancée is called Liisa. She teaches maths."))
+    assert got[-1] == "The user's fiancée Liisa teaches maths.", got
+    got = texts(read(reader, "My cousin's kids are triplets, they're four."))
+    assert got[-1] == "The user's cousin's kids are four.", got
