@@ -106,6 +106,7 @@ ASIDES = [
     (re.compile(r"\b(?:scratch\s+that|i\s+misspoke|my\s+bad|i\s+stand\s+corrected)\b[,:.;!]?", re.I), "correction"),
     (re.compile(r"^\s*(?:correction|update|quick\s+update)\s*[:,-]", re.I), "correction"),
 ]
+INFORMAL = [(re.compile(r"\b(g)onna\b", re.I), r"\1oing to"), (re.compile(r"\b(w)anna\b", re.I), r"\1ant to")]
 FAREWELL = re.compile(r"^\W*(?:bye|goodbye|good\s*night|night|see\s+you|see\s+ya|talk\s+(?:soon|later|tomorrow|to\s+you)|"
                       r"catch\s+you|ttyl|cya|take\s+care|later|good\s+(?:morning|afternoon|evening)|hello|hi|hey|hiya|"
                       r"howdy|namaste|cheers)\b", re.I)  # fmt: skip
@@ -177,6 +178,8 @@ class Reader:
                 text = pattern.sub(" ", text)
                 if cue:
                     reading.cues.add(cue)
+        for pattern, said in INFORMAL:  # "gonna" is tokenised "gon" + "na", a noun: "Friday's gonna be epic"
+            text = pattern.sub(said, text)
         doc = parse([re.sub(r"\s+", " ", text).strip()])[0]
         for repair in (_dash_between_sentences, _spelt_out, _comma_before_main):  # what the tagger misread, said so that it reads it right
             repaired = repair(doc)
@@ -356,6 +359,10 @@ class Reader:
         if not tokens:
             return
         subject = clause["inherited"] or subjects(head)
+        if not subject:  # "Saturday is going to be great": the tagger made the time a modifier, no subject
+            subject = [c for c in head.children if c.dep_ == "npadvmod" and c.pos_ in ("NOUN", "PROPN") and c.i < head.i
+                       and (head.lemma_ == "be" and head.i == c.right_edge.i + 1
+                            or any(a.dep_ == "aux" and a.i == c.right_edge.i + 1 for a in head.children))][:1]  # fmt: skip
         subj_words = {t.lower_ for s in subject for t in s.subtree}
         first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg", "advmod", "intj"))
                  and t.lower_ not in DISCOURSE | {"maybe", "perhaps", "please", "definitely", "really"}]  # fmt: skip
@@ -505,7 +512,7 @@ class Reader:
         pieces_order = sorted((in_clause - drop) | ({t.i for t in subj_tokens} if inherited else set()))
         introduced: set[int] = set()  # mentions already named in this statement (later pronouns stay pronouns)
         named_here: list[Mention] = []
-        user_named = False
+        user_named = bool(implied)  # "Just finished my thesis": the lead names the user, then "their"
         for i in pieces_order:
             t = doc[i]
             low = t.lower_
@@ -597,9 +604,13 @@ class Reader:
                                 and doc[pieces_order[0]].lower_ != "just"):  # fmt: skip
             pieces_order.pop(0)  # what a dropped negation left at the front: "Not Pip, sorry, ..."
         been = implied and any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children)  # "Been reading ..."
-        text3 = _join(doc, pieces_order, replace3, "The user has " if been else "The user is " if implied and head.tag_ == "VBG"
+        bare = implied and head.tag_ == "VBG" and not any(c.dep_ == "aux" for c in head.children)
+        aux = next((c for c in head.children if c.dep_ == "aux" and c.i < head.i), None) if implied else None
+        if aux is not None and aux.lower_ in ("was", "were"):  # "Was thinking of getting a dog": "you were"
+            replace3[aux.i], replace2[aux.i] = "was", "were"
+        text3 = _join(doc, pieces_order, replace3, "The user has " if been else "The user is " if bare
                       else "The user " if implied else "")  # fmt: skip
-        text2 = _join(doc, pieces_order, replace2, "You have " if been else "You are " if implied and head.tag_ == "VBG"
+        text2 = _join(doc, pieces_order, replace2, "You have " if been else "You are " if bare
                       else "You " if implied else "")  # fmt: skip
         if len(re.findall(r"\w+", text3)) < 3:
             return None

@@ -321,3 +321,25 @@ def test_someone_of_someone_keeps_whose_they_are_and_a_fiancee_is_one_person(rea
     assert got[-1] == "The user's fiancée Liisa teaches maths.", got
     got = texts(read(reader, "My cousin's kids are triplets, they're four."))
     assert got[-1] == "The user's cousin's kids are four.", got
+
+
+def test_gonna_and_wanna_are_read_as_going_to_and_want_to(reader):
+    """"gonna" is tokenised "gon" + "na" and tagged a noun: "Friday's gonna be epic" was stored "On <date>'s
+    gonna be epic.", "my brother's gonna move" kept a possessive."""
+    [s] = read(reader, "My nephew's gonna start university in September.").statements
+    assert s.text.startswith("The user's nephew is going to start university"), s.text
+    assert s.tense == "future"
+    assert read(reader, "Next week's gonna be hectic!").statements == []
+    [s] = read(reader, "I wanna visit Japan someday.").statements
+    assert s.text.startswith("The user wants to visit Japan"), s.text
+
+
+def test_a_time_said_as_a_subject_and_a_dropped_subject_with_its_auxiliary(reader):
+    """"Saturday is going to be great" has no subject in the parse (the time a modifier): it was stored "The user
+    is Saturday is going to be great."; "Was thinking of ..." became "The user is was thinking"."""
+    for said in ("Sunday's gonna be lovely.", "This morning was brilliant.", "Friday is going to be so good!"):
+        assert read(reader, said).statements == [], said
+    [s] = read(reader, "Was planning to visit Porto in the spring.").statements
+    assert s.text.startswith("The user was planning to visit Porto") and s.you.startswith("You were planning"), s
+    [s] = read(reader, "Just repainted my bedroom.").statements
+    assert s.text == "The user just repainted their bedroom.", s.text
