@@ -124,7 +124,7 @@ class Mention:
             return
         self.name = name
         if self.role and name not in self.phrase:
-            whose = "the user's" if self.owner == "user" else _possessive(self.of) if self.of else "the"
+            whose = "the user's" if self.owner == "user" else possessive_form(self.of) if self.of else "the"
             self.phrase = f"{whose} {self.role} {name}"
 
 
@@ -207,5 +207,6 @@ class Resolver:
         return None
 
 
-def _possessive(phrase: str) -> str:
+def possessive_form(phrase: str) -> str:
+    """"the user's brother" -> "the user's brother's", "the twins" -> "the twins'", "Nils" -> "Nils's"."""
     return phrase + ("'" if phrase.endswith("s") and not phrase[:1].isupper() else "'s")

@@ -47,6 +47,7 @@ from memory.mentions import (
     Resolver,
     gender_of,
     kind_of,
+    possessive_form,
 )
 from memory.questions import said_in_past
 from memory.times import placed, resolve
@@ -569,7 +570,7 @@ class Reader:
                     continue  # "Liv is in her second year": already named, the pronoun reads well
                 introduced.add(id(m))
                 possessive = t.tag_ == "PRP$" or low in ("his", "its", "their", "hers", "theirs")
-                ref = _possessive(m.short()) if possessive else (m.phrase if t.dep_ in SUBJECTS else m.short())
+                ref = possessive_form(m.short()) if possessive else (m.phrase if t.dep_ in SUBJECTS else m.short())
                 replace3[i] = ref
                 replace2[i] = ref.replace("the user's", "your")
                 if t.dep_ in SUBJECTS and m.plural:
@@ -728,6 +729,7 @@ def _dash_between_sentences(doc) -> str:
         if not asides and not stops:
             out.append(sent.text_with_ws)
             continue
+        closing = {marks[k + 1] for k in asides}
         text, cap = "", False
         for t in sent:
             if t.i in moved:
@@ -735,9 +737,9 @@ def _dash_between_sentences(doc) -> str:
             if t.i in stops:
                 text, cap = text.rstrip() + ". ", True
                 continue
-            if t.i - 1 in {marks[k + 1] for k in asides} and t.is_punct:
+            if t.i - 1 in closing and t.is_punct:
                 text = text.rstrip()  # "... in Oslo - , and": the aside's closing dash gone
-            word = t.text_with_ws if t.i not in {marks[k + 1] for k in asides} else ""
+            word = t.text_with_ws if t.i not in closing else ""
             text += word[:1].upper() + word[1:] if cap and word else word
             cap = cap and not word
         text = text.rstrip()
@@ -837,16 +839,12 @@ def _describe(token, owner, role, name, of=None) -> str:
     if owner and role:
         return f"the user's {role}{' ' + name if name else ''}"
     if of and role:
-        return f"{_possessive(of)} {token.lower_ if token.pos_ != 'PROPN' else token.text}{' ' + name if name else ''}"
+        return f"{possessive_form(of)} {token.lower_ if token.pos_ != 'PROPN' else token.text}{' ' + name if name else ''}"
     if name:
         return name
     mods = [t for t in token.lefts if t.dep_ in ("amod", "compound", "nummod") and t.i >= token.left_edge.i]
     words = " ".join([t.text for t in mods] + [token.text])
     return f"the {words}" if token.pos_ != "PROPN" else words
-
-
-def _possessive(phrase: str) -> str:
-    return phrase + ("'" if phrase.endswith("s") and not phrase[:1].isupper() else "'s")
 
 
 def _lemma(token) -> str:
