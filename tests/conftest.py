@@ -4,12 +4,34 @@ environment, except the shared model cache."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
 
 from memory.store import Store
 from sleeptrain_agent.config import load_settings, model_dir
+
+
+class _SnapshotLoggers(dict):
+    """`logging`'s table of loggers, whose `values()` is a copy taken at once.
+
+    pytest's log capture walks `loggerDict.values()` as each test phase starts, without logging's lock;
+    a daemon thread a fixture started (the hippocampus loading spaCy, the standby trainer's start)
+    imports modules that add loggers meanwhile, and the phase failed with "dictionary changed size
+    during iteration" (CI, test_api.py). Copying a dict's values is one C call: no thread runs within."""
+
+    def values(self):
+        return list(super().values())
+
+
+def pytest_configure(config):
+    manager = logging.Logger.manager
+    logging._acquireLock()
+    try:
+        manager.loggerDict = _SnapshotLoggers(manager.loggerDict)
+    finally:
+        logging._releaseLock()
 
 
 def pytest_addoption(parser):
