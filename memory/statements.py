@@ -50,7 +50,7 @@ from memory.mentions import (
     possessive_form,
 )
 from memory.questions import said_in_past
-from memory.times import placed, resolve
+from memory.times import MONTHS, placed, resolve
 
 SUBJECTS = ("nsubj", "nsubjpass", "csubj", "expl")
 FIRST = {"i": "the user", "me": "the user", "my": "the user's", "mine": "the user's", "myself": "themselves"}
@@ -123,6 +123,9 @@ FACTIVE = {"because", "since", "although", "though", "now that"}
 CAUSATIVE = {"make", "let", "have", "help", "see", "watch", "hear", "feel", "get", "want", "need", "like", "love", "hate",
              "keep", "leave", "find", "consider"}  # their clause complement belongs to them ("make me feel calm")
 THIRD_OBJECTS = {"him", "her", "them", "his", "their", "hers", "theirs"}
+LISTENER = {"you", "your", "yours", "ya", "u"}
+INTENDING = {"hope", "mean", "wish", "plan", "intend"}  # with a plan in its to-clause: "Was hoping to ..."
+SAYING = {"say", "write", "type", "tell", "ask", "put", "spell"}  # "I meant to say Tuesday": a correction
 # nouns that carry no fact on their own: "going for my dreams", "that's the spirit", "appreciate your support"
 ABSTRACT = {"dream", "support", "luck", "spirit", "side", "memory", "word", "kindness", "help", "advice", "vibe",
             "energy", "hug", "wish", "best", "success", "journey", "thought", "feeling", "joy", "love", "fun",
@@ -375,6 +378,7 @@ class Reader:
             reading.cues.add("explicit")
             return
         went = lemma == "get" and any(c.lower_ in ("back", "home", "from", "to", "into") for c in head.children)
+        went = went or _intends(head)
         if not subject and lemma in REACTION_VERBS | {"wait", "let"} and first and head == first[0] and not went \
                 or lemma == "let" \
                 or head.head.lemma_.lower() == "let" and head.dep_ in ("conj", "ccomp", "xcomp"):  # fmt: skip
@@ -397,7 +401,8 @@ class Reader:
                 return
             reading.rejected.append(Rejected(_span(tokens), "instruction", "an instruction to the agent, not a fact"))
             return
-        if subj_words <= {"i"} and head.lemma_ in ("be", "get", "mean", "misspeak") and _is_remark(head):
+        if subj_words <= {"i"} and head.lemma_ in ("be", "get", "mean", "misspeak") and _is_remark(head) \
+                and not _intends(head):  # "Been meaning to learn Portuguese": no "I meant"
             reading.cues.add("correction")
             return
         subject_tokens = [t for s in subject for t in s.subtree]
@@ -580,6 +585,8 @@ class Reader:
                     user_named = True
         if speaker:  # "I ride" -> "the user rides"; "I'm" -> "the user is"
             agree = [c for c in head.children if c.dep_ in ("aux", "auxpass") and c.i in in_clause]
+            agree = sorted(agree + [g for c in agree for g in c.children if g.dep_ == "aux" and g.i in in_clause],
+                           key=lambda t: t.i)  # "I've been meaning": "'ve" hangs from "been"
             for t in (agree[:1] or [head]):
                 replace3[t.i] = _third(t)
                 if t.lower_ in ("am", "'m", "was"):
@@ -929,6 +936,8 @@ def _vocative(t) -> bool:
     doc = t.doc
     before = doc[t.i - 1] if t.i > t.sent.start else None
     after = doc[t.i + 1] if t.i + 1 < t.sent.end else None
+    if t.dep_ == "conj" and before is not None and before.dep_ == "cc" and not _vocative(t.head):
+        return False  # "are called Miso and Tofu": a name of the pair, not someone spoken to
     edge_before = before is None or before.is_punct or before.dep_ == "intj" or before.lower_ in DISCOURSE
     edge_after = after is None or after.is_punct
     return edge_before and edge_after and t.dep_ in ("npadvmod", "intj", "appos", "dobj", "attr", "nsubj", "ROOT", "conj", "dep")
@@ -980,6 +989,16 @@ def _reaction(head, tokens, subject) -> bool:
         if not extra:
             return True  # "I'm so happy for you", "I'm glad" (but "I'm so thankful to have them" is about someone)
     return False
+
+
+def _intends(head) -> bool:
+    """"Was hoping to finish the quilt by Christmas", "Been meaning to learn Portuguese": a plan with its
+    subject dropped, which names what is planned (but "Hope to see you soon" is a greeting)."""
+    if head.lemma_.lower() not in INTENDING:
+        return False
+    plans = [c for c in head.children if c.dep_ == "xcomp" and c.pos_ in ("VERB", "AUX") and c.lemma_ not in SAYING]
+    return any(t.pos_ in ("NOUN", "PROPN", "NUM") and t.lower_ not in LIGHT and t.head.lower_ not in LISTENER
+               and t.lower_ not in LISTENER for p in plans for t in p.subtree if t.i != p.i)  # fmt: skip
 
 
 def _activity(token) -> bool:
@@ -1093,8 +1112,9 @@ def _finish(text: str) -> str:
 
 def _value_type(tokens) -> str:
     ents = {t.ent_type_ for t in tokens if t.ent_type_}
-    if ents & {"DATE", "TIME"}:
-        return "date"
+    if ents & {"DATE", "TIME"} or any(t.lower_ in MONTHS and t.pos_ == "PROPN" and any(
+            x.like_num for x in (t.nbor(-1) if t.i else t, t.nbor(1) if t.i + 1 < len(t.doc) else t)) for t in tokens):  # fmt: skip
+        return "date"  # "16 May", "May 16": the tagger found no date in "moved to 16 May"
     if ents & {"CARDINAL", "QUANTITY", "MONEY", "PERCENT"} or any(t.like_num for t in tokens):
         return "number"
     if any(_names_a_person(t) or partnered(t) for t in tokens):

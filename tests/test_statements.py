@@ -343,3 +343,34 @@ def test_a_time_said_as_a_subject_and_a_dropped_subject_with_its_auxiliary(reade
     assert s.text.startswith("The user was planning to visit Porto") and s.you.startswith("You were planning"), s
     [s] = read(reader, "Just repainted my bedroom.").statements
     assert s.text == "The user just repainted their bedroom.", s.text
+
+
+@pytest.mark.parametrize(("said", "start"), [
+    ("Was hoping to finish the quilt before Christmas.", "The user was hoping to finish the quilt"),
+    ("Been meaning to learn Portuguese for ages.", "The user has been meaning to learn Portuguese"),
+    ("Hoping to get a promotion this year.", "The user is hoping to get a promotion"),
+    ("I've been meaning to fix the fence since spring.", "The user has been meaning to fix the fence"),
+])
+def test_a_plan_hoped_or_meant_is_kept_with_its_subject_dropped_or_not(reader, said, start):
+    """"Was hoping to ..." was a reaction (hope), "Been meaning to ..." the remark "I meant"; "'ve" hangs
+    from "been" and was left "have" ("The user have been meaning")."""
+    [s] = read(reader, said).statements
+    assert s.text.startswith(start), s.text
+
+
+@pytest.mark.parametrize("said", ["Hope to see you soon!", "Hope you had a great weekend.", "Hope to visit your new flat soon."])
+def test_a_hope_about_the_listener_is_still_a_greeting(reader, said):
+    assert read(reader, said).statements == [], said
+
+
+def test_meaning_to_say_something_else_is_still_a_correction(reader):
+    reading = read(reader, "Sorry, I meant to write Oslo.")
+    assert reading.statements == [] and "correction" in reading.cues
+
+
+@pytest.mark.parametrize(("said", "names"), [("The two kittens are called Miso and Tofu.", "Miso and Tofu"),
+                                             ("My twins are named Ada and Ben.", "Ada and Ben")])
+def test_two_names_given_together_are_both_kept(reader, said, names):
+    """The second name after "and" at the end of the sentence was taken for someone spoken to and dropped."""
+    [s] = read(reader, said).statements
+    assert s.value == names and s.text.endswith((f"called {names}.", f"named {names}.")), s
