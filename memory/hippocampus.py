@@ -50,6 +50,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from memory import kinds
 from memory.answers import norm, words
 from memory.embeddings import Embedder
 from memory.extractor import guard
@@ -252,7 +253,9 @@ class Hippocampus:
                     frame in KNOWN_FRAMES and _relation_key(m.get("relation")) in KNOWN_FRAMES and not same_frame) and (
                     (same_entity or both_user and m.get("value")) and sim >= self.settings.correction_similarity
                     or both_user and same_frame and same_time
-                    or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5):  # fmt: skip
+                    or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5
+                    or verdict.change and fact.value_type == meta.get("value_type") == "date"
+                    and _names_event_of(fact.subject, m["text"])):  # fmt: skip
                 priority = 2
             if priority and (best is None or (priority, sim) > best[:2]):
                 best = (priority, sim, i)
@@ -312,6 +315,18 @@ def _nouns(text: str) -> frozenset[str]:
     """The lemmas of the nouns a statement says, other than light ones ("thing", "time")."""
     return frozenset(t.lemma_.lower() for t in parse([text])[0] if t.pos_ in ("NOUN", "PROPN") and t.lemma_.lower()
                      not in LIGHT and t.lower_ != "user")  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _verbs(text: str) -> frozenset[str]:
+    """The lemmas of the verbs a statement says."""
+    return frozenset(t.lemma_.lower() for t in parse([text])[0] if t.pos_ == "VERB")
+
+
+def _names_event_of(subject: str | None, text: str) -> bool:
+    """Whether `subject` is the event `text` tells of with a verb: "the wedding" of "... is getting married
+    on 14 February" (`kinds.event_of`), so that "The wedding got moved to 21 February" changes its date."""
+    return bool(subject) and any(kinds.event_of(n, v) for n in _nouns(subject) for v in _verbs(text))
 
 
 def _same_value(a: str | None, b: str | None) -> bool:

@@ -51,7 +51,7 @@ TOO_GENERAL = {"thing", "object", "whole", "entity", "artifact", "artefact", "de
                "article", "item", "piece", "system", "being", "form", "covering", "implement", "container",
                "creation", "work", "ware", "goods", "young", "offspring"}  # fmt: skip
 VERSION = "wordnet-3.0"
-SCHEMA = 13  # the table's layout or how it is computed: a new one is built when it changes
+SCHEMA = 14  # the table's layout or how it is computed: a new one is built when it changes
 # the groups `is_a` answers: synsets whose hyponyms (any sense of a noun) belong, or a lexicographer file
 # its most tagged sense is in
 GROUPS = {"time": "noun.time", "dwelling": ("dwelling.n.01", "housing.n.01"),
@@ -118,6 +118,14 @@ def phrasal(verb: str, particle: str) -> bool:
     return _key(f"{verb} {particle}") in _table()["phrasal"]
 
 
+def event_of(noun: str, verb: str) -> bool:
+    """Whether `noun` names the doing of `verb` (lemmas): "wedding" of "marry" (through "wed"), "flight"
+    of "fly", "meeting" of "meet". From WordNet's derivations of the noun's event and act senses,
+    and the verbs of the same sense as those it derives from. A change said of the event ("The wedding
+    got moved to 21 February") changes what was said with the verb ("... getting married on 14 February")."""
+    return _key(verb) in _table()["event"].get(_key(noun), ())
+
+
 def _key(noun: str) -> str:
     return noun.lower().replace(" ", "_")
 
@@ -131,6 +139,7 @@ def _table() -> dict:
             build(path)
         table = json.loads(path.read_text())
     return {"kind": table["kind"], "measure": table["measure"], "synonym": table["synonym"], "played": table["played"],
+            "event": {noun: set(verbs) for noun, verbs in table["event"].items()},
             "phrasal": set(table["phrasal"]), "makes": set(table["makes"]),
             **{g: set(table[g]) for g in GROUPS}}  # fmt: skip
 
@@ -221,7 +230,7 @@ def build(path: Path | None = None) -> Path:
         def count(word: str) -> int:  # how often SemCor tags `word` as a noun
             return sum(_tagged(s, word) for s in _senses(wn, word, "n"))
 
-        table: dict = {"kind": {}, "measure": {}, "synonym": {}, "played": {}, **{g: [] for g in GROUPS}}
+        table: dict = {"kind": {}, "measure": {}, "synonym": {}, "played": {}, "event": {}, **{g: [] for g in GROUPS}}
         played = [(word, wn.synset(name)) for word, name in PLAYED]
         table["phrasal"] = [v for v in wn.all_lemma_names(pos="v") if v.count("_") == 1]
         table["makes"] = [v for v in wn.all_lemma_names(pos="v")
@@ -248,6 +257,12 @@ def build(path: Path | None = None) -> Path:
                             key=lambda x: x.count(), default=None)  # fmt: skip
                 if other is not None and other.count() > count(lemma) and other.name().islower():
                     table["synonym"][lemma] = other.name()
+            verbs = {v.name().lower() for s in senses if s.lexname() in ("noun.event", "noun.act")
+                     for x in s.lemmas() if x.name().lower() == lemma
+                     for d in x.derivationally_related_forms() if d.synset().pos() == "v"
+                     for v in d.synset().lemmas()}  # fmt: skip
+            if verbs:
+                table["event"][lemma] = sorted(verbs)
             if best is not None and best.lexname() == GROUPS["time"]:
                 table["time"].append(lemma)
             for group, synsets in below.items():

@@ -152,6 +152,9 @@ def _no_refused_memories(store, items, ids):
     (["My nephew Ole is eleven."], "Ole turned twelve on Sunday.", "eleven", "twelve"),
     (["I'm flying to Madrid in June."], "Scratch that, I'm flying to Lisbon, not Madrid.", "Madrid", "Lisbon"),
     (["My favourite tea is oolong."], "My favourite tea is rooibos these days.", "oolong", "rooibos"),
+    (["My flight to Lisbon is on 3 March."], "They moved the flight to 5 March.", "3 March", "5 March"),
+    (["My cousin Ida is getting married on 9 May.", "I'm giving a toast at the wedding."],
+     "The wedding has been moved to 16 May.", "9 May", "16 May"),
 ])  # fmt: skip
 def test_corrections_in_several_phrasings_supersede_the_memory_they_change(store, hippo, before, after, old, new):
     for text in before:

@@ -113,3 +113,12 @@ def test_what_someone_plays_is_asked_by_what_is_played(say, question, absent):
     fact = next(v.fact for v in ExtractorJudge().judge(say, Context()) if v.fact is not None)
     asked = [qa.question for qa in ask(fact.model_dump())]
     assert question in asked and absent not in asked, asked
+
+
+@pytest.mark.parametrize(("noun", "verb", "expected"), [
+    ("wedding", "marry", True), ("flight", "fly", True), ("meeting", "meet", True), ("graduation", "graduate", True),
+    ("concert", "marry", False), ("wedding", "fly", False), ("dog", "walk", False),
+])  # fmt: skip
+def test_an_event_noun_names_the_doing_of_its_verb(noun, verb, expected):
+    """"The wedding got moved to 21 February" changes "... getting married on 14 February" (hippocampus)."""
+    assert kinds.event_of(noun, verb) is expected
