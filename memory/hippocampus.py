@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -58,6 +59,7 @@ from memory.language import parse
 from memory.mentions import LIGHT, Resolver
 from memory.statements import Reader
 from memory.store import Store
+from memory.times import MONTHS
 from memory.verdicts import Context, Fact, Verdict, single_valued
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ RELATION_KEYS = {"moved to": "lives in", "lives": "lives in", "live in": "lives 
                  "named": "name", "turn": "age", "is a": "occupation", "be born in": "born in"}  # fmt: skip
 
 
+_MONTH = "|".join(MONTHS)
+DAY_OF_MONTH = re.compile(rf"\b\d{{1,2}}(st|nd|rd|th)? (of )?({_MONTH})\b|\b({_MONTH}) \d{{1,2}}\b", re.I)
+WEEKDAY = r"(?:(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday),? (?:the )?)?"
 KNOWN_FRAMES = {"name", "lives in", "occupation", "works at", "age", "birthday", "born in", "born on", "grew up in",
                 "married to", "studies", "likes", "dislikes", "allergic to", "comes from", "fan of", "supports"}  # fmt: skip
 
@@ -188,7 +193,7 @@ class Hippocampus:
             return log_decision(turn_id=turn["id"], decision="REINFORCE", judge=judge, memory_id=existing["id"],
                                 importance=importance, reasons=reasons, scores=scores)  # fmt: skip
         if outcome == "CORRECT":
-            verdict = _inherit_subject(verdict, existing)
+            verdict = _inherit_subject(_redated(verdict, existing), existing)
         memory = self._add(turn, verdict, vector)
         if outcome == "CORRECT":
             self.store.update_memory(existing["id"], status="superseded", superseded_by=memory["id"])
@@ -253,10 +258,11 @@ class Hippocampus:
                     frame in KNOWN_FRAMES and _relation_key(m.get("relation")) in KNOWN_FRAMES and not same_frame) and (
                     (same_entity or both_user and m.get("value")) and sim >= self.settings.correction_similarity
                     or both_user and same_frame and same_time
-                    or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5
-                    or verdict.change and fact.value_type == meta.get("value_type") == "date"
-                    and _names_event_of(fact.subject, m["text"])):  # fmt: skip
+                    or verdict.change and fact.value_type in ("date", "place", "number") and sim >= 0.5):  # fmt: skip
                 priority = 2
+            elif verdict.change and fact.value_type == "date" and not same_value and (
+                    meta.get("value_type") == "date" or _dated(m["text"])) and _names_event_of(fact, m["text"]):
+                priority = 2  # "The meeting got pushed to 19 June" after "We're meeting the landlord on 12 June"
             if priority and (best is None or (priority, sim) > best[:2]):
                 best = (priority, sim, i)
         if best is None:
@@ -323,10 +329,19 @@ def _verbs(text: str) -> frozenset[str]:
     return frozenset(t.lemma_.lower() for t in parse([text])[0] if t.pos_ == "VERB")
 
 
-def _names_event_of(subject: str | None, text: str) -> bool:
-    """Whether `subject` is the event `text` tells of with a verb: "the wedding" of "... is getting married
-    on 14 February" (`kinds.event_of`), so that "The wedding got moved to 21 February" changes its date."""
-    return bool(subject) and any(kinds.event_of(n, v) for n in _nouns(subject) for v in _verbs(text))
+def _dated(text: str) -> bool:
+    """Whether a statement says a day of a month ("... meeting the landlord on Friday 12 June")."""
+    return bool(DAY_OF_MONTH.search(text))
+
+
+def _names_event_of(fact: Fact, text: str) -> bool:
+    """Whether the fact's subject or what it is about is the event `text` tells of: with a verb ("the
+    wedding" of "... is getting married on 14 February", `kinds.event_of`) or by name ("They moved the
+    flight to 5 March" of "My flight to Lisbon is on 3 March")."""
+    nouns = _nouns(fact.subject or "").union(*(_nouns(e) for e in fact.entities))
+    said = _nouns(text)
+    return any(kinds.event_of(n, v) for n in nouns for v in _verbs(text)) or any(
+        n in said and kinds.is_event(n) for n in nouns)
 
 
 def _same_value(a: str | None, b: str | None) -> bool:
@@ -453,6 +468,27 @@ class HippocampusWorker:
         timer = threading.Timer(self.settings.retry_delay_s, again)
         timer.daemon = True
         timer.start()
+
+
+def _redated(verdict: Verdict, existing: dict) -> Verdict:
+    """A new date said of an event ("The wedding got moved to 21 February") is the memory it changes with
+    its date changed ("The user's brother Nils is getting married on 21 February."): who marries stays
+    with it, and the questions asked of it are still "When is my brother getting married?"."""
+    fact = verdict.fact
+    new = DAY_OF_MONTH.search(fact.value or "")
+    if fact.value_type != "date" or new is None or not _names_event_of(fact, existing["text"]):
+        return verdict
+    old_date = re.compile(WEEKDAY + DAY_OF_MONTH.pattern, re.I)  # "Friday 12 June": the weekday goes too
+    meta = existing.get("meta") or {}
+    text = old_date.sub(new.group(0), existing["text"], count=1)
+    if text == existing["text"]:
+        return verdict
+    dated = DAY_OF_MONTH.fullmatch(existing.get("value") or "") is not None
+    update = {"text": text, "subject": existing.get("subject") or fact.subject, "relation": existing.get("relation"),
+              "value": new.group(0) if dated else existing.get("value"), "entities": meta.get("entities") or fact.entities,
+              "value_type": "date" if dated else meta.get("value_type"),
+              "you": old_date.sub(new.group(0), meta["you"], count=1) if meta.get("you") else None}  # fmt: skip
+    return verdict.model_copy(update={"fact": fact.model_copy(update=update)})
 
 
 def _inherit_subject(verdict: Verdict, existing: dict) -> Verdict:

@@ -126,6 +126,12 @@ def event_of(noun: str, verb: str) -> bool:
     return _key(verb) in _table()["event"].get(_key(noun), ())
 
 
+def is_event(noun: str) -> bool:
+    """Whether `noun` names an event or act something is done in (`event_of` knows its verbs): "flight",
+    "exam", "wedding"."""
+    return _key(noun) in _table()["event"]
+
+
 def _key(noun: str) -> str:
     return noun.lower().replace(" ", "_")
 

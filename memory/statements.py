@@ -76,7 +76,7 @@ REPORT = {"think", "believe", "guess", "suppose", "reckon", "feel", "know", "say
 META = {"say", "mention", "tell", "repeat", "clarify", "explain", "ask", "wonder"}
 EXPLICIT = {"remember", "note", "memorize", "memorise"}
 CHANGE_VERBS = {"move", "switch", "change", "relocate", "transfer", "turn", "become", "reschedule", "swap", "shift",
-                "postpone", "convert"}  # fmt: skip
+                "postpone", "convert", "delay", "rebook", "push"}  # fmt: skip
 CORRECTION_WORDS = {"actually", "correction", "sorry", "oops", "instead", "anymore", "longer", "wrong", "misspoke",
                     "meant", "scratch", "rather"}  # fmt: skip
 PREFERENCE = {"like": "likes", "love": "likes", "enjoy": "likes", "adore": "likes", "prefer": "prefers",

@@ -389,3 +389,28 @@ def test_who_someone_is_to_others_is_no_job_that_a_job_corrects(store, hippo):
     [second] = say(store, hippo, "I work as a pharmacist.")
     assert first["decision"] == "STORE" and second["decision"] == "STORE", (first, second)
     assert {m["relation"] for m in store.memories(status="pending")} == {"is", "occupation"}
+
+
+@pytest.mark.parametrize(("before", "after", "memory"), [
+    ("We're meeting the landlord on Friday 12 June.", "The meeting got pushed to 19 June.",
+     "The user and their family are meeting the landlord on 19 June."),
+    ("My cousin Ida is getting married on 9 May.", "The wedding has been moved to 16 May.",
+     "The user's cousin Ida is getting married on 16 May."),
+    ("My flight to Lisbon is on 3 March.", "They moved the flight to 5 March.", "The user's flight to Lisbon is on 5 March."),
+])  # fmt: skip
+def test_a_new_date_said_of_an_event_redates_the_memory_of_it(store, hippo, before, after, memory):
+    """The event named by a noun ("the wedding", "the meeting") or by the verb it comes from ("getting
+    married"): the memory that changes keeps who and what (was "The meeting got pushed to 19 June." alone,
+    or a memory of its own beside the old date)."""
+    say(store, hippo, before)
+    [corrected] = [d for d in say(store, hippo, after) if d["decision"] == "CORRECT"]
+    new = store.memory(corrected["memory_id"])
+    assert new["text"] == memory and store.memory(corrected["supersedes"])["status"] == "superseded"
+    assert new["meta"]["you"].startswith(("You", "Your")) and new["meta"]["you"].endswith(memory.split(" on ")[-1])
+
+
+def test_another_event_s_new_date_changes_nothing(store, hippo):
+    say(store, hippo, "My brother Nils is getting married on 14 February.")
+    rows = say(store, hippo, "My dentist appointment got moved to 3 March.")
+    assert [d["decision"] for d in rows] == ["STORE"], rows
+    assert len(store.memories(status="pending", user="alice")) == 2

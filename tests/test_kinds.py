@@ -122,3 +122,9 @@ def test_what_someone_plays_is_asked_by_what_is_played(say, question, absent):
 def test_an_event_noun_names_the_doing_of_its_verb(noun, verb, expected):
     """"The wedding got moved to 21 February" changes "... getting married on 14 February" (hippocampus)."""
     assert kinds.event_of(noun, verb) is expected
+
+
+@pytest.mark.parametrize(("noun", "expected"), [("flight", True), ("meeting", True), ("wedding", True), ("dog", False),
+                                                ("kitchen", False)])  # fmt: skip
+def test_an_event_noun_is_known_as_one(noun, expected):
+    assert kinds.is_event(noun) is expected
