@@ -72,7 +72,8 @@ def _repaired(doc):
       root, the -ing form its complement (xcomp), as the same model parses "She hates doing the dishes".
     - A title after "is" that the tagger reads as words ("My favourite film is Spirited Away": an
       adjective and an adverb, no complement; "... show is Breaking Bad": *is* an auxiliary of
-      *Breaking*) becomes one name, the copula's complement (attr)."""
+      *Breaking*) becomes one name, the copula's complement (attr).
+    - A capitalised "plural" with "'s" is a name ending in -s: "Nils's fiancée" was the noun *nil*."""
     from lemminflect import getLemma
 
     doc = _titles_merged(doc)
@@ -82,6 +83,10 @@ def _repaired(doc):
             lemmas = getLemma(t.lower_, upos="VERB")
             if lemmas and t.lemma_.lower() not in lemmas:
                 t.lemma_ = lemmas[0]
+    for t in doc:  # "Nils's fiancée": a plural takes a bare apostrophe ("the kids'"), so this is a name
+        if t.tag_ == "NNS" and t.is_title and t.i + 1 < len(doc) and doc[t.i + 1].tag_ == "POS" and \
+                doc[t.i + 1].text in ("'s", "’s"):  # fmt: skip
+            t.pos_, t.tag_, t.lemma_ = "PROPN", "NNP", t.text
     for t in doc:
         verb = t.head
         if t.dep_ != "aux" or t.lemma_.lower() in AUXILIARIES or t.tag_ not in ("VBZ", "VBP", "VBD") or \

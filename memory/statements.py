@@ -1150,8 +1150,11 @@ def _names_a_place(token) -> bool:
 
 
 def _names_a_person(token) -> bool:
-    """A name given to a person ("a woman called Ingrid": the tagger says a building)."""
+    """A name given to a person ("a woman called Ingrid", "Nils's fiancée is called Aino": the tagger says a
+    building)."""
     noun = _naming_noun(token)
+    if noun is None and token.pos_ == "PROPN" and token.dep_ in ("oprd", "attr") and token.head.lemma_ in ("call", "name"):
+        noun = next((c for c in token.head.children if c.dep_ in ("nsubjpass", "nsubj") and c.pos_ == "NOUN"), None)
     return noun is not None and kind_of(noun.lemma_) == "person"
 
 
@@ -1305,6 +1308,8 @@ def _structure(head, clause, subject, first_person, mentions, resolved, doc, kee
     value_type = _value_type(value_tokens) if value_tokens else None
     if relation == "age" and value_type == "date":  # "turns seven next week": spaCy's date holds the age
         value_type = "number"
+    if relation == "name" and value_type == "place":  # "My dog is called Aino": the tagger says a building
+        value_type = "name"
     return {"subject": subj_name, "relation": relation, "value": value, "value_type": value_type}
 
 

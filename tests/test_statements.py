@@ -374,3 +374,12 @@ def test_two_names_given_together_are_both_kept(reader, said, names):
     """The second name after "and" at the end of the sentence was taken for someone spoken to and dropped."""
     [s] = read(reader, said).statements
     assert s.value == names and s.text.endswith((f"called {names}.", f"named {names}.")), s
+
+
+def test_a_name_ending_in_s_with_an_apostrophe_s_is_a_name_and_names_given_are_no_places(reader):
+    """"Nils's" was tagged the plural of a noun *nil* (its mention "nil"); "Aino", which the tagger calls a
+    building, is the name of a fiancée (a person) or of a dog (a name), never a place."""
+    [s] = read(reader, "Nils's fiancée is called Aino.").statements
+    assert "nils" in s.entities and "nil" not in s.entities and s.value_type == "person", s
+    [s] = read(reader, "My dog is called Aino.").statements
+    assert s.value == "Aino" and s.value_type == "name", s
