@@ -365,7 +365,7 @@ class Reader:
         subject = clause["inherited"] or subjects(head)
         if not subject:  # "Saturday is going to be great": the tagger made the time a modifier, no subject
             subject = [c for c in head.children if c.dep_ == "npadvmod" and c.pos_ in ("NOUN", "PROPN") and c.i < head.i
-                       and (head.lemma_ == "be" and head.i == c.right_edge.i + 1
+                       and ((head.lemma_ == "be" or head.tag_ == "VBZ") and head.i == c.right_edge.i + 1
                             or any(a.dep_ == "aux" and a.i == c.right_edge.i + 1 for a in head.children))][:1]  # fmt: skip
         subj_words = {t.lower_ for s in subject for t in s.subtree}
         first = [t for t in tokens if not t.is_punct and not (t.head == head and t.dep_ in ("aux", "neg", "advmod", "intj"))
@@ -406,7 +406,7 @@ class Reader:
             reading.cues.add("correction")
             return
         subject_tokens = [t for s in subject for t in s.subtree]
-        if any(t.ent_type_ in ("DATE", "TIME") for t in subject_tokens) and all(
+        if any(t.ent_type_ in ("DATE", "TIME") and t.pos_ != "PRON" for t in subject_tokens) and all(
                 t.ent_type_ in ("DATE", "TIME") or t.is_stop for t in subject_tokens):  # fmt: skip
             reading.rejected.append(Rejected(_span(tokens), "smalltalk", "about a time, with nothing else to keep"))
             return  # "Next Friday works."
@@ -611,7 +611,8 @@ class Reader:
                                 or doc[pieces_order[0]].lower_ in DISCOURSE and pieces_order[0] not in replace3
                                 and doc[pieces_order[0]].lower_ != "just"):  # fmt: skip
             pieces_order.pop(0)  # what a dropped negation left at the front: "Not Pip, sorry, ..."
-        been = implied and any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children)  # "Been reading ..."
+        been = implied and (head.lower_ == "been" or any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children))
+        # "Been reading ...", "Been vegetarian since 2015"
         bare = implied and head.tag_ == "VBG" and not any(c.dep_ == "aux" for c in head.children)
         aux = next((c for c in head.children if c.dep_ == "aux" and c.i < head.i), None) if implied else None
         if aux is not None and aux.lower_ in ("was", "were"):  # "Was thinking of getting a dog": "you were"
@@ -931,7 +932,7 @@ def _vocative(t) -> bool:
     if not name_like or t.ent_type_ not in ("PERSON", "ORG", "") or any(
             c.dep_ in ("poss", "case", "appos", "compound") for c in t.children):  # fmt: skip
         return False  # "my home country, Sweden", "Oscar, my guinea pig" are not addresses
-    if t.dep_ == "appos" and t.head.pos_ in ("NOUN", "PROPN"):
+    if t.dep_ == "appos" and t.head.pos_ in ("NOUN", "PROPN", "ADJ", "NUM"):  # "Our youngest, Theo, starts ..."
         return False
     doc = t.doc
     before = doc[t.i - 1] if t.i > t.sent.start else None

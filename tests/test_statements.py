@@ -383,3 +383,20 @@ def test_a_name_ending_in_s_with_an_apostrophe_s_is_a_name_and_names_given_are_n
     assert "nils" in s.entities and "nil" not in s.entities and s.value_type == "person", s
     [s] = read(reader, "My dog is called Aino.").statements
     assert s.value == "Aino" and s.value_type == "name", s
+
+
+@pytest.mark.parametrize(("said", "text"), [
+    ("Our youngest, Theo, starts school in September.", "The user's youngest, Theo, starts school in September."),
+    ("Been vegetarian since 2015.", "The user has been vegetarian since 2015."),
+    ("I teach year 6 at a primary school in Bristol.", "The user teaches year 6 at a primary school in Bristol."),
+])  # fmt: skip
+def test_a_name_beside_a_nominal_adjective_a_dropped_been_and_an_i_the_tagger_dated(reader, said, text):
+    """Theo was taken for someone spoken to ("The user's youngest,, starts ..."); "Been vegetarian" was
+    "The user been"; the entity recogniser made "I teach year 6" a date, and the sentence was about a time."""
+    [s] = read(reader, said).statements
+    assert s.text == text, s.text
+
+
+@pytest.mark.parametrize("said", ["Next Friday works.", "Tuesday suits me."])
+def test_a_time_that_suits_is_small_talk(reader, said):
+    assert read(reader, said).statements == [], said
