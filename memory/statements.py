@@ -76,7 +76,8 @@ REPORT = {"think", "believe", "guess", "suppose", "reckon", "feel", "know", "say
 META = {"say", "mention", "tell", "repeat", "clarify", "explain", "ask", "wonder"}
 EXPLICIT = {"remember", "note", "memorize", "memorise"}
 CHANGE_VERBS = {"move", "switch", "change", "relocate", "transfer", "turn", "become", "reschedule", "swap", "shift",
-                "postpone", "convert", "delay", "rebook", "push"}  # fmt: skip
+                "postpone", "convert", "delay", "rebook"}  # fmt: skip
+PUT_OFF = {"push", "bump", "bring", "put"}  # changes with "to", "back" or "forward": "got pushed to 19 June"
 CORRECTION_WORDS = {"actually", "correction", "sorry", "oops", "instead", "anymore", "longer", "wrong", "misspoke",
                     "meant", "scratch", "rather"}  # fmt: skip
 PREFERENCE = {"like": "likes", "love": "likes", "enjoy": "likes", "adore": "likes", "prefer": "prefers",
@@ -126,6 +127,9 @@ THIRD_OBJECTS = {"him", "her", "them", "his", "their", "hers", "theirs"}
 LISTENER = {"you", "your", "yours", "ya", "u"}
 INTENDING = {"hope", "mean", "wish", "plan", "intend"}  # with a plan in its to-clause: "Was hoping to ..."
 SAYING = {"say", "write", "type", "tell", "ask", "put", "spell"}  # "I meant to say Tuesday": a correction
+# what "it" was, said with "it" dropped: "Must have been quite an adventure", "Been a blast"
+EXPERIENCES = {"experience", "blast", "ride", "adventure", "treat", "relief", "shame", "pity", "challenge", "struggle",
+               "rollercoaster", "nightmare", "dream", "game-changer", "lifesaver", "age", "ages", "forever", "while"}  # fmt: skip
 # nouns that carry no fact on their own: "going for my dreams", "that's the spirit", "appreciate your support"
 ABSTRACT = {"dream", "support", "luck", "spirit", "side", "memory", "word", "kindness", "help", "advice", "vibe",
             "energy", "hug", "wish", "best", "success", "journey", "thought", "feeling", "joy", "love", "fun",
@@ -405,6 +409,11 @@ class Reader:
                 and not _intends(head):  # "Been meaning to learn Portuguese": no "I meant"
             reading.cues.add("correction")
             return
+        if not subject and head.lemma_ == "be" and head.lower_ == "been" and any(
+                c.dep_ in ("attr", "npadvmod") and (is_a(c.lemma_, "time") or {c.lemma_, c.lower_} & ABSTRACT | EXPERIENCES)
+                for c in head.children):  # fmt: skip
+            reading.rejected.append(Rejected(_span(tokens), "smalltalk", "about how something was, not the user"))
+            return  # "Been a week since my last lesson", "Must have been quite an adventure": "it" dropped
         subject_tokens = [t for s in subject for t in s.subtree]
         if any(t.ent_type_ in ("DATE", "TIME") and t.pos_ != "PRON" for t in subject_tokens) and all(
                 t.ent_type_ in ("DATE", "TIME") or t.is_stop for t in subject_tokens):  # fmt: skip
@@ -611,7 +620,7 @@ class Reader:
                                 or doc[pieces_order[0]].lower_ in DISCOURSE and pieces_order[0] not in replace3
                                 and doc[pieces_order[0]].lower_ != "just"):  # fmt: skip
             pieces_order.pop(0)  # what a dropped negation left at the front: "Not Pip, sorry, ..."
-        been = implied and (head.lower_ == "been" or any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children))
+        been = implied and (head.lower_ == "been" and not any(c.dep_ == "aux" for c in head.children) or any(c.dep_ == "aux" and c.lower_ == "been" for c in head.children))
         # "Been reading ...", "Been vegetarian since 2015"
         bare = implied and head.tag_ == "VBG" and not any(c.dep_ == "aux" for c in head.children)
         aux = next((c for c in head.children if c.dep_ == "aux" and c.i < head.i), None) if implied else None
@@ -642,7 +651,8 @@ class Reader:
             value=structure["value"], value_type=structure["value_type"], entities=entities, time=times, kind=kind,
             about_user=about_user, negated=negated, source=said,
             change=tense != "future" and (head.lemma_ in CHANGE_VERBS or any(
-                t.lemma_ in CHANGE_VERBS and t.dep_ not in CLAUSES for t in tokens if t.head == head)),
+                t.lemma_ in CHANGE_VERBS and t.dep_ not in CLAUSES for t in tokens if t.head == head)
+                or head.lemma_ in PUT_OFF and any(c.lower_ in ("to", "back", "forward") for c in head.children)),
             tense=tense,
         )  # fmt: skip
 

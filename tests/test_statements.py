@@ -400,3 +400,17 @@ def test_a_name_beside_a_nominal_adjective_a_dropped_been_and_an_i_the_tagger_da
 @pytest.mark.parametrize("said", ["Next Friday works.", "Tuesday suits me."])
 def test_a_time_that_suits_is_small_talk(reader, said):
     assert read(reader, said).statements == [], said
+
+
+@pytest.mark.parametrize("said", ["Must have been quite an adventure for the kids.", "Been a week since my last lesson.",
+                                  "Been ages!"])  # fmt: skip
+def test_what_it_has_been_with_it_dropped_is_small_talk(reader, said):
+    """"It" dropped before "been" was the user: "The user must have been quite an adventure ..."."""
+    assert read(reader, said).statements == [], said
+
+
+@pytest.mark.parametrize(("said", "change"), [("The meeting got pushed to 19 June.", True),
+                                              ("My sister pushed me to try the rowing club.", False)])  # fmt: skip
+def test_pushed_to_a_date_is_a_change_and_pushing_someone_is_not(reader, said, change):
+    [s] = read(reader, said).statements
+    assert s.change is change, s
