@@ -168,4 +168,7 @@ def topics(texts: list[str]) -> set[str]:
     for doc in parse(list(texts)):
         out |= {t.lemma_.lower() for t in doc if t.pos_ in _POS and t.lemma_.lower() not in _GENERIC}
         out |= {t.lower_ for t in doc if t.pos_ in _POS and t.lower_ not in _GENERIC}
+        # a name the parse made one token ("How long is Lake Virsa?": a title after "is") is its words too,
+        # as the statement says them ("Lake Virsa is about 40 kilometres long": lake, virsa)
+        out |= {w for t in doc if t.pos_ in _POS and " " in t.text for w in t.lower_.split() if w not in _GENERIC}
     return out

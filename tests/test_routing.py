@@ -133,6 +133,17 @@ def test_a_word_only_the_questions_use_routes_only_a_question_about_the_user(emb
     assert mine.adapter, mine
 
 
+def test_a_name_the_parse_made_one_token_still_names_the_memory(embedder, store):
+    """"How long is Lake Virsa?": the parse merges a title after "is" into one token, "lake virsa", which
+    shares no topic with the statement's "lake" and "virsa"; the question went to the base model at
+    similarity 1.0 to its own key (the natural profile's lake, both seeds)."""
+    lake = [store.add_memory(subject="Lake Fjellvik", relation="is", value="about 25 kilometres long",
+                             status="consolidated", text="Lake Fjellvik is about 25 kilometres long.")]  # fmt: skip
+    router = MemoryRouter(embedder, TEMPLATES, threshold=0.45)
+    [route] = router.route([ask("How long is Lake Fjellvik?")], lake)
+    assert route.adapter, route
+
+
 def test_without_memories_nothing_goes_to_the_adapter(embedder):
     route = MemoryRouter(embedder, TEMPLATES).route([ask("What is my dog called?")], [])[0]
     assert not route.adapter and route.similarity == 0.0
