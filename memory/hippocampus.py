@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -59,7 +58,7 @@ from memory.language import parse
 from memory.mentions import LIGHT, Resolver
 from memory.statements import Reader
 from memory.store import Store
-from memory.times import MONTHS
+from memory.times import DAY_OF_MONTH, WEEKDAY_AND_DAY
 from memory.verdicts import Context, Fact, Verdict, single_valued
 
 log = logging.getLogger(__name__)
@@ -69,9 +68,6 @@ RELATION_KEYS = {"moved to": "lives in", "lives": "lives in", "live in": "lives 
                  "named": "name", "turn": "age", "is a": "occupation", "be born in": "born in"}  # fmt: skip
 
 
-_MONTH = "|".join(MONTHS)
-DAY_OF_MONTH = re.compile(rf"\b\d{{1,2}}(st|nd|rd|th)? (of )?({_MONTH})\b|\b({_MONTH}) \d{{1,2}}\b", re.I)
-WEEKDAY = r"(?:(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday),? (?:the )?)?"
 KNOWN_FRAMES = {"name", "lives in", "occupation", "works at", "age", "birthday", "born in", "born on", "grew up in",
                 "married to", "studies", "likes", "dislikes", "allergic to", "comes from", "fan of", "supports"}  # fmt: skip
 
@@ -478,7 +474,7 @@ def _redated(verdict: Verdict, existing: dict) -> Verdict:
     new = DAY_OF_MONTH.search(fact.value or "")
     if fact.value_type != "date" or new is None or not _names_event_of(fact, existing["text"]):
         return verdict
-    old_date = re.compile(WEEKDAY + DAY_OF_MONTH.pattern, re.I)  # "Friday 12 June": the weekday goes too
+    old_date = WEEKDAY_AND_DAY  # "Friday 12 June": the weekday goes too
     meta = existing.get("meta") or {}
     text = old_date.sub(new.group(0), existing["text"], count=1)
     if text == existing["text"]:

@@ -20,6 +20,11 @@ RELATIVE = re.compile(
 )
 SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
 MONTHS = ("january february march april may june july august september october november december").split()
+_MONTH = "|".join(MONTHS)
+# a day of a month as people write it ("12 June", "3rd of August", "June 12"), and with its weekday before it
+DAY_OF_MONTH = re.compile(rf"\b\d{{1,2}}(st|nd|rd|th)? (of )?({_MONTH})\b|\b({_MONTH}) \d{{1,2}}\b", re.I)
+WEEKDAY_AND_DAY = re.compile(r"(?:(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday),? (?:the )?)?"
+                             + DAY_OF_MONTH.pattern, re.I)  # fmt: skip
 _IN_UNITS = re.compile(r"^in\s+(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|a few)\s+(day|week|month|year)s?$")
 _UNITS = ("week", "weekend", "month", "year")
 
